@@ -1,0 +1,103 @@
+# wahagate - build, test, demo, benchmark.
+#
+#   make                 build build/wahagate
+#   make test            unit tests (cmocka) and integration tests (pytest)
+#   make sanitize        the same tests against an ASan+UBSan build
+#                        (also: make test SANITIZE=1)
+#   make demo            install what is missing, build, run with the simulator
+#   make bench           wrk against /api/waha/status, with upstream calls and RSS
+#   make lint / format   cppcheck + clang-tidy / clang-format
+#   make deps            install the Debian packages (scripts/install-deps.sh)
+#   V=1                  show the full commands
+#   BUILD=dir            build somewhere else than build/ (build/sanitize)
+
+VERSION := $(shell cat VERSION)
+PYTHON  := /usr/bin/python3
+
+ifeq ($(SANITIZE),1)
+BUILD    ?= build/sanitize
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else
+BUILD    ?= build
+SANFLAGS :=
+endif
+
+PKGS    := libevent json-c inih libcurl libcrypto
+CC      ?= cc
+CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Wshadow \
+           -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings \
+           -MMD -MP $(SANFLAGS) -DWAHAGATE_VERSION='"$(VERSION)"' \
+           -Icommon -Iserver $(shell pkg-config --cflags $(PKGS))
+LDFLAGS := $(SANFLAGS)
+LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lpthread
+
+COMMON_SRC := $(wildcard common/*.c)
+SERVER_SRC := $(wildcard server/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+# Server objects the unit tests may link (everything but main and the roles).
+TESTABLE_SERVER_OBJ := $(BUILD)/server/upstream.o $(BUILD)/server/http.o
+
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+.PHONY: all test unit integration sanitize demo bench lint format deps clean
+
+all: $(BUILD)/wahagate
+
+$(BUILD)/wahagate: $(COMMON_OBJ) $(SERVER_OBJ)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(COMMON_OBJ) $(TESTABLE_SERVER_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) -Wno-missing-prototypes $(LDFLAGS) -o $@ $^ \
+		$(LDLIBS) -lcmocka
+
+test: unit integration
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "  UNIT  $$t"; $$t; done
+
+integration: $(BUILD)/wahagate
+	GATEWAY_BIN=$(CURDIR)/$(BUILD)/wahagate $(PYTHON) -m pytest -q tests/integration
+
+sanitize:
+	$(MAKE) test SANITIZE=1
+
+demo:
+	scripts/install-deps.sh --quiet
+	$(MAKE) all
+	scripts/demo.sh
+
+bench: $(BUILD)/wahagate
+	scripts/bench.sh $(BUILD)/wahagate
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+		--inline-suppr --std=c11 -D_GNU_SOURCE -DWAHAGATE_VERSION='"lint"' \
+		-Icommon -Iserver common server
+	clang-tidy --quiet $(COMMON_SRC) $(SERVER_SRC) -- $(CFLAGS)
+
+format:
+	clang-format -i common/*.[ch] server/*.[ch] tests/unit/*.c
+
+deps:
+	scripts/install-deps.sh
+
+clean:
+	rm -rf build
+
+-include $(COMMON_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(UNIT_BIN:=.d)

@@ -1,0 +1,1087 @@
+/*
+ * config.c - the waha.ini key table, the line-counting inih reader, the
+ * environment overrides and the checks that span several keys.
+ *
+ * DESIGN
+ * Every key is one row of config_keys[]: section, key, the setter that
+ * parses and checks a value, where the value lives in struct config, its
+ * default as text and its numeric range. Defaults go through the same setters
+ * as the file and the environment, so a default can never be out of range.
+ *
+ * Loading is: defaults, then the file (inih calls handle_ini_pair() for each
+ * "key = value"), then the environment, then validate_whole(). Debian's
+ * libinih (r55) gives the handler no line number and cuts long lines in
+ * silence, so read_counting_lines() hands lines to inih itself, counts them
+ * and rejects lines that do not fit inih's buffer. Each setting remembers
+ * where it came from ("waha.ini:12" or "environment WAHA_API_KEY") so every
+ * message names its file and line or its variable. All errors are collected
+ * (up to CONFIG_MAX_ERRORS), not just the first, so one `wahagate -t` run
+ * shows everything that is wrong.
+ *
+ * Nothing here keeps state between calls; the code runs in the master (start,
+ * reload, -t) and in tests.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <ini.h>
+#include <openssl/evp.h>
+
+#include "log.h"
+
+extern char **environ;
+
+#define WHY_MAX 192
+#define WHERE_MAX 160
+
+struct config_key;
+
+/* A setter parses VALUE into CFG, or writes the reason into WHY and fails. */
+typedef int (*config_setter)(struct config *cfg, const struct config_key *k,
+                             const char *value, char *why);
+
+struct config_key {
+    const char *section;
+    const char *key;
+    config_setter set;
+    size_t offset;             /* of the field in struct config */
+    size_t size;               /* of the field, for strings */
+    const char *default_value; /* NULL: no default (repeatable keys) */
+    double min, max;           /* numbers only */
+    bool repeatable;
+};
+
+/*========================================================================
+ * Value parsers shared by the setters.
+ */
+
+static void *field(struct config *cfg, const struct config_key *k)
+{
+    return (char *)cfg + k->offset;
+}
+
+static void why_printf(char *why, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void why_printf(char *why, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, WHY_MAX, fmt, ap);
+    va_end(ap);
+}
+
+/* Copy TEXT without surrounding blanks into OUT (size OUT_SIZE). */
+static int copy_trimmed(char *out, size_t out_size, const char *text, size_t len)
+{
+    while (len > 0 && isspace((unsigned char)*text)) {
+        text++;
+        len--;
+    }
+    while (len > 0 && isspace((unsigned char)text[len - 1]))
+        len--;
+    if (len >= out_size)
+        return -1;
+    memcpy(out, text, len);
+    out[len] = '\0';
+    return 0;
+}
+
+/*
+ * Split VALUE at commas and call ITEM for each trimmed, non-empty element.
+ * Stops at the first failing ITEM.
+ */
+static int for_each_item(const char *value, char *why,
+                         int (*item)(const char *text, void *ctx, char *why), void *ctx)
+{
+    char buf[512];
+    const char *p = value;
+
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+
+        if (copy_trimmed(buf, sizeof(buf), p, len) != 0) {
+            why_printf(why, "list item is too long");
+            return -1;
+        }
+        if (buf[0] == '\0') {
+            why_printf(why, "empty item in list \"%s\"", value);
+            return -1;
+        }
+        if (item(buf, ctx, why) != 0)
+            return -1;
+        if (comma == NULL)
+            return 0;
+        p = comma + 1;
+    }
+}
+
+static int parse_int64(const char *text, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    if (text[0] == '\0' || isspace((unsigned char)text[0]))
+        return -1;
+    errno = 0;
+    v = strtoll(text, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *text, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (strcasecmp(text, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(text, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+bool config_valid_session_name(const char *name)
+{
+    size_t len = strlen(name);
+
+    if (len == 0 || len > 54)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (!isalnum(c) && c != '_' && c != '-')
+            return false;
+    }
+    return true;
+}
+
+/*
+ * "host:port", "[v6]:port" or "*:port" into ADDR; the host must be an
+ * address or a name that resolves.
+ */
+static int parse_listen_addr(const char *text, struct listen_addr *addr, char *why)
+{
+    const char *colon;
+    const char *host = text;
+    size_t host_len;
+    int64_t port;
+
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (close == NULL || close[1] != ':') {
+            why_printf(why, "\"%s\" is not [ipv6]:port", text);
+            return -1;
+        }
+        host = text + 1;
+        host_len = (size_t)(close - host);
+        colon = close + 1;
+    } else {
+        colon = strrchr(text, ':');
+        if (colon == NULL) {
+            why_printf(why, "\"%s\" has no :port", text);
+            return -1;
+        }
+        host_len = (size_t)(colon - text);
+    }
+    if (host_len == 0 || host_len >= sizeof(addr->host)) {
+        why_printf(why, "\"%s\" has no valid host", text);
+        return -1;
+    }
+    if (parse_int64(colon + 1, &port) != 0 || port < 1 || port > 65535) {
+        why_printf(why, "\"%s\": port must be 1-65535", text);
+        return -1;
+    }
+    memcpy(addr->host, host, host_len);
+    addr->host[host_len] = '\0';
+    addr->port = (uint16_t)port;
+
+    if (strcmp(addr->host, "*") != 0) {
+        struct addrinfo hints = {
+            .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+        struct addrinfo *res = NULL;
+        int rc = getaddrinfo(addr->host, NULL, &hints, &res);
+        if (rc != 0) {
+            why_printf(why, "host \"%s\" does not resolve (%s)", addr->host,
+                       gai_strerror(rc));
+            return -1;
+        }
+        freeaddrinfo(res);
+    }
+    return 0;
+}
+
+static int parse_cidr(const char *text, struct cidr *out, char *why)
+{
+    char addr[64];
+    const char *slash = strchr(text, '/');
+    size_t len = slash ? (size_t)(slash - text) : strlen(text);
+    int64_t prefix;
+
+    if (len >= sizeof(addr)) {
+        why_printf(why, "\"%s\" is not an address or CIDR", text);
+        return -1;
+    }
+    memcpy(addr, text, len);
+    addr[len] = '\0';
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET, addr, out->addr) == 1) {
+        out->family = AF_INET;
+        out->prefix = 32;
+    } else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
+        out->family = AF_INET6;
+        out->prefix = 128;
+    } else {
+        why_printf(why, "\"%s\" is not an IPv4 or IPv6 address", addr);
+        return -1;
+    }
+    if (slash != NULL) {
+        if (parse_int64(slash + 1, &prefix) != 0 || prefix < 0 || prefix > out->prefix) {
+            why_printf(why, "\"%s\": bad prefix length", text);
+            return -1;
+        }
+        out->prefix = (int)prefix;
+    }
+    return 0;
+}
+
+/* http:// or https:// followed by a host; stored without trailing '/'. */
+static int parse_http_url(const char *text, char *out, size_t out_size, char *why)
+{
+    size_t len = strlen(text);
+    const char *rest;
+
+    if (strncmp(text, "http://", 7) == 0)
+        rest = text + 7;
+    else if (strncmp(text, "https://", 8) == 0)
+        rest = text + 8;
+    else {
+        why_printf(why, "\"%s\" must start with http:// or https://", text);
+        return -1;
+    }
+    if (rest[0] == '\0' || rest[0] == '/' || rest[0] == ':') {
+        why_printf(why, "\"%s\" has no host", text);
+        return -1;
+    }
+    for (const char *p = text; *p; p++) {
+        if (isspace((unsigned char)*p) || !isprint((unsigned char)*p)) {
+            why_printf(why, "URL contains a blank or control character");
+            return -1;
+        }
+    }
+    while (len > 0 && text[len - 1] == '/')
+        len--;
+    if (len >= out_size) {
+        why_printf(why, "URL is longer than %zu characters", out_size - 1);
+        return -1;
+    }
+    memcpy(out, text, len);
+    out[len] = '\0';
+    return 0;
+}
+
+/*========================================================================
+ * Setters: one per kind of value. Each writes into the field its row names.
+ */
+
+static int set_int(struct config *cfg, const struct config_key *k, const char *value,
+                   char *why)
+{
+    int64_t v;
+
+    if (parse_int64(value, &v) != 0) {
+        why_printf(why, "\"%s\" is not a whole number", value);
+        return -1;
+    }
+    if ((double)v < k->min || (double)v > k->max) {
+        why_printf(why, "%lld is out of range (%.0f to %.0f)", (long long)v, k->min,
+                   k->max);
+        return -1;
+    }
+    *(int64_t *)field(cfg, k) = v;
+    return 0;
+}
+
+static int set_double(struct config *cfg, const struct config_key *k, const char *value,
+                      char *why)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(value, &end);
+    if (value[0] == '\0' || *end != '\0' || errno != 0 || !isfinite(v)) {
+        why_printf(why, "\"%s\" is not a number", value);
+        return -1;
+    }
+    if (v < k->min || v > k->max) {
+        why_printf(why, "%g is out of range (%g to %g)", v, k->min, k->max);
+        return -1;
+    }
+    *(double *)field(cfg, k) = v;
+    return 0;
+}
+
+static int set_bool(struct config *cfg, const struct config_key *k, const char *value,
+                    char *why)
+{
+    if (parse_bool(value, (bool *)field(cfg, k)) != 0) {
+        why_printf(why, "\"%s\" is not true or false", value);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_string(struct config *cfg, const struct config_key *k, const char *value,
+                      char *why)
+{
+    size_t len = strlen(value);
+
+    if (len >= k->size) {
+        why_printf(why, "value is longer than %zu characters", k->size - 1);
+        return -1;
+    }
+    memcpy(field(cfg, k), value, len + 1);
+    return 0;
+}
+
+static int set_shm_name(struct config *cfg, const struct config_key *k, const char *value,
+                        char *why)
+{
+    size_t len = strlen(value);
+
+    if (value[0] != '/' || len < 2 || strchr(value + 1, '/') != NULL) {
+        why_printf(why, "\"%s\" must be '/' followed by a name without '/'", value);
+        return -1;
+    }
+    return set_string(cfg, k, value, why);
+}
+
+static int set_upstream_url(struct config *cfg, const struct config_key *k,
+                            const char *value, char *why)
+{
+    return parse_http_url(value, field(cfg, k), k->size, why);
+}
+
+static int set_redis_url(struct config *cfg, const struct config_key *k,
+                         const char *value, char *why)
+{
+    if (value[0] != '\0' && strncmp(value, "redis://", 8) != 0 &&
+        strncmp(value, "unix:", 5) != 0) {
+        why_printf(why,
+                   "\"%s\" must be redis://[:password@]host:port/db or "
+                   "unix:/path",
+                   value);
+        return -1;
+    }
+    return set_string(cfg, k, value, why);
+}
+
+static int set_log_level(struct config *cfg, const struct config_key *k,
+                         const char *value, char *why)
+{
+    int level = log_level_parse(value);
+
+    if (level < 0) {
+        why_printf(why, "\"%s\" is not one of error, warn, info, debug", value);
+        return -1;
+    }
+    *(int *)field(cfg, k) = level;
+    return 0;
+}
+
+struct listen_list {
+    struct listen_addr *addrs;
+    int count;
+};
+
+static int add_listen_item(const char *text, void *ctx, char *why)
+{
+    struct listen_list *list = ctx;
+
+    if (list->count == CONFIG_MAX_LISTEN) {
+        why_printf(why, "at most %d addresses", CONFIG_MAX_LISTEN);
+        return -1;
+    }
+    return parse_listen_addr(text, &list->addrs[list->count++], why);
+}
+
+/* server.listen (required) and server.admin_listen (may be empty). */
+static int set_listen(struct config *cfg, const struct config_key *k, const char *value,
+                      char *why)
+{
+    bool admin = strcmp(k->key, "admin_listen") == 0;
+    struct listen_addr addrs[CONFIG_MAX_LISTEN];
+    struct listen_list list = {addrs, 0};
+
+    if (value[0] == '\0' && !admin) {
+        why_printf(why, "at least one host:port is needed");
+        return -1;
+    }
+    if (value[0] != '\0' && for_each_item(value, why, add_listen_item, &list) != 0)
+        return -1;
+    if (admin) {
+        memcpy(cfg->server.admin_listen, addrs, sizeof(addrs));
+        cfg->server.admin_listen_count = list.count;
+    } else {
+        memcpy(cfg->server.listen, addrs, sizeof(addrs));
+        cfg->server.listen_count = list.count;
+    }
+    return 0;
+}
+
+static int add_session_item(const char *text, void *ctx, char *why)
+{
+    struct config *cfg = ctx;
+
+    if (!config_valid_session_name(text)) {
+        why_printf(why,
+                   "\"%s\" is not a WAHA session name ([A-Za-z0-9_-], "
+                   "at most 54 characters)",
+                   text);
+        return -1;
+    }
+    for (int i = 0; i < cfg->upstream.session_count; i++) {
+        if (strcmp(cfg->upstream.sessions[i], text) == 0) {
+            why_printf(why, "session \"%s\" is listed twice", text);
+            return -1;
+        }
+    }
+    if (cfg->upstream.session_count == CONFIG_MAX_SESSIONS) {
+        why_printf(why, "at most %d sessions", CONFIG_MAX_SESSIONS);
+        return -1;
+    }
+    snprintf(cfg->upstream.sessions[cfg->upstream.session_count++],
+             CONFIG_SESSION_NAME_MAX, "%s", text);
+    return 0;
+}
+
+static int set_sessions(struct config *cfg, const struct config_key *k, const char *value,
+                        char *why)
+{
+    (void)k;
+    if (strcmp(value, "*") == 0) {
+        cfg->upstream.all_sessions = true;
+        cfg->upstream.session_count = 0;
+        return 0;
+    }
+    cfg->upstream.all_sessions = false;
+    cfg->upstream.session_count = 0;
+    if (value[0] == '\0') {
+        why_printf(why, "name at least one session, or *");
+        return -1;
+    }
+    /* On failure the list is half built, but then the whole load fails. */
+    return for_each_item(value, why, add_session_item, cfg);
+}
+
+static int add_proxy_item(const char *text, void *ctx, char *why)
+{
+    struct config *cfg = ctx;
+
+    if (cfg->server.trusted_proxy_count == CONFIG_MAX_PROXIES) {
+        why_printf(why, "at most %d entries", CONFIG_MAX_PROXIES);
+        return -1;
+    }
+    return parse_cidr(
+        text, &cfg->server.trusted_proxies[cfg->server.trusted_proxy_count++], why);
+}
+
+static int set_trusted_proxies(struct config *cfg, const struct config_key *k,
+                               const char *value, char *why)
+{
+    (void)k;
+    cfg->server.trusted_proxy_count = 0;
+    if (value[0] == '\0')
+        return 0;
+    return for_each_item(value, why, add_proxy_item, cfg);
+}
+
+static int add_origin_item(const char *text, void *ctx, char *why)
+{
+    struct config *cfg = ctx;
+    char url[CONFIG_ORIGIN_MAX];
+
+    if (strcmp(text, "*") == 0) {
+        cfg->server.cors_any = true;
+        return 0;
+    }
+    if (parse_http_url(text, url, sizeof(url), why) != 0)
+        return -1;
+    if (strchr(strstr(url, "://") + 3, '/') != NULL) {
+        why_printf(why, "origin \"%s\" must not have a path", text);
+        return -1;
+    }
+    if (cfg->server.cors_origin_count == CONFIG_MAX_ORIGINS) {
+        why_printf(why, "at most %d origins", CONFIG_MAX_ORIGINS);
+        return -1;
+    }
+    snprintf(cfg->server.cors_origins[cfg->server.cors_origin_count++],
+             CONFIG_ORIGIN_MAX, "%s", url);
+    return 0;
+}
+
+static int set_cors_origins(struct config *cfg, const struct config_key *k,
+                            const char *value, char *why)
+{
+    (void)k;
+    cfg->server.cors_origin_count = 0;
+    cfg->server.cors_any = false;
+    if (value[0] == '\0')
+        return 0;
+    return for_each_item(value, why, add_origin_item, cfg);
+}
+
+static int sha256_hex_decode(const char *hex, uint8_t out[32])
+{
+    if (strlen(hex) != 64)
+        return -1;
+    for (size_t i = 0; i < 32; i++) {
+        unsigned int byte;
+        if (!isxdigit((unsigned char)hex[2 * i]) ||
+            !isxdigit((unsigned char)hex[2 * i + 1]) ||
+            sscanf(hex + 2 * i, "%2x", &byte) != 1)
+            return -1;
+        out[i] = (uint8_t)byte;
+    }
+    return 0;
+}
+
+/* auth.key = NAME : SECRET : SESSIONS, SECRET in clear or sha256:<hex>. */
+static int set_auth_key(struct config *cfg, const struct config_key *k, const char *value,
+                        char *why)
+{
+    char parts[3][512];
+    const char *p = value;
+    struct auth_key key;
+
+    (void)k;
+    memset(&key, 0, sizeof(key));
+    for (int i = 0; i < 3; i++) {
+        const char *colon = i < 2 ? strchr(p, ':') : NULL;
+        size_t len = colon ? (size_t)(colon - p) : strlen(p);
+        if ((i < 2 && colon == NULL) ||
+            copy_trimmed(parts[i], sizeof(parts[i]), p, len) != 0) {
+            why_printf(why, "expected NAME : SECRET : SESSIONS");
+            return -1;
+        }
+        p = colon ? colon + 1 : p + len;
+    }
+    /* "sha256:<hex>" puts one more colon inside SECRET. */
+    if (strcmp(parts[1], "sha256") == 0) {
+        const char *colon = strchr(parts[2], ':');
+        char hex[128];
+        if (colon == NULL ||
+            copy_trimmed(hex, sizeof(hex), parts[2], (size_t)(colon - parts[2])) != 0 ||
+            sha256_hex_decode(hex, key.secret_sha256) != 0) {
+            why_printf(why, "sha256: must be followed by 64 hex digits");
+            return -1;
+        }
+        memmove(parts[2], colon + 1, strlen(colon + 1) + 1);
+        copy_trimmed(parts[2], sizeof(parts[2]), parts[2], strlen(parts[2]));
+    } else if (parts[1][0] == '\0') {
+        why_printf(why, "the secret of key \"%s\" is empty", parts[0]);
+        return -1;
+    } else {
+        EVP_Digest(parts[1], strlen(parts[1]), key.secret_sha256, NULL, EVP_sha256(),
+                   NULL);
+    }
+    if (parts[0][0] == '\0' || strlen(parts[0]) >= sizeof(key.name)) {
+        why_printf(why, "key name must be 1 to %zu characters", sizeof(key.name) - 1);
+        return -1;
+    }
+    snprintf(key.name, sizeof(key.name), "%s", parts[0]);
+    for (int i = 0; i < cfg->auth.key_count; i++) {
+        if (strcmp(cfg->auth.keys[i].name, key.name) == 0) {
+            why_printf(why, "key name \"%s\" is used twice", key.name);
+            return -1;
+        }
+    }
+    if (strcmp(parts[2], "*") == 0) {
+        key.all_sessions = true;
+    } else {
+        /* Keep the list as "a,b,c", each a valid session name. */
+        char *save = NULL;
+        size_t used = 0;
+        if (parts[2][0] == '\0') {
+            why_printf(why, "key \"%s\" names no sessions (use *)", key.name);
+            return -1;
+        }
+        for (char *s = strtok_r(parts[2], ",", &save); s;
+             s = strtok_r(NULL, ",", &save)) {
+            char name[CONFIG_SESSION_NAME_MAX];
+            if (copy_trimmed(name, sizeof(name), s, strlen(s)) != 0 ||
+                !config_valid_session_name(name)) {
+                why_printf(why, "\"%s\" is not a session name", s);
+                return -1;
+            }
+            used += (size_t)snprintf(key.sessions + used, sizeof(key.sessions) - used,
+                                     "%s%s", used ? "," : "", name);
+            if (used >= sizeof(key.sessions)) {
+                why_printf(why, "session list is too long");
+                return -1;
+            }
+        }
+    }
+    if (cfg->auth.key_count == CONFIG_MAX_AUTH_KEYS) {
+        why_printf(why, "at most %d keys", CONFIG_MAX_AUTH_KEYS);
+        return -1;
+    }
+    cfg->auth.keys[cfg->auth.key_count++] = key;
+    return 0;
+}
+
+/*========================================================================
+ * The key table. The defaults are the contract in DESIGN.md and waha.ini.
+ */
+
+#define OFF(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
+#define DAY_MS 86400000.0
+
+static const struct config_key config_keys[] = {
+    {"server", "listen", set_listen, OFF(server.listen), "127.0.0.1:8080", 0, 0, false},
+    {"server", "workers", set_int, OFF(server.workers), "2", 1, 64, false},
+    {"server", "min_workers", set_int, OFF(server.min_workers), "1", 1, 64, false},
+    {"server", "max_workers", set_int, OFF(server.max_workers), "8", 1, 64, false},
+    {"server", "shm_name", set_shm_name, OFF(server.shm_name), "/wahagate", 0, 0, false},
+    {"server", "user", set_string, OFF(server.user), "", 0, 0, false},
+    {"server", "pid_file", set_string, OFF(server.pid_file), "", 0, 0, false},
+    {"server", "client_timeout", set_int, OFF(server.client_timeout), "30000", 100,
+     3600000, false},
+    {"server", "stats_token", set_string, OFF(server.stats_token), "", 0, 0, false},
+    {"server", "trusted_proxies", set_trusted_proxies, OFF(server.trusted_proxies), "", 0,
+     0, false},
+    {"server", "admin_listen", set_listen, OFF(server.admin_listen), "", 0, 0, false},
+    {"server", "max_connections", set_int, OFF(server.max_connections), "10000", 1,
+     1000000, false},
+    {"server", "cors_origins", set_cors_origins, OFF(server.cors_origins), "", 0, 0,
+     false},
+
+    {"upstream", "url", set_upstream_url, OFF(upstream.url), "http://127.0.0.1:3000", 0,
+     0, false},
+    {"upstream", "api_key", set_string, OFF(upstream.api_key), "", 0, 0, false},
+    {"upstream", "sessions", set_sessions, OFF(upstream.sessions), "default", 0, 0,
+     false},
+
+    {"backend", "status_cache_duration", set_int, OFF(backend.status_cache_duration),
+     "10000", 100, DAY_MS, false},
+    {"backend", "session_cache_duration", set_int, OFF(backend.session_cache_duration),
+     "10000", 100, DAY_MS, false},
+    {"backend", "health_check_cache_duration", set_int,
+     OFF(backend.health_check_cache_duration), "30000", 100, DAY_MS, false},
+    {"backend", "stale_if_error", set_int, OFF(backend.stale_if_error), "86400000", 0,
+     30 * DAY_MS, false},
+    {"backend", "flap_hold", set_int, OFF(backend.flap_hold), "5000", 0, 600000, false},
+
+    {"frontend", "initial_check_delay", set_int, OFF(frontend.initial_check_delay),
+     "5000", 0, DAY_MS, false},
+    {"frontend", "base_interval", set_int, OFF(frontend.base_interval), "15000", 100,
+     DAY_MS, false},
+    {"frontend", "authenticated_interval", set_int, OFF(frontend.authenticated_interval),
+     "30000", 100, DAY_MS, false},
+    {"frontend", "max_interval", set_int, OFF(frontend.max_interval), "60000", 100,
+     DAY_MS, false},
+    {"frontend", "backoff_multiplier", set_double, OFF(frontend.backoff_multiplier), "2",
+     1, 10, false},
+
+    {"limits", "max_concurrent_requests", set_int, OFF(limits.max_concurrent_requests),
+     "2", 1, 64, false},
+    {"limits", "request_timeout", set_int, OFF(limits.request_timeout), "5000", 100,
+     300000, false},
+    {"limits", "max_retries", set_int, OFF(limits.max_retries), "3", 0, 10, false},
+
+    {"circuit", "failure_threshold", set_int, OFF(circuit.failure_threshold), "5", 1,
+     1000, false},
+    {"circuit", "open_duration", set_int, OFF(circuit.open_duration), "30000", 100,
+     DAY_MS, false},
+    {"circuit", "max_open_duration", set_int, OFF(circuit.max_open_duration), "300000",
+     100, DAY_MS, false},
+
+    {"ratelimit", "enabled", set_bool, OFF(ratelimit.enabled), "true", 0, 0, false},
+    {"ratelimit", "rate", set_double, OFF(ratelimit.rate), "10", 0.001, 1000000, false},
+    {"ratelimit", "burst", set_int, OFF(ratelimit.burst), "30", 1, 1000000, false},
+
+    {"webhook", "enabled", set_bool, OFF(webhook.enabled), "true", 0, 0, false},
+    {"webhook", "hmac_key", set_string, OFF(webhook.hmac_key), "", 0, 0, false},
+    {"webhook", "safety_interval", set_int, OFF(webhook.safety_interval), "300000", 1000,
+     DAY_MS, false},
+
+    {"auth", "required", set_bool, OFF(auth.required), "false", 0, 0, false},
+    {"auth", "key", set_auth_key, OFF(auth.keys), NULL, 0, 0, true},
+
+    {"redis", "url", set_redis_url, OFF(redis.url), "", 0, 0, false},
+    {"redis", "key_prefix", set_string, OFF(redis.key_prefix), "wahagate:", 0, 0, false},
+    {"redis", "lock_ttl", set_int, OFF(redis.lock_ttl), "5000", 500, 600000, false},
+
+    {"log", "level", set_log_level, OFF(log.level), "info", 0, 0, false},
+    {"log", "file", set_string, OFF(log.file), "", 0, 0, false},
+    {"log", "access", set_bool, OFF(log.access), "false", 0, 0, false},
+};
+
+#define CONFIG_KEY_COUNT (sizeof(config_keys) / sizeof(config_keys[0]))
+
+/* The names WAHA's TypeScript backend used, kept as aliases. */
+static const struct {
+    const char *variable;
+    const char *section;
+    const char *key;
+} legacy_env[] = {
+    {"WAHA_STATUS_CACHE_DURATION", "backend", "status_cache_duration"},
+    {"WAHA_POLLING_INTERVAL", "frontend", "base_interval"},
+    {"WAHA_MAX_POLLING_INTERVAL", "frontend", "max_interval"},
+    {"WAHA_API_KEY", "upstream", "api_key"},
+};
+
+/*========================================================================
+ * Loading: error collection, the inih reader and handler, the environment.
+ */
+
+struct load_state {
+    struct config *cfg;
+    struct config_errors *errs;
+    const char *path;
+    FILE *fp;
+    int line;                                        /* lines read so far */
+    char where[CONFIG_KEY_COUNT][WHERE_MAX];         /* source of each setting */
+    char key_where[CONFIG_MAX_AUTH_KEYS][WHERE_MAX]; /* of each auth.key */
+};
+
+static void add_error(struct config_errors *errs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void add_error(struct config_errors *errs, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (errs->count == CONFIG_MAX_ERRORS) {
+        errs->truncated = true;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(errs->message[errs->count++], CONFIG_ERROR_MAX, fmt, ap);
+    va_end(ap);
+}
+
+static const struct config_key *find_key(const char *section, const char *key,
+                                         bool *section_known)
+{
+    *section_known = false;
+    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
+        if (strcmp(config_keys[i].section, section) != 0)
+            continue;
+        *section_known = true;
+        if (strcmp(config_keys[i].key, key) == 0)
+            return &config_keys[i];
+    }
+    return NULL;
+}
+
+static int apply(struct load_state *st, const char *section, const char *key,
+                 const char *value, const char *where)
+{
+    bool section_known;
+    const struct config_key *k = find_key(section, key, &section_known);
+    char why[WHY_MAX] = "";
+    size_t idx;
+
+    if (k == NULL) {
+        add_error(st->errs, "%s: [%s] %s: unknown %s", where, section, key,
+                  section_known ? "key" : "section");
+        return -1;
+    }
+    idx = (size_t)(k - config_keys);
+    if (!k->repeatable && st->where[idx][0] != '\0' &&
+        strncmp(st->where[idx], "environment", 11) != 0 &&
+        strncmp(where, "environment", 11) != 0) {
+        add_error(st->errs, "%s: [%s] %s: set twice (first at %s)", where, section, key,
+                  st->where[idx]);
+        return -1;
+    }
+    if (k->set(st->cfg, k, value, why) != 0) {
+        add_error(st->errs, "%s: [%s] %s: %s", where, section, key, why);
+        return -1;
+    }
+    snprintf(st->where[idx], WHERE_MAX, "%s", where);
+    if (k->set == set_auth_key)
+        snprintf(st->key_where[st->cfg->auth.key_count - 1], WHERE_MAX, "%s", where);
+    return 0;
+}
+
+int config_set(struct config *cfg, const char *section, const char *key,
+               const char *value, const char *source, int line,
+               struct config_errors *errs)
+{
+    bool section_known;
+    const struct config_key *k = find_key(section, key, &section_known);
+    char why[WHY_MAX] = "";
+
+    if (k == NULL) {
+        add_error(errs, "%s:%d: [%s] %s: unknown %s", source, line, section, key,
+                  section_known ? "key" : "section");
+        return -1;
+    }
+    if (k->set(cfg, k, value, why) != 0) {
+        add_error(errs, "%s:%d: [%s] %s: %s", source, line, section, key, why);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * inih's reader: one line per call, counted. A line that does not fit in
+ * inih's buffer (NUM bytes) is reported and replaced by an empty line, so it
+ * is never split into two settings.
+ */
+static char *read_counting_lines(char *str, int num, void *stream)
+{
+    struct load_state *st = stream;
+    size_t len;
+    int c;
+
+    if (fgets(str, num, st->fp) == NULL)
+        return NULL;
+    st->line++;
+    len = strlen(str);
+    if (len > 0 && str[len - 1] != '\n' && len == (size_t)num - 1) {
+        c = fgetc(st->fp);
+        if (c != '\n' && c != EOF) {
+            while (c != '\n' && c != EOF)
+                c = fgetc(st->fp);
+            add_error(st->errs, "%s:%d: line is longer than %d characters", st->path,
+                      st->line, num - 2);
+            str[0] = '\0';
+        }
+    }
+    return str;
+}
+
+static int handle_ini_pair(void *user, const char *section, const char *key,
+                           const char *value)
+{
+    struct load_state *st = user;
+    char where[WHERE_MAX];
+
+    snprintf(where, sizeof(where), "%s:%d", st->path, st->line);
+    apply(st, section, key, value, where);
+    return 1; /* keep going: report every error, not only the first */
+}
+
+/* "WAHAGATE_SERVER_WORKERS" -> section "server", key "workers". */
+static int split_env_name(const char *name, char *section, size_t section_size, char *key,
+                          size_t key_size)
+{
+    const char *rest = name + strlen("WAHAGATE_");
+    const char *underscore = strchr(rest, '_');
+    size_t slen, klen;
+
+    if (underscore == NULL)
+        return -1;
+    slen = (size_t)(underscore - rest);
+    klen = strlen(underscore + 1);
+    if (slen == 0 || slen >= section_size || klen == 0 || klen >= key_size)
+        return -1;
+    for (size_t i = 0; i < slen; i++)
+        section[i] = (char)tolower((unsigned char)rest[i]);
+    section[slen] = '\0';
+    for (size_t i = 0; i < klen; i++)
+        key[i] = (char)tolower((unsigned char)underscore[1 + i]);
+    key[klen] = '\0';
+    return 0;
+}
+
+static void apply_environment(struct load_state *st, char *const *envp)
+{
+    char where[WHERE_MAX];
+
+    /* The legacy names first, so WAHAGATE_* wins when both are set. */
+    for (size_t i = 0; i < sizeof(legacy_env) / sizeof(legacy_env[0]); i++) {
+        size_t len = strlen(legacy_env[i].variable);
+        for (char *const *e = envp; *e; e++) {
+            if (strncmp(*e, legacy_env[i].variable, len) == 0 && (*e)[len] == '=') {
+                snprintf(where, sizeof(where), "environment %s", legacy_env[i].variable);
+                apply(st, legacy_env[i].section, legacy_env[i].key, *e + len + 1, where);
+            }
+        }
+    }
+    for (char *const *e = envp; *e; e++) {
+        char name[128], section[32], key[64];
+        const char *eq = strchr(*e, '=');
+        size_t len;
+
+        if (strncmp(*e, "WAHAGATE_", 9) != 0 || eq == NULL)
+            continue;
+        len = (size_t)(eq - *e);
+        if (len >= sizeof(name)) {
+            add_error(st->errs, "environment %.40s...: name is too long", *e);
+            continue;
+        }
+        memcpy(name, *e, len);
+        name[len] = '\0';
+        snprintf(where, sizeof(where), "environment %s", name);
+        if (split_env_name(name, section, sizeof(section), key, sizeof(key)) != 0) {
+            add_error(st->errs, "%s: not of the form WAHAGATE_<SECTION>_<KEY>", where);
+            continue;
+        }
+        apply(st, section, key, eq + 1, where);
+    }
+}
+
+/* Where a key was set, for messages about several keys; the file if unset. */
+static const char *where_of(struct load_state *st, const char *section, const char *key)
+{
+    bool known;
+    const struct config_key *k = find_key(section, key, &known);
+    const char *w = k ? st->where[k - config_keys] : "";
+
+    return w[0] ? w : st->path;
+}
+
+/* Checks that involve more than one key. */
+static void validate_whole(struct load_state *st)
+{
+    struct config *cfg = st->cfg;
+
+    if (cfg->server.min_workers > cfg->server.max_workers)
+        add_error(st->errs,
+                  "%s: [server] min_workers: %lld is above "
+                  "max_workers %lld",
+                  where_of(st, "server", "min_workers"),
+                  (long long)cfg->server.min_workers, (long long)cfg->server.max_workers);
+    if (cfg->server.workers < cfg->server.min_workers ||
+        cfg->server.workers > cfg->server.max_workers)
+        add_error(st->errs,
+                  "%s: [server] workers: %lld is outside "
+                  "min_workers..max_workers (%lld..%lld)",
+                  where_of(st, "server", "workers"), (long long)cfg->server.workers,
+                  (long long)cfg->server.min_workers, (long long)cfg->server.max_workers);
+    if (cfg->frontend.base_interval > cfg->frontend.max_interval)
+        add_error(st->errs,
+                  "%s: [frontend] base_interval: %lld is above "
+                  "max_interval %lld",
+                  where_of(st, "frontend", "base_interval"),
+                  (long long)cfg->frontend.base_interval,
+                  (long long)cfg->frontend.max_interval);
+    if (cfg->frontend.authenticated_interval > cfg->frontend.max_interval)
+        add_error(st->errs,
+                  "%s: [frontend] authenticated_interval: %lld is "
+                  "above max_interval %lld",
+                  where_of(st, "frontend", "authenticated_interval"),
+                  (long long)cfg->frontend.authenticated_interval,
+                  (long long)cfg->frontend.max_interval);
+    if (cfg->circuit.open_duration > cfg->circuit.max_open_duration)
+        add_error(st->errs,
+                  "%s: [circuit] open_duration: %lld is above "
+                  "max_open_duration %lld",
+                  where_of(st, "circuit", "open_duration"),
+                  (long long)cfg->circuit.open_duration,
+                  (long long)cfg->circuit.max_open_duration);
+    if (cfg->auth.required && cfg->auth.key_count == 0)
+        add_error(st->errs,
+                  "%s: [auth] required: true, but no [auth] key is "
+                  "configured",
+                  where_of(st, "auth", "required"));
+    if (!cfg->upstream.all_sessions) {
+        for (int i = 0; i < cfg->auth.key_count; i++) {
+            const struct auth_key *key = &cfg->auth.keys[i];
+            for (const char *p = key->sessions; *p && !key->all_sessions;) {
+                const char *comma = strchr(p, ',');
+                size_t len = comma ? (size_t)(comma - p) : strlen(p);
+                char name[CONFIG_SESSION_NAME_MAX];
+                snprintf(name, sizeof(name), "%.*s", (int)len, p);
+                if (!config_tracks_session(cfg, name))
+                    add_error(st->errs,
+                              "%s: [auth] key: key \"%s\" names "
+                              "session \"%s\", which upstream.sessions does "
+                              "not track",
+                              st->key_where[i], key->name, name);
+                p = comma ? comma + 1 : p + len;
+            }
+        }
+    }
+}
+
+void config_defaults(struct config *cfg)
+{
+    char why[WHY_MAX];
+
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
+        const struct config_key *k = &config_keys[i];
+        if (k->default_value != NULL && k->set(cfg, k, k->default_value, why) != 0) {
+            /* A default that fails its own check is a programming error. */
+            fprintf(stderr, "wahagate: bad default for [%s] %s: %s\n", k->section, k->key,
+                    why);
+            abort();
+        }
+    }
+}
+
+int config_load(const char *path, char *const *envp, struct config *cfg,
+                struct config_errors *errs)
+{
+    struct load_state *st;
+    int rc;
+
+    memset(errs, 0, sizeof(*errs));
+    config_defaults(cfg);
+    snprintf(cfg->path, sizeof(cfg->path), "%s", path);
+
+    st = calloc(1, sizeof(*st));
+    if (st == NULL) {
+        add_error(errs, "%s: out of memory", path);
+        return -1;
+    }
+    st->cfg = cfg;
+    st->errs = errs;
+    st->path = path;
+    st->fp = fopen(path, "r");
+    if (st->fp == NULL) {
+        add_error(errs, "%s:0: cannot open: %s", path, strerror(errno));
+        free(st);
+        return -1;
+    }
+    rc = ini_parse_stream(read_counting_lines, st, handle_ini_pair, st);
+    fclose(st->fp);
+    if (rc > 0)
+        add_error(errs,
+                  "%s:%d: syntax error: expected [section], "
+                  "key = value, or a comment",
+                  path, rc);
+    else if (rc < 0)
+        add_error(errs, "%s:0: cannot read the file", path);
+
+    apply_environment(st, envp ? envp : environ);
+    validate_whole(st);
+    free(st);
+    return errs->count == 0 ? 0 : -1;
+}
+
+bool config_tracks_session(const struct config *cfg, const char *name)
+{
+    if (cfg->upstream.all_sessions)
+        return true;
+    for (int i = 0; i < cfg->upstream.session_count; i++)
+        if (strcmp(cfg->upstream.sessions[i], name) == 0)
+            return true;
+    return false;
+}

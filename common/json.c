@@ -1,0 +1,158 @@
+/*
+ * json.c - bounded JSON output and input on top of json-c.
+ *
+ * DESIGN
+ * Rendering is done into fixed buffers that the caller owns (a worker's
+ * pre-rendered responses, a stack buffer for an error), so no response path
+ * allocates except through json-c when a string has to be escaped, which
+ * happens when content changes, not per request. Parsing uses a json_tokener
+ * with a depth bound and insists that the whole input is one value.
+ */
+#include "json.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "timeutil.h"
+
+void jbuf_init(struct jbuf *b, char *storage, size_t cap)
+{
+    b->data = storage;
+    b->len = 0;
+    b->cap = cap;
+    b->overflow = false;
+    if (cap > 0)
+        storage[0] = '\0';
+}
+
+void jbuf_mem(struct jbuf *b, const char *data, size_t len)
+{
+    if (b->overflow || len + 1 > b->cap - b->len) {
+        b->overflow = true;
+        return;
+    }
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
+
+void jbuf_raw(struct jbuf *b, const char *text)
+{
+    jbuf_mem(b, text, strlen(text));
+}
+
+void jbuf_printf(struct jbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (b->overflow)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= b->cap - b->len) {
+        b->data[b->len] = '\0';
+        b->overflow = true;
+        return;
+    }
+    b->len += (size_t)n;
+}
+
+void jbuf_string(struct jbuf *b, const char *text)
+{
+    struct json_object *s;
+
+    if (text == NULL) {
+        jbuf_raw(b, "null");
+        return;
+    }
+    s = json_object_new_string(text);
+    if (s == NULL) {
+        b->overflow = true;
+        return;
+    }
+    jbuf_raw(b, json_object_to_json_string_ext(s, JSON_C_TO_STRING_PLAIN |
+                                                      JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(s);
+}
+
+void jbuf_time(struct jbuf *b, long long real_ms)
+{
+    char iso[TIME_ISO_LEN];
+
+    if (real_ms == 0) {
+        jbuf_raw(b, "null");
+        return;
+    }
+    jbuf_printf(b, "\"%s\"", time_format_iso(real_ms, iso));
+}
+
+size_t json_error_body(char *out, size_t out_size, const char *code, const char *message)
+{
+    struct jbuf b;
+
+    jbuf_init(&b, out, out_size);
+    jbuf_raw(&b, "{\"error\":{\"code\":");
+    jbuf_string(&b, code);
+    jbuf_raw(&b, ",\"message\":");
+    jbuf_string(&b, message);
+    jbuf_raw(&b, "}}");
+    if (b.overflow) {
+        jbuf_init(&b, out, out_size);
+        jbuf_raw(&b, "{\"error\":{\"code\":\"internal\",\"message\":\"error "
+                     "message too long\"}}");
+    }
+    return b.len;
+}
+
+struct json_object *json_parse_bounded(const char *text, size_t len, char *why,
+                                       size_t why_size)
+{
+    struct json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
+    struct json_object *obj;
+    enum json_tokener_error err;
+
+    if (tok == NULL) {
+        snprintf(why, why_size, "out of memory");
+        return NULL;
+    }
+    if (len > (size_t)0x7fffffff) {
+        snprintf(why, why_size, "too large");
+        json_tokener_free(tok);
+        return NULL;
+    }
+    obj = json_tokener_parse_ex(tok, text, (int)len);
+    err = json_tokener_get_error(tok);
+    if (obj == NULL || err != json_tokener_success) {
+        snprintf(why, why_size, "not JSON: %s",
+                 err == json_tokener_continue ? "unexpected end"
+                                              : json_tokener_error_desc(err));
+        json_object_put(obj);
+        json_tokener_free(tok);
+        return NULL;
+    }
+    /* Only blanks may follow the value. */
+    for (size_t i = json_tokener_get_parse_end(tok); i < len; i++) {
+        if (text[i] != ' ' && text[i] != '\t' && text[i] != '\r' && text[i] != '\n') {
+            snprintf(why, why_size, "not JSON: trailing data");
+            json_object_put(obj);
+            json_tokener_free(tok);
+            return NULL;
+        }
+    }
+    json_tokener_free(tok);
+    return obj;
+}
+
+const char *json_get_string(struct json_object *obj, const char *key)
+{
+    struct json_object *v;
+
+    if (!json_object_is_type(obj, json_type_object) ||
+        !json_object_object_get_ex(obj, key, &v) ||
+        !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
+}

@@ -1,0 +1,507 @@
+/*
+ * region.c - create, attach and lock the shared-memory region.
+ *
+ * DESIGN
+ * The master creates the region before it forks anything, so every child
+ * inherits the same mapping at the same address; nobody else attaches for
+ * writing. `wahagate --stats` attaches read-only and only reads atomics.
+ *
+ * One instance per name: the master holds flock(LOCK_EX) on the shm object's
+ * descriptor for its whole life (POSIX shm objects are files on Linux). A
+ * second instance fails to get the lock and refuses to start, naming the
+ * running master's pid from the header. When the lock can be taken but the
+ * object exists, it is a leftover of a crashed run: it is unlinked and made
+ * anew, because its mutex may be held by a dead process and its layout may be
+ * an older version. Processes of the crashed run that still map it keep their
+ * private, unlinked copy and cannot disturb the new one.
+ *
+ * The mutex is PTHREAD_PROCESS_SHARED and PTHREAD_MUTEX_ROBUST. It is
+ * initialised exactly once, at creation, and never again (a respawned child
+ * must not re-initialise a mutex another process may hold). region_lock_at()
+ * is the only place that calls pthread_mutex_lock(); its EOWNERDEAD branch
+ * repairs the entries a dead writer left half-written before it calls
+ * pthread_mutex_consistent().
+ */
+#include "region.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "timeutil.h"
+
+const char *const entry_kind_names[ENTRY_KIND_COUNT] = {
+    [ENTRY_FREE] = "free",
+    [ENTRY_HEALTH] = "health",
+    [ENTRY_SESSION_LIST] = "sessions",
+    [ENTRY_SESSION] = "session",
+};
+
+const char *const entry_source_names[SOURCE_COUNT] = {
+    [SOURCE_NONE] = "none",
+    [SOURCE_POLL] = "poll",
+    [SOURCE_WEBHOOK] = "webhook",
+};
+
+const char *const proc_role_names[ROLE_COUNT] = {
+    [ROLE_NONE] = "none",
+    [ROLE_MASTER] = "master",
+    [ROLE_WORKER] = "worker",
+    [ROLE_FETCHER] = "fetcher",
+};
+
+const char *const counter_names[COUNTER_COUNT] = {
+    [COUNTER_REQUESTS] = "requests",
+    [COUNTER_CACHE_HITS] = "cache_hits",
+    [COUNTER_CACHE_MISSES] = "cache_misses",
+    [COUNTER_NOT_MODIFIED] = "not_modified",
+    [COUNTER_RATE_LIMITED] = "rate_limited",
+    [COUNTER_ERRORS] = "errors",
+    [COUNTER_UPSTREAM_CALLS] = "upstream_calls",
+    [COUNTER_UPSTREAM_ERRORS] = "upstream_errors",
+    [COUNTER_WEBHOOKS] = "webhooks",
+    [COUNTER_BYTES_SENT] = "bytes_sent",
+};
+
+/* Offsets are rounded up to a cache line so entries do not share lines. */
+#define REGION_ALIGN 64
+
+static size_t align_up(size_t n)
+{
+    return (n + REGION_ALIGN - 1) & ~(size_t)(REGION_ALIGN - 1);
+}
+
+static size_t entries_offset(void)
+{
+    return align_up(sizeof(struct region_header));
+}
+
+static size_t procs_offset(void)
+{
+    return entries_offset() + align_up(sizeof(struct region_entry)) * REGION_MAX_ENTRIES;
+}
+
+static size_t region_size(void)
+{
+    return procs_offset() + align_up(sizeof(struct region_proc)) * REGION_MAX_PROCS;
+}
+
+struct region_header *region_header(const struct region *r)
+{
+    return r->base;
+}
+
+struct region_entry *region_entry(const struct region *r, int index)
+{
+    assert(index >= 0 && index < REGION_MAX_ENTRIES);
+    return (struct region_entry *)((char *)r->base + entries_offset() +
+                                   align_up(sizeof(struct region_entry)) * (size_t)index);
+}
+
+struct region_proc *region_proc(const struct region *r, int slot)
+{
+    assert(slot >= 0 && slot < REGION_MAX_PROCS);
+    return (struct region_proc *)((char *)r->base + procs_offset() +
+                                  align_up(sizeof(struct region_proc)) * (size_t)slot);
+}
+
+/*========================================================================
+ * Creation and attachment.
+ */
+
+static int init_mutex(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t attr;
+    int rc;
+
+    if ((rc = pthread_mutexattr_init(&attr)) != 0)
+        return rc;
+    rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    if (rc == 0)
+        rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    if (rc == 0)
+        rc = pthread_mutex_init(m, &attr);
+    pthread_mutexattr_destroy(&attr);
+    return rc;
+}
+
+void region_entry_reset(struct region_entry *e, enum entry_kind kind, const char *name)
+{
+    struct entry_data *d = &e->d;
+    char keep_name[REGION_NAME_MAX];
+
+    snprintf(keep_name, sizeof(keep_name), "%s", name);
+    memset(d, 0, offsetof(struct entry_data, body) + 1);
+    d->kind = kind;
+    d->source = SOURCE_NONE;
+    memcpy(d->name, keep_name, sizeof(d->name));
+    snprintf(d->status, sizeof(d->status), "UNKNOWN");
+    snprintf(d->me_json, sizeof(d->me_json), "null");
+}
+
+void entry_data_copy(struct entry_data *dst, const struct entry_data *src)
+{
+    size_t body_len =
+        src->body_len < REGION_BODY_MAX ? src->body_len : REGION_BODY_MAX - 1;
+
+    memcpy(dst, src, offsetof(struct entry_data, body) + body_len);
+    dst->body_len = (uint32_t)body_len;
+    dst->body[body_len] = '\0';
+}
+
+static void lay_out(struct region *r)
+{
+    struct region_header *h = r->base;
+    uint64_t id = 0;
+
+    if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id))
+        id = (uint64_t)time_real_ms() ^ ((uint64_t)getpid() << 32);
+
+    /* The object is fresh from ftruncate(), so every byte is zero. */
+    h->layout_version = REGION_LAYOUT_VERSION;
+    h->entry_count = REGION_MAX_ENTRIES;
+    h->proc_count = REGION_MAX_PROCS;
+    h->size = r->size;
+    h->instance_id = id;
+    h->entries_offset = entries_offset();
+    h->procs_offset = procs_offset();
+    h->master_pid = getpid();
+    h->started_real_ms = time_real_ms();
+    h->started_mono_ms = time_mono_ms();
+    region_entry_reset(region_entry(r, REGION_ENTRY_HEALTH), ENTRY_HEALTH, "");
+    region_entry_reset(region_entry(r, REGION_ENTRY_LIST), ENTRY_FREE, "");
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++)
+        region_entry_reset(region_entry(r, i), ENTRY_FREE, "");
+    /* The magic goes last: a reader that sees it sees a laid-out region. */
+    atomic_thread_fence(memory_order_release);
+    h->magic = REGION_MAGIC;
+}
+
+/* Open NAME for the master and take the instance lock; fd or -1. */
+static int open_exclusive(const char *name, bool *leftover)
+{
+    for (int attempt = 0; attempt < 3; attempt++) {
+        int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+                return fd;
+            close(fd); /* someone opened our new object first: retry */
+            continue;
+        }
+        if (errno != EEXIST) {
+            log_error(errno, "shm_open(\"%s\") failed", name);
+            return -1;
+        }
+        fd = shm_open(name, O_RDWR | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            if (errno == ENOENT)
+                continue;
+            log_error(errno, "shm_open(\"%s\") failed", name);
+            return -1;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            struct region_header h;
+            ssize_t n = pread(fd, &h, sizeof(h), 0);
+            if (n == (ssize_t)sizeof(h) && h.magic == REGION_MAGIC)
+                log_error(0,
+                          "another wahagate (master pid %d) is running "
+                          "with shm_name \"%s\"; stop it or choose another "
+                          "server.shm_name",
+                          (int)h.master_pid, name);
+            else
+                log_error(0,
+                          "another wahagate is running with shm_name "
+                          "\"%s\"; stop it or choose another server.shm_name",
+                          name);
+            close(fd);
+            return -1;
+        }
+        /* A leftover from a crashed run: unlink it and start afresh. */
+        *leftover = true;
+        shm_unlink(name);
+        close(fd);
+    }
+    log_error(0, "could not create shm object \"%s\" (it keeps changing)", name);
+    return -1;
+}
+
+int region_create(struct region *r, const char *name)
+{
+    bool leftover = false;
+    int fd, rc;
+
+    memset(r, 0, sizeof(*r));
+    r->fd = -1;
+    snprintf(r->name, sizeof(r->name), "%s", name);
+    r->size = region_size();
+
+    fd = open_exclusive(name, &leftover);
+    if (fd < 0)
+        return -1;
+    if (leftover)
+        log_warn(0,
+                 "shm object \"%s\" was left by a crashed run; created it "
+                 "anew",
+                 name);
+    if (ftruncate(fd, (off_t)r->size) != 0) {
+        log_error(errno, "ftruncate(\"%s\", %zu) failed", name, r->size);
+        goto fail;
+    }
+    r->base = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (r->base == MAP_FAILED) {
+        r->base = NULL;
+        log_error(errno, "mmap(\"%s\") failed", name);
+        goto fail;
+    }
+    rc = init_mutex(&region_header(r)->lock);
+    if (rc != 0) {
+        log_error(rc, "pthread_mutex_init() for the region failed");
+        goto fail;
+    }
+    r->fd = fd;
+    lay_out(r);
+    return 0;
+
+fail:
+    if (r->base != NULL)
+        munmap(r->base, r->size);
+    r->base = NULL;
+    shm_unlink(name);
+    close(fd);
+    return -1;
+}
+
+int region_attach_read_only(struct region *r, const char *name, char *why,
+                            size_t why_size)
+{
+    struct stat st;
+    const struct region_header *h;
+    int fd;
+
+    memset(r, 0, sizeof(*r));
+    r->fd = -1;
+    r->read_only = true;
+    snprintf(r->name, sizeof(r->name), "%s", name);
+    fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(why, why_size,
+                 "no running wahagate uses shm_name \"%s\" "
+                 "(shm_open: %s)",
+                 name, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof(struct region_header)) {
+        snprintf(why, why_size, "shm object \"%s\" is not a wahagate region", name);
+        close(fd);
+        return -1;
+    }
+    r->size = (size_t)st.st_size;
+    r->base = mmap(NULL, r->size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (r->base == MAP_FAILED) {
+        r->base = NULL;
+        snprintf(why, why_size, "mmap(\"%s\") failed: %s", name, strerror(errno));
+        return -1;
+    }
+    h = r->base;
+    if (h->magic != REGION_MAGIC || h->layout_version != REGION_LAYOUT_VERSION ||
+        h->size != r->size || h->size != region_size()) {
+        snprintf(why, why_size,
+                 "shm object \"%s\" has another layout (version "
+                 "%u, this program reads %d): use the wahagate that made it",
+                 name, h->layout_version, REGION_LAYOUT_VERSION);
+        region_detach(r);
+        return -1;
+    }
+    return 0;
+}
+
+void region_close_fd(struct region *r)
+{
+    if (r->fd >= 0)
+        close(r->fd);
+    r->fd = -1;
+}
+
+void region_detach(struct region *r)
+{
+    if (r->base != NULL)
+        munmap(r->base, r->size);
+    r->base = NULL;
+}
+
+void region_destroy(struct region *r)
+{
+    if (r->base == NULL)
+        return;
+    shm_unlink(r->name);
+    region_detach(r);
+    region_close_fd(r);
+}
+
+/*========================================================================
+ * The lock and the entry write protocol.
+ */
+
+/* Discard every entry a dead writer left half-written. Lock held. */
+static int repair_torn_entries(struct region *r)
+{
+    int repaired = 0;
+
+    for (int i = 0; i < REGION_MAX_ENTRIES; i++) {
+        struct region_entry *e = region_entry(r, i);
+        uint64_t seq = atomic_load(&e->seq);
+
+        if ((seq & 1) == 0)
+            continue;
+        /* Keep kind and name so the fetcher knows to refresh it. */
+        region_entry_reset(e, (enum entry_kind)e->d.kind, e->d.name);
+        atomic_store(&e->wanted_ms, time_mono_ms());
+        atomic_fetch_add(&e->generation, 1);
+        atomic_store(&e->seq, seq + 1);
+        repaired++;
+    }
+    return repaired;
+}
+
+int region_lock_at(struct region *r, const char *func, int line)
+{
+    struct region_header *h = region_header(r);
+    int rc = pthread_mutex_lock(&h->lock);
+
+    assert(!r->read_only);
+    if (rc == EOWNERDEAD) {
+        int dead = atomic_load(&h->lock_owner_pid);
+        int repaired = repair_torn_entries(r);
+
+        rc = pthread_mutex_consistent(&h->lock);
+        atomic_fetch_add(&h->lock_recoveries, 1);
+        log_warn(0,
+                 "region lock was held by pid %d, which died; %d torn "
+                 "entr%s discarded (%s:%d)",
+                 dead, repaired, repaired == 1 ? "y" : "ies", func, line);
+        if (rc != 0) {
+            log_error(rc, "pthread_mutex_consistent() failed");
+            pthread_mutex_unlock(&h->lock);
+            return -1;
+        }
+    } else if (rc != 0) {
+        log_error(rc, "pthread_mutex_lock() failed at %s:%d", func, line);
+        return -1;
+    }
+    atomic_store(&h->lock_owner_pid, getpid());
+    atomic_fetch_add_explicit(&h->lock_acquisitions, 1, memory_order_relaxed);
+    return 0;
+}
+
+void region_unlock(struct region *r)
+{
+    struct region_header *h = region_header(r);
+
+    atomic_store(&h->lock_owner_pid, 0);
+    pthread_mutex_unlock(&h->lock);
+}
+
+void region_assert_held(const struct region *r)
+{
+    const struct region_header *h = region_header(r);
+
+    if (atomic_load(&((struct region_header *)h)->lock_owner_pid) != getpid())
+        abort();
+}
+
+void region_entry_begin_write(struct region *r, struct region_entry *e)
+{
+    region_assert_held(r);
+    atomic_fetch_add(&e->seq, 1); /* now odd */
+}
+
+void region_entry_end_write(struct region *r, struct region_entry *e,
+                            bool content_changed)
+{
+    region_assert_held(r);
+    if (content_changed)
+        atomic_fetch_add(&e->generation, 1);
+    atomic_fetch_add(&e->seq, 1); /* even again: the entry is whole */
+}
+
+static bool listed(const char (*names)[REGION_NAME_MAX], int count, const char *name)
+{
+    for (int i = 0; i < count; i++)
+        if (strcmp(names[i], name) == 0)
+            return true;
+    return false;
+}
+
+int region_set_sessions(struct region *r, const char (*names)[REGION_NAME_MAX], int count)
+{
+    struct region_header *h = region_header(r);
+    bool changed = false;
+    int missing = 0;
+
+    region_assert_held(r);
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
+        struct region_entry *e = region_entry(r, i);
+        if (e->d.kind != ENTRY_SESSION || listed(names, count, e->d.name))
+            continue;
+        region_entry_begin_write(r, e);
+        region_entry_reset(e, ENTRY_FREE, "");
+        region_entry_end_write(r, e, true);
+        changed = true;
+    }
+    for (int n = 0; n < count; n++) {
+        int free_index = -1;
+        if (region_find_session(r, names[n]) >= 0)
+            continue;
+        for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
+            if (region_entry(r, i)->d.kind == ENTRY_FREE) {
+                free_index = i;
+                break;
+            }
+        }
+        if (free_index < 0) {
+            missing++;
+            continue;
+        }
+        struct region_entry *e = region_entry(r, free_index);
+        region_entry_begin_write(r, e);
+        region_entry_reset(e, ENTRY_SESSION, names[n]);
+        atomic_store(&e->last_read_ms, 0);
+        atomic_store(&e->wanted_ms, 0);
+        atomic_store(&e->attempt_done_ms, 0);
+        region_entry_end_write(r, e, true);
+        changed = true;
+    }
+    if (changed)
+        atomic_fetch_add(&h->table_generation, 1);
+    return missing;
+}
+
+int region_find_session(const struct region *r, const char *name)
+{
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
+        const struct region_entry *e = region_entry(r, i);
+        if (e->d.kind == ENTRY_SESSION && strcmp(e->d.name, name) == 0)
+            return i;
+    }
+    return -1;
+}
+
+uint64_t region_counter_sum(const struct region *r, enum counter c)
+{
+    uint64_t sum = 0;
+
+    for (int i = 0; i < REGION_MAX_PROCS; i++)
+        sum +=
+            atomic_load_explicit(&region_proc(r, i)->counters[c], memory_order_relaxed);
+    return sum;
+}

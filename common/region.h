@@ -1,0 +1,243 @@
+/*
+ * region.h - the POSIX shared-memory region every wahagate process shares.
+ *
+ * Layout (offsets from the start of the mapping, no pointers inside):
+ *
+ *   struct region_header      magic, layout version, size, instance id,
+ *                             the robust mutex and its bookkeeping
+ *   struct region_entry[]     REGION_MAX_ENTRIES cached WAHA answers:
+ *                             [0] health, [1] session list, [2..] sessions
+ *   struct region_proc[]      REGION_MAX_PROCS per-process stat slots
+ *
+ * Writers (the fetcher; later the workers' webhook handler) change an entry
+ * only while holding the lock, between region_entry_begin_write() and
+ * region_entry_end_write(). begin makes the entry's sequence number odd and
+ * end makes it even again, so a process that dies half-way leaves an odd
+ * number behind; the next locker sees EOWNERDEAD, discards every entry with
+ * an odd sequence and only then marks the mutex consistent.
+ *
+ * Readers compare the entry's sequence number (one atomic load) with the
+ * one of the copy they keep, and take the lock to copy the entry only when
+ * it changed. `generation` counts changes of what clients see (status, me,
+ * health), so ETags and event ids stay the same across refreshes that bring
+ * the same answer. Demand flows the other way without the lock: workers store
+ * the time of the last read and, for a cold entry, the time they want fresh
+ * data; the fetcher reads both on its timer.
+ *
+ * Stat slots have exactly one writer each (the process that owns the slot),
+ * which updates its counters with relaxed atomic stores; anyone may sum them.
+ */
+#ifndef WAHAGATE_REGION_H
+#define WAHAGATE_REGION_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define REGION_MAGIC 0x4554414741484157ull /* "WAHAGATE", little endian */
+#define REGION_LAYOUT_VERSION 1
+
+#define REGION_SESSION_MAX 64
+#define REGION_ENTRY_HEALTH 0
+#define REGION_ENTRY_LIST 1
+#define REGION_ENTRY_FIRST_SESSION 2
+#define REGION_MAX_ENTRIES (REGION_ENTRY_FIRST_SESSION + REGION_SESSION_MAX)
+#define REGION_BODY_MAX 16384
+#define REGION_NAME_MAX 64
+#define REGION_STATUS_MAX 40
+#define REGION_ME_MAX 512
+#define REGION_ERROR_MAX 160
+
+/* Master, fetcher, and up to twice max_workers while old ones retire. */
+#define REGION_MAX_PROCS 136
+
+enum entry_kind {
+    ENTRY_FREE = 0,
+    ENTRY_HEALTH,
+    ENTRY_SESSION_LIST,
+    ENTRY_SESSION,
+    ENTRY_KIND_COUNT
+};
+
+enum entry_source { SOURCE_NONE = 0, SOURCE_POLL, SOURCE_WEBHOOK, SOURCE_COUNT };
+
+extern const char *const entry_kind_names[ENTRY_KIND_COUNT];
+extern const char *const entry_source_names[SOURCE_COUNT];
+
+/* What a writer changes under the lock; readers copy it under the lock. */
+struct entry_data {
+    uint32_t kind;                  /* enum entry_kind */
+    uint32_t source;                /* enum entry_source */
+    char name[REGION_NAME_MAX];     /* session name; for the health entry the
+                                       endpoint that answered ("/health") */
+    bool has_data;                  /* a good answer was stored */
+    bool healthy;                   /* the last refresh attempt succeeded */
+    bool exists;                    /* WAHA knows the session (no 404) */
+    char status[REGION_STATUS_MAX]; /* WAHA's status, "UNKNOWN" before data;
+                                       health: "ok", "error" or "pong" */
+    char me_json[REGION_ME_MAX];    /* {"id":..,"pushName":..} or null */
+    int64_t fetched_real_ms;        /* when the data was fetched */
+    int64_t fetched_mono_ms;
+    int64_t last_success_real_ms;      /* 0: never */
+    char last_error[REGION_ERROR_MAX]; /* "" when the last attempt succeeded */
+    uint32_t body_len;
+    char body[REGION_BODY_MAX]; /* WAHA's JSON, re-serialized compactly;
+                                       only body_len + 1 bytes are copied */
+};
+
+struct region_entry {
+    _Atomic uint64_t seq;            /* odd while a writer is inside */
+    _Atomic uint64_t generation;     /* changes of the client-visible content */
+    _Atomic int64_t last_read_ms;    /* monotonic; workers, no lock */
+    _Atomic int64_t wanted_ms;       /* monotonic; a reader waits for data */
+    _Atomic int64_t attempt_done_ms; /* monotonic; last refresh finished */
+    struct entry_data d;             /* under the lock only */
+};
+
+/* entry_data_copy - copy SRC's used bytes to DST (lock held on the source). */
+void entry_data_copy(struct entry_data *dst, const struct entry_data *src);
+
+enum proc_role { ROLE_NONE = 0, ROLE_MASTER, ROLE_WORKER, ROLE_FETCHER, ROLE_COUNT };
+
+extern const char *const proc_role_names[ROLE_COUNT];
+
+/* Counters of one process; every figure of the stats is a sum of these. */
+enum counter {
+    COUNTER_REQUESTS = 0,
+    COUNTER_CACHE_HITS,
+    COUNTER_CACHE_MISSES,
+    COUNTER_NOT_MODIFIED,
+    COUNTER_RATE_LIMITED,
+    COUNTER_ERRORS, /* answers with status >= 400 */
+    COUNTER_UPSTREAM_CALLS,
+    COUNTER_UPSTREAM_ERRORS,
+    COUNTER_WEBHOOKS,
+    COUNTER_BYTES_SENT,
+    COUNTER_COUNT
+};
+
+extern const char *const counter_names[COUNTER_COUNT];
+
+struct region_proc {
+    _Atomic int32_t pid;   /* 0: the slot's process is not running */
+    _Atomic uint32_t role; /* enum proc_role */
+    _Atomic int64_t started_mono_ms;
+    _Atomic int32_t in_flight;   /* requests being answered (gauge) */
+    _Atomic int32_t sse_clients; /* gauge */
+    _Atomic uint64_t counters[COUNTER_COUNT];
+};
+
+struct region_header {
+    uint64_t magic;
+    uint32_t layout_version;
+    uint32_t entry_count;
+    uint64_t size;
+    uint64_t instance_id; /* random per creation; ETags use it */
+    uint64_t entries_offset;
+    uint64_t procs_offset;
+    uint32_t proc_count;
+    _Atomic int32_t master_pid;
+    int64_t started_real_ms;
+    int64_t started_mono_ms;
+
+    pthread_mutex_t lock; /* robust, process-shared */
+    _Atomic int32_t lock_owner_pid;
+    _Atomic uint64_t lock_acquisitions;
+    _Atomic uint64_t lock_recoveries;
+
+    _Atomic uint64_t table_generation; /* entries added or removed */
+    _Atomic int32_t workers_running;
+};
+
+/* A process's handle on the region (process-local, not shared). */
+struct region {
+    void *base;
+    size_t size;
+    int fd; /* -1 once closed */
+    bool read_only;
+    char name[64];
+};
+
+/*
+ * region_create - create the shm object NAME, lay it out and initialise the
+ * mutex. Exclusive: while another live instance holds NAME this fails with a
+ * message naming its pid. A leftover object from a crashed run (no live
+ * holder) is unlinked and created again, never trusted. Master only; the
+ * children inherit the mapping across fork(). Returns 0 or -1 (logged).
+ */
+int region_create(struct region *r, const char *name);
+
+/*
+ * region_attach_read_only - map an existing region for reading (wahagate
+ * --stats). Checks magic, layout version and size. Never takes the lock.
+ * Returns 0 or -1 with a message in WHY (WHY_SIZE bytes).
+ */
+int region_attach_read_only(struct region *r, const char *name, char *why,
+                            size_t why_size);
+
+/* region_close_fd - children drop the descriptor (and its instance lock). */
+void region_close_fd(struct region *r);
+
+/* region_detach - unmap; region_destroy also unlinks (master, clean exit). */
+void region_detach(struct region *r);
+void region_destroy(struct region *r);
+
+struct region_header *region_header(const struct region *r);
+struct region_entry *region_entry(const struct region *r, int index);
+struct region_proc *region_proc(const struct region *r, int slot);
+
+/*
+ * region_lock - take the robust mutex; FUNC and LINE are recorded for
+ * debugging. On EOWNERDEAD it logs which pid died holding it, discards
+ * torn entries (odd sequence), then marks the mutex consistent. Only bytes
+ * are copied while it is held: no allocation, no I/O, no logging except that
+ * repair. Returns 0, or -1 if the mutex is unusable.
+ */
+#define region_lock(r) region_lock_at((r), __func__, __LINE__)
+int region_lock_at(struct region *r, const char *func, int line);
+void region_unlock(struct region *r);
+
+/* region_assert_held - abort unless the calling process holds the lock. */
+void region_assert_held(const struct region *r);
+
+/*
+ * Entry writes, under the lock only. end_write bumps the generation when
+ * CONTENT_CHANGED (something a client sees changed).
+ */
+void region_entry_begin_write(struct region *r, struct region_entry *e);
+void region_entry_end_write(struct region *r, struct region_entry *e,
+                            bool content_changed);
+
+/* region_entry_reset - clear an entry to "no data" (under the lock). */
+void region_entry_reset(struct region_entry *e, enum entry_kind kind, const char *name);
+
+/*
+ * region_set_sessions - make the session entries exactly the COUNT names in
+ * NAMES: entries of names no longer listed are freed, new names take free
+ * entries (with no data yet), entries of names still listed keep their data.
+ * Bumps table_generation when anything changed. Lock held. Returns how many
+ * names found no free entry (more than REGION_SESSION_MAX sessions).
+ */
+int region_set_sessions(struct region *r, const char (*names)[REGION_NAME_MAX],
+                        int count);
+
+/*
+ * region_find_session - index of the session entry NAME, or -1. Call with
+ * the lock held: the fetcher renames entries when WAHA's session list
+ * changes (and then bumps table_generation).
+ */
+int region_find_session(const struct region *r, const char *name);
+
+/* Counters: only the slot's owner adds; anyone sums. */
+static inline void region_count(struct region_proc *p, enum counter c, uint64_t n)
+{
+    uint64_t v = atomic_load_explicit(&p->counters[c], memory_order_relaxed);
+    atomic_store_explicit(&p->counters[c], v + n, memory_order_relaxed);
+}
+
+uint64_t region_counter_sum(const struct region *r, enum counter c);
+
+#endif

@@ -1,0 +1,39 @@
+#!/bin/sh
+# install-deps.sh - install the Debian (bookworm) packages wahagate needs to
+# build, test, run the demo and the benchmark. Idempotent: installs only what
+# is missing, and does nothing (not even apt-get update) when all is there.
+# Run as root, or as a user with sudo.
+#
+#   scripts/install-deps.sh [--quiet]
+set -eu
+
+PACKAGES="
+  gcc make pkg-config
+  libevent-dev libcurl4-openssl-dev libjson-c-dev libinih-dev libssl-dev
+  libcmocka-dev
+  python3 python3-pytest
+  curl wrk procps
+"
+
+quiet=false
+[ "${1:-}" = "--quiet" ] && quiet=true
+
+missing=""
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    $quiet || echo "install-deps: everything is installed"
+    exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+fi
+echo "install-deps: installing$missing"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing

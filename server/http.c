@@ -1,0 +1,81 @@
+/*
+ * http.c - helpers for building a struct http_response; no I/O here.
+ */
+#include "http.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+#include <string.h>
+
+#include <sys/queue.h>
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "json.h"
+
+void http_response_header(struct http_response *resp, const char *name, const char *fmt,
+                          ...)
+{
+    struct http_header *h;
+    va_list ap;
+
+    if (resp->header_count == HTTP_MAX_HEADERS)
+        return; /* a programming error; the table is sized for every route */
+    h = &resp->headers[resp->header_count++];
+    h->name = name;
+    va_start(ap, fmt);
+    vsnprintf(h->value, sizeof(h->value), fmt, ap);
+    va_end(ap);
+}
+
+void http_response_error(struct http_response *resp, int status, const char *code,
+                         const char *message)
+{
+    resp->status = status;
+    resp->content_type = "application/json";
+    resp->body_len = json_error_body(resp->small, sizeof(resp->small), code, message);
+    resp->body = resp->small;
+}
+
+const char *http_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+int http_query_param(const char *query, const char *key, char *out, size_t out_size)
+{
+    struct evkeyvalq params;
+    const char *value;
+    int rc = -1;
+
+    if (query == NULL)
+        return -1;
+    TAILQ_INIT(&params);
+    if (evhttp_parse_query_str(query, &params) != 0)
+        return -1;
+    value = evhttp_find_header(&params, key);
+    if (value != NULL && strlen(value) < out_size) {
+        memcpy(out, value, strlen(value) + 1);
+        rc = 0;
+    }
+    evhttp_clear_headers(&params);
+    return rc;
+}

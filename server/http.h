@@ -1,0 +1,67 @@
+/*
+ * http.h - the request view and the prepared response that connect the
+ * transport (worker.c, on libevent's evhttp) with the route handlers
+ * (routes.c). Handlers never see evhttp types, so the transport can be
+ * replaced without touching them.
+ */
+#ifndef WAHAGATE_HTTP_H
+#define WAHAGATE_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum http_method { HTTP_GET = 0, HTTP_HEAD, HTTP_POST, HTTP_OPTIONS, HTTP_OTHER };
+
+/* What a handler may know about a request. All strings are NUL-terminated. */
+struct http_request_view {
+    enum http_method method;
+    const char *path;          /* decoded path, no query: "/api/waha/status" */
+    const char *query;         /* raw query string without '?', or NULL */
+    const char *if_none_match; /* header value or NULL */
+    const char *accept;        /* header value or NULL */
+    int64_t now_mono_ms;
+    bool parked;   /* this is a second look after waiting */
+    bool may_wait; /* false: answer now with what is there */
+};
+
+#define HTTP_MAX_HEADERS 12
+#define HTTP_HEADER_VALUE_MAX 192
+#define HTTP_SMALL_BODY_MAX 1024
+
+struct http_header {
+    const char *name; /* a string literal */
+    char value[HTTP_HEADER_VALUE_MAX];
+};
+
+/*
+ * A prepared response. BODY points either into SMALL or into memory the
+ * handlers own that stays valid until the next call of routes_handle().
+ */
+struct http_response {
+    int status;
+    const char *content_type;
+    int header_count;
+    struct http_header headers[HTTP_MAX_HEADERS];
+    const char *body;
+    size_t body_len;
+    char small[HTTP_SMALL_BODY_MAX];
+};
+
+void http_response_header(struct http_response *resp, const char *name, const char *fmt,
+                          ...) __attribute__((format(printf, 3, 4)));
+
+/* http_response_error - status STATUS with the project's JSON error body. */
+void http_response_error(struct http_response *resp, int status, const char *code,
+                         const char *message);
+
+const char *http_reason(int status);
+
+/*
+ * http_query_param - the decoded value of KEY in the raw query string QUERY
+ * (may be NULL) into OUT (OUT_SIZE bytes). Returns 0 when present and it
+ * fits, -1 otherwise.
+ */
+int http_query_param(const char *query, const char *key, char *out, size_t out_size);
+
+#endif

@@ -1,0 +1,432 @@
+/*
+ * master.c - the master process: region, listen sockets, process table,
+ * respawn, signals and the stop sequence.
+ *
+ * DESIGN
+ * Start: open the log, create the region (refusing to start when another
+ * instance holds the same shm_name), create the entries of the configured
+ * sessions, open the listen sockets, write the pid file, then fork the
+ * fetcher and server.workers workers through spawn(), the only place that
+ * forks. Children start in proc_child_start() and never return.
+ *
+ * The process table procs[] has one row per stat slot of the region: slot 0
+ * is the master, slot 1 the fetcher, slots 2.. the workers. A respawned child
+ * takes over its slot, so its counters continue.
+ *
+ * Signals only set flags (volatile sig_atomic_t). The master keeps every
+ * signal blocked except while it sleeps in ppoll(), which unblocks them
+ * atomically, so a signal can never arrive between testing the flags and
+ * going to sleep. After waking it handles, in order: dead children, stop,
+ * log reopen, reload, respawns that are due.
+ *
+ * Respawn: a child that dies is replaced. A child that dies within
+ * QUICK_DEATH_MS of its start counts as a quick death; consecutive quick
+ * deaths delay the next start by 100 ms, doubling up to 30 s, and the master
+ * logs why, so a child that cannot start does not fork-bomb the machine.
+ *
+ * Stop (SIGTERM/SIGINT): send SIGTERM to every child; workers stop
+ * accepting, finish their requests and exit; after STOP_KILL_MS whatever is
+ * left gets SIGKILL. Then the region is unlinked, the pid file removed, and
+ * the master exits 0.
+ */
+#include "master.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "listen.h"
+#include "log.h"
+#include "proc.h"
+#include "region.h"
+#include "timeutil.h"
+
+#define SLOT_MASTER 0
+#define SLOT_FETCHER 1
+#define SLOT_FIRST_WORKER 2
+#define QUICK_DEATH_MS 2000
+#define RESPAWN_FIRST_DELAY_MS 100
+#define RESPAWN_MAX_DELAY_MS 30000
+#define STOP_KILL_MS 4500
+
+struct process {
+    pid_t pid;           /* 0: not running */
+    enum proc_role role; /* ROLE_NONE: slot unused */
+    int64_t started_ms;
+    int quick_deaths;      /* in a row */
+    int64_t respawn_at_ms; /* 0: no respawn scheduled */
+};
+
+static volatile sig_atomic_t got_stop, got_child, got_reopen, got_reload;
+
+static struct {
+    struct config *cfg;
+    struct region region;
+    struct heritage heritage;
+    struct process procs[REGION_MAX_PROCS];
+    bool stopping;
+    int64_t kill_at_ms;
+} m;
+
+/*========================================================================
+ * Signals.
+ */
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+
+    switch (sig) {
+    case SIGTERM:
+    case SIGINT: got_stop = 1; break;
+    case SIGCHLD: got_child = 1; break;
+    case SIGUSR1: got_reopen = 1; break;
+    case SIGHUP: got_reload = 1; break;
+    default: break;
+    }
+    errno = saved;
+}
+
+static int install_signals(sigset_t *blocked)
+{
+    static const int handled[] = {SIGTERM, SIGINT, SIGCHLD, SIGUSR1, SIGHUP};
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sigemptyset(blocked);
+    for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++)
+        sigaddset(blocked, handled[i]);
+    if (sigprocmask(SIG_BLOCK, blocked, NULL) != 0)
+        return -1;
+    sa.sa_handler = on_signal;
+    sa.sa_mask = *blocked;
+    for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++)
+        if (sigaction(handled[i], &sa, NULL) != 0)
+            return -1;
+    sa.sa_handler = SIG_IGN;
+    return sigaction(SIGPIPE, &sa, NULL);
+}
+
+/*========================================================================
+ * Children.
+ */
+
+/* Fork the child of SLOT. Signals are blocked here, so the child starts
+ * with them blocked until proc_child_start() resets them. */
+static void spawn(int slot)
+{
+    struct process *p = &m.procs[slot];
+    pid_t pid;
+
+    m.heritage.slot = slot;
+    pid = fork();
+    if (pid < 0) {
+        log_error(errno, "fork() of a %s failed; retrying in 1 s",
+                  proc_role_names[p->role]);
+        p->respawn_at_ms = time_mono_ms() + 1000;
+        return;
+    }
+    if (pid == 0) {
+        if (p->role == ROLE_FETCHER)
+            fetcher_main(&m.heritage);
+        worker_main(&m.heritage);
+    }
+    p->pid = pid;
+    p->started_ms = time_mono_ms();
+    p->respawn_at_ms = 0;
+    log_debug("started %s %d in slot %d", proc_role_names[p->role], (int)pid, slot);
+}
+
+static void describe_status(int status, char *out, size_t size)
+{
+    if (WIFEXITED(status))
+        snprintf(out, size, "exited with code %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(out, size, "was killed by signal %d%s", WTERMSIG(status),
+                 WCOREDUMP(status) ? " (core dumped)" : "");
+    else
+        snprintf(out, size, "ended with status %d", status);
+}
+
+static void reap_children(void)
+{
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        int64_t now = time_mono_ms();
+        char how[64];
+        int slot = -1;
+
+        for (int i = 0; i < REGION_MAX_PROCS; i++)
+            if (m.procs[i].pid == pid)
+                slot = i;
+        if (slot < 0)
+            continue;
+        struct process *p = &m.procs[slot];
+        int64_t lived = now - p->started_ms;
+
+        p->pid = 0;
+        atomic_store(&region_proc(&m.region, slot)->pid, 0);
+        atomic_store(&region_proc(&m.region, slot)->in_flight, 0);
+        if (m.stopping)
+            continue;
+
+        describe_status(status, how, sizeof(how));
+        p->quick_deaths = lived < QUICK_DEATH_MS ? p->quick_deaths + 1 : 0;
+        if (p->quick_deaths == 0) {
+            log_warn(0, "%s %d %s after %.1f s; starting a new one",
+                     proc_role_names[p->role], (int)pid, how, lived / 1000.0);
+            p->respawn_at_ms = now;
+        } else {
+            int64_t delay = RESPAWN_FIRST_DELAY_MS;
+            for (int i = 1; i < p->quick_deaths && delay < RESPAWN_MAX_DELAY_MS; i++)
+                delay *= 2;
+            if (delay > RESPAWN_MAX_DELAY_MS)
+                delay = RESPAWN_MAX_DELAY_MS;
+            log_warn(0,
+                     "%s %d %s after %.1f s (%d quick death%s in a row); "
+                     "starting a new one in %.1f s",
+                     proc_role_names[p->role], (int)pid, how, lived / 1000.0,
+                     p->quick_deaths, p->quick_deaths == 1 ? "" : "s", delay / 1000.0);
+            p->respawn_at_ms = now + delay;
+        }
+    }
+}
+
+static int children_alive(void)
+{
+    int n = 0;
+
+    for (int i = 0; i < REGION_MAX_PROCS; i++)
+        n += m.procs[i].pid != 0;
+    return n;
+}
+
+static void signal_children(int sig)
+{
+    for (int i = 0; i < REGION_MAX_PROCS; i++)
+        if (m.procs[i].pid != 0)
+            kill(m.procs[i].pid, sig);
+}
+
+static void begin_stop(void)
+{
+    if (m.stopping)
+        return;
+    log_info("stopping: waiting for %d children to finish", children_alive());
+    m.stopping = true;
+    m.kill_at_ms = time_mono_ms() + STOP_KILL_MS;
+    signal_children(SIGTERM);
+}
+
+static void reload(void)
+{
+    struct config *fresh = malloc(sizeof(*fresh));
+    struct config_errors *errs = malloc(sizeof(*errs));
+
+    if (fresh == NULL || errs == NULL) {
+        log_error(0, "reload: out of memory; keeping the running configuration");
+    } else if (config_load(m.cfg->path, NULL, fresh, errs) != 0) {
+        log_error(0,
+                  "reload: %s has %d error%s; keeping the running "
+                  "configuration",
+                  m.cfg->path, errs->count, errs->count == 1 ? "" : "s");
+        for (int i = 0; i < errs->count; i++)
+            log_error(0, "%s", errs->message[i]);
+    } else {
+        log_warn(0,
+                 "reload: %s is valid, but this version applies a new "
+                 "configuration only at restart",
+                 m.cfg->path);
+    }
+    free(fresh);
+    free(errs);
+}
+
+/*========================================================================
+ * Start and main loop.
+ */
+
+static int write_pid_file(const char *path)
+{
+    char text[32];
+    int fd, len;
+
+    if (path[0] == '\0')
+        return 0;
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        log_error(errno, "cannot write pid file \"%s\"", path);
+        return -1;
+    }
+    len = snprintf(text, sizeof(text), "%d\n", (int)getpid());
+    if (write(fd, text, (size_t)len) != len) {
+        log_error(errno, "cannot write pid file \"%s\"", path);
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+static int track_configured_sessions(void)
+{
+    int missing;
+
+    if (m.cfg->upstream.all_sessions)
+        return 0;
+    if (region_lock(&m.region) != 0)
+        return -1;
+    missing = region_set_sessions(
+        &m.region, (const char(*)[REGION_NAME_MAX])m.cfg->upstream.sessions,
+        m.cfg->upstream.session_count);
+    region_unlock(&m.region);
+    return missing == 0 ? 0 : -1;
+}
+
+static int start(void)
+{
+    struct region_proc *self;
+
+    if (getuid() == 0 && m.cfg->server.user[0] == '\0')
+        log_warn(0, "running as root without server.user; set it to drop "
+                    "privileges after binding");
+    if (region_create(&m.region, m.cfg->server.shm_name) != 0)
+        return -1;
+    m.heritage.cfg = m.cfg;
+    m.heritage.region = &m.region;
+    m.heritage.master_pid = getpid();
+    m.heritage.listen_count = m.cfg->server.listen_count;
+    if (track_configured_sessions() != 0 ||
+        listen_open(m.cfg->server.listen, m.cfg->server.listen_count,
+                    m.heritage.listen_fds) != 0) {
+        region_destroy(&m.region);
+        return -1;
+    }
+    if (write_pid_file(m.cfg->server.pid_file) != 0) {
+        listen_close(m.heritage.listen_fds, m.heritage.listen_count);
+        region_destroy(&m.region);
+        return -1;
+    }
+    self = region_proc(&m.region, SLOT_MASTER);
+    atomic_store(&self->role, ROLE_MASTER);
+    atomic_store(&self->started_mono_ms, time_mono_ms());
+    atomic_store(&self->pid, getpid());
+
+    m.procs[SLOT_MASTER].role = ROLE_MASTER;
+    m.procs[SLOT_FETCHER].role = ROLE_FETCHER;
+    m.procs[SLOT_FETCHER].respawn_at_ms = time_mono_ms();
+    for (int i = 0; i < m.cfg->server.workers; i++) {
+        m.procs[SLOT_FIRST_WORKER + i].role = ROLE_WORKER;
+        m.procs[SLOT_FIRST_WORKER + i].respawn_at_ms = time_mono_ms();
+    }
+    atomic_store(&region_header(&m.region)->workers_running,
+                 (int32_t)m.cfg->server.workers);
+    return 0;
+}
+
+static void finish(void)
+{
+    listen_close(m.heritage.listen_fds, m.heritage.listen_count);
+    if (m.cfg->server.pid_file[0] != '\0')
+        unlink(m.cfg->server.pid_file);
+    region_destroy(&m.region);
+}
+
+/* Sleep until a signal or the next deadline (respawn, kill), at most 1 s. */
+static void wait_for_events(const sigset_t *unblocked)
+{
+    int64_t now = time_mono_ms();
+    int64_t wake = now + 1000;
+    struct timespec ts;
+
+    for (int i = 0; i < REGION_MAX_PROCS; i++) {
+        const struct process *p = &m.procs[i];
+        if (p->pid == 0 && p->respawn_at_ms != 0 && p->respawn_at_ms < wake)
+            wake = p->respawn_at_ms;
+    }
+    if (m.stopping && m.kill_at_ms < wake)
+        wake = m.kill_at_ms;
+    if (wake < now)
+        wake = now;
+    ts.tv_sec = (wake - now) / 1000;
+    ts.tv_nsec = ((wake - now) % 1000) * 1000000;
+    ppoll(NULL, 0, &ts, unblocked);
+}
+
+int master_run(struct config *cfg)
+{
+    sigset_t blocked, unblocked;
+
+    m.cfg = cfg;
+    log_set_role("master");
+    proc_title_set("wahagate: master");
+    if (install_signals(&blocked) != 0) {
+        log_error(errno, "cannot install signal handlers");
+        return 1;
+    }
+    sigprocmask(SIG_BLOCK, NULL, &unblocked);
+    sigdelset(&unblocked, SIGTERM);
+    sigdelset(&unblocked, SIGINT);
+    sigdelset(&unblocked, SIGCHLD);
+    sigdelset(&unblocked, SIGUSR1);
+    sigdelset(&unblocked, SIGHUP);
+    if (start() != 0)
+        return 1;
+    log_info("wahagate %s serving on %s:%u with %lld workers, WAHA at %s",
+             WAHAGATE_VERSION, cfg->server.listen[0].host, cfg->server.listen[0].port,
+             (long long)cfg->server.workers, cfg->upstream.url);
+
+    for (;;) {
+        int64_t now;
+
+        if (got_child) {
+            got_child = 0;
+            reap_children();
+        }
+        if (got_stop) {
+            got_stop = 0;
+            begin_stop();
+        }
+        if (got_reopen) {
+            got_reopen = 0;
+            if (log_open(cfg->log.file) != 0)
+                log_error(errno, "cannot reopen log file \"%s\"", cfg->log.file);
+            signal_children(SIGUSR1);
+        }
+        if (got_reload) {
+            got_reload = 0;
+            reload();
+        }
+        now = time_mono_ms();
+        if (m.stopping) {
+            if (children_alive() == 0)
+                break;
+            if (now >= m.kill_at_ms) {
+                log_warn(0, "%d children did not stop in time; killing them",
+                         children_alive());
+                signal_children(SIGKILL);
+                m.kill_at_ms = now + 1000;
+            }
+        } else {
+            for (int i = SLOT_FETCHER; i < REGION_MAX_PROCS; i++) {
+                struct process *p = &m.procs[i];
+                if (p->role != ROLE_NONE && p->pid == 0 && p->respawn_at_ms != 0 &&
+                    now >= p->respawn_at_ms)
+                    spawn(i);
+            }
+        }
+        wait_for_events(&unblocked);
+    }
+    finish();
+    log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,182 @@
+/*
+ * upstream.c - validate WAHA's answers before they may replace cached data.
+ *
+ * DESIGN
+ * Called by the fetcher when a transfer completes, and by unit tests and
+ * fuzzers directly. Each function parses with json_parse_bounded() (depth
+ * and size bounds), checks the shape it needs, and writes a compact
+ * re-serialisation that fits the region's fixed buffers. Anything else is a
+ * reason string, never a partial record: the caller keeps its old data.
+ */
+#include "upstream.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "json.h"
+
+static bool valid_status(const char *s)
+{
+    size_t len = strlen(s);
+
+    if (len == 0 || len >= REGION_STATUS_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!isupper((unsigned char)s[i]) && !isdigit((unsigned char)s[i]) && s[i] != '_')
+            return false;
+    return true;
+}
+
+/* {"id":..,"pushName":..} from WAHA's MeInfo, or "null". */
+static int render_me(struct json_object *session, char *out, size_t out_size, char *why)
+{
+    struct json_object *me;
+    struct jbuf b;
+
+    jbuf_init(&b, out, out_size);
+    if (!json_object_object_get_ex(session, "me", &me) || me == NULL) {
+        jbuf_raw(&b, "null");
+        return 0;
+    }
+    if (!json_object_is_type(me, json_type_object) || json_get_string(me, "id") == NULL) {
+        snprintf(why, UPSTREAM_WHY_MAX, "\"me\" is not an object with an id");
+        return -1;
+    }
+    jbuf_raw(&b, "{\"id\":");
+    jbuf_string(&b, json_get_string(me, "id"));
+    jbuf_raw(&b, ",\"pushName\":");
+    jbuf_string(&b, json_get_string(me, "pushName"));
+    jbuf_raw(&b, "}");
+    if (b.overflow) {
+        snprintf(why, UPSTREAM_WHY_MAX, "\"me\" is too large");
+        return -1;
+    }
+    return 0;
+}
+
+/* Fill REC from a parsed session object; NAME, when given, must match. */
+static int record_from_object(struct json_object *obj, const char *name,
+                              struct session_record *rec, char *why)
+{
+    const char *got_name = json_get_string(obj, "name");
+    const char *status = json_get_string(obj, "status");
+    const char *text;
+    size_t text_len;
+
+    if (!json_object_is_type(obj, json_type_object)) {
+        snprintf(why, UPSTREAM_WHY_MAX, "session is not a JSON object");
+        return -1;
+    }
+    if (got_name == NULL || !config_valid_session_name(got_name) ||
+        (name != NULL && strcmp(got_name, name) != 0)) {
+        snprintf(why, UPSTREAM_WHY_MAX, "session object has no valid \"name\"%s%s",
+                 name ? " " : "", name ? name : "");
+        return -1;
+    }
+    if (status == NULL || !valid_status(status)) {
+        snprintf(why, UPSTREAM_WHY_MAX, "session \"%s\" has no valid \"status\"",
+                 got_name);
+        return -1;
+    }
+    if (render_me(obj, rec->me_json, sizeof(rec->me_json), why) != 0)
+        return -1;
+    text = json_object_to_json_string_length(
+        obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &text_len);
+    if (text == NULL || text_len >= sizeof(rec->body)) {
+        snprintf(why, UPSTREAM_WHY_MAX, "session \"%s\" is larger than %zu bytes",
+                 got_name, sizeof(rec->body) - 1);
+        return -1;
+    }
+    snprintf(rec->name, sizeof(rec->name), "%s", got_name);
+    snprintf(rec->status, sizeof(rec->status), "%s", status);
+    memcpy(rec->body, text, text_len + 1);
+    rec->body_len = text_len;
+    return 0;
+}
+
+int upstream_parse_session(const char *name, const char *body, size_t len,
+                           struct session_record *rec, char *why)
+{
+    struct json_object *obj = json_parse_bounded(body, len, why, UPSTREAM_WHY_MAX);
+    int rc;
+
+    if (obj == NULL)
+        return -1;
+    rc = record_from_object(obj, name, rec, why);
+    json_object_put(obj);
+    return rc;
+}
+
+int upstream_parse_session_list(const char *body, size_t len, struct session_record *recs,
+                                int max, int *count, char *why)
+{
+    struct json_object *arr = json_parse_bounded(body, len, why, UPSTREAM_WHY_MAX);
+    size_t n;
+
+    *count = 0;
+    if (arr == NULL)
+        return -1;
+    if (!json_object_is_type(arr, json_type_array)) {
+        snprintf(why, UPSTREAM_WHY_MAX, "session list is not a JSON array");
+        json_object_put(arr);
+        return -1;
+    }
+    n = json_object_array_length(arr);
+    for (size_t i = 0; i < n && *count < max; i++) {
+        if (record_from_object(json_object_array_get_idx(arr, i), NULL, &recs[*count],
+                               why) != 0) {
+            json_object_put(arr);
+            return -1;
+        }
+        (*count)++;
+    }
+    json_object_put(arr);
+    return 0;
+}
+
+int upstream_health_verdict(bool ping, long http_code, const char *body, size_t len,
+                            char *status_out, size_t status_size, char *why)
+{
+    struct json_object *obj;
+    const char *field;
+    int verdict = -1;
+
+    if (ping ? http_code != 200 : (http_code != 200 && http_code != 503)) {
+        upstream_describe_http_error(http_code, body, len, why);
+        return -1;
+    }
+    obj = json_parse_bounded(body, len, why, UPSTREAM_WHY_MAX);
+    if (obj == NULL)
+        return -1;
+    field = json_get_string(obj, ping ? "message" : "status");
+    if (ping && field != NULL && strcmp(field, "pong") == 0) {
+        verdict = 1;
+    } else if (!ping && field != NULL &&
+               (strcmp(field, "ok") == 0 || strcmp(field, "error") == 0 ||
+                strcmp(field, "shutting_down") == 0)) {
+        verdict = http_code == 200 && strcmp(field, "ok") == 0;
+    } else {
+        snprintf(why, UPSTREAM_WHY_MAX, "%s answer has no valid \"%s\"",
+                 ping ? "/ping" : "/health", ping ? "message" : "status");
+    }
+    if (verdict >= 0)
+        snprintf(status_out, status_size, "%s", field);
+    json_object_put(obj);
+    return verdict;
+}
+
+void upstream_describe_http_error(long http_code, const char *body, size_t len, char *why)
+{
+    char ignored[UPSTREAM_WHY_MAX];
+    struct json_object *obj = json_parse_bounded(body, len, ignored, sizeof(ignored));
+    const char *message = obj ? json_get_string(obj, "message") : NULL;
+
+    if (message == NULL && obj != NULL)
+        message = json_get_string(obj, "error");
+    if (message != NULL)
+        snprintf(why, UPSTREAM_WHY_MAX, "HTTP %ld: %.100s", http_code, message);
+    else
+        snprintf(why, UPSTREAM_WHY_MAX, "HTTP %ld", http_code);
+    json_object_put(obj);
+}

@@ -1,0 +1,378 @@
+/*
+ * worker.c - a worker process: libevent's evhttp on the inherited listen
+ * sockets, answering through routes.c.
+ *
+ * DESIGN
+ * One event_base per worker, created after fork. evhttp accepts on the
+ * master's non-blocking listen sockets (shared by all workers; the kernel
+ * hands each connection to one of them) and calls on_request() for every
+ * request. on_request() turns the evhttp request into a struct
+ * http_request_view (decoded path, query, the few headers handlers need),
+ * asks routes_handle() and sends the prepared response.
+ *
+ * When a handler answers ROUTE_WAIT (the data is cold and the fetcher has
+ * been asked for it), the request is parked: a copy of its view goes into a
+ * bounded table, and a WORKER_PARK_TICK_MS timer asks the handler again
+ * until it answers or the request has waited limits.request_timeout, after
+ * which it is asked with may_wait false and answers with what there is. The
+ * evhttp request stays valid while parked: evhttp only frees a request the
+ * user has not answered when the reply is finally sent.
+ *
+ * Stopping (SIGTERM/SIGINT): stop accepting, answer every parked request at
+ * once, add "Connection: close", and leave the loop when every started reply
+ * has been written (evhttp's on-complete callback) or after WORKER_DRAIN_MS.
+ */
+#include "worker.h"
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "http.h"
+#include "log.h"
+#include "routes.h"
+#include "timeutil.h"
+
+#define PATH_MAX_LEN 512
+#define QUERY_MAX_LEN 512
+#define HEADER_COPY_MAX 256
+
+/* A request's view with its own storage, so it can be parked. */
+struct pending {
+    struct evhttp_request *req;
+    int64_t arrived_mono_ms;
+    enum http_method method;
+    bool has_query, has_inm, has_accept;
+    char path[PATH_MAX_LEN];
+    char query[QUERY_MAX_LEN];
+    char if_none_match[HEADER_COPY_MAX];
+    char accept[HEADER_COPY_MAX];
+};
+
+static struct {
+    const struct heritage *h;
+    const struct config *cfg;
+    struct region_proc *slot;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound[CONFIG_MAX_LISTEN];
+    struct event *park_timer;
+    struct event *drain_timer;
+    struct event *signals[4];
+    struct pending *parked; /* WORKER_MAX_PARKED */
+    int parked_count;
+    int unfinished; /* replies not yet fully written */
+    bool draining;
+} w;
+
+static enum http_method method_of(struct evhttp_request *req)
+{
+    switch (evhttp_request_get_command(req)) {
+    case EVHTTP_REQ_GET: return HTTP_GET;
+    case EVHTTP_REQ_HEAD: return HTTP_HEAD;
+    case EVHTTP_REQ_POST: return HTTP_POST;
+    case EVHTTP_REQ_OPTIONS: return HTTP_OPTIONS;
+    default: return HTTP_OTHER;
+    }
+}
+
+static void copy_header(struct evhttp_request *req, const char *name, char *out,
+                        bool *present)
+{
+    const char *v = evhttp_find_header(evhttp_request_get_input_headers(req), name);
+
+    size_t len = v ? strlen(v) : 0;
+
+    *present = v != NULL && len < HEADER_COPY_MAX;
+    if (*present)
+        memcpy(out, v, len + 1);
+}
+
+/*
+ * Fill P from REQ. Returns 0, or an HTTP status (400, 414) for a request
+ * whose target cannot be used.
+ */
+static int read_request(struct evhttp_request *req, struct pending *p)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *raw_path = uri ? evhttp_uri_get_path(uri) : NULL;
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    size_t len = 0;
+    char *decoded;
+
+    p->req = req;
+    p->arrived_mono_ms = time_mono_ms();
+    p->method = method_of(req);
+    copy_header(req, "If-None-Match", p->if_none_match, &p->has_inm);
+    copy_header(req, "Accept", p->accept, &p->has_accept);
+    if (uri == NULL)
+        return 400;
+    if (raw_path == NULL || raw_path[0] == '\0')
+        raw_path = "/";
+    if (strlen(raw_path) >= PATH_MAX_LEN ||
+        (query != NULL && strlen(query) >= QUERY_MAX_LEN))
+        return 414;
+    decoded = evhttp_uridecode(raw_path, 0, &len);
+    if (decoded == NULL)
+        return 400;
+    if (len != strlen(decoded)) { /* an encoded NUL */
+        free(decoded);
+        return 400;
+    }
+    memcpy(p->path, decoded, len + 1);
+    free(decoded);
+    p->has_query = query != NULL;
+    if (p->has_query)
+        memcpy(p->query, query, strlen(query) + 1);
+    return 0;
+}
+
+static void send_response(struct evhttp_request *req, const struct http_response *resp)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+
+    if (resp->content_type != NULL && resp->status != 304)
+        evhttp_add_header(out, "Content-Type", resp->content_type);
+    for (int i = 0; i < resp->header_count; i++)
+        evhttp_add_header(out, resp->headers[i].name, resp->headers[i].value);
+    if (w.draining)
+        evhttp_add_header(out, "Connection", "close");
+    if (resp->body_len > 0 && resp->status != 304)
+        evbuffer_add(evhttp_request_get_output_buffer(req), resp->body, resp->body_len);
+    region_count(w.slot, COUNTER_BYTES_SENT, resp->body_len);
+    evhttp_send_reply(req, resp->status, http_reason(resp->status), NULL);
+}
+
+static void log_access(const struct pending *p, const struct http_response *resp)
+{
+    static const char *const names[] = {"GET", "HEAD", "POST", "OPTIONS", "OTHER"};
+
+    if (w.cfg->log.access)
+        log_msg(LOG_LEVEL_INFO, 0, "%s %s%s%s %d %zu %lldms", names[p->method], p->path,
+                p->has_query ? "?" : "", p->has_query ? p->query : "", resp->status,
+                resp->body_len, (long long)(time_mono_ms() - p->arrived_mono_ms));
+}
+
+/* Ask the handlers about P; true when P was answered. */
+static bool try_answer(struct pending *p, bool parked, bool may_wait)
+{
+    struct http_response resp;
+    struct http_request_view view = {
+        .method = p->method,
+        .path = p->path,
+        .query = p->has_query ? p->query : NULL,
+        .if_none_match = p->has_inm ? p->if_none_match : NULL,
+        .accept = p->has_accept ? p->accept : NULL,
+        .now_mono_ms = time_mono_ms(),
+        .parked = parked,
+        .may_wait = may_wait,
+    };
+
+    if (routes_handle(&view, &resp) == ROUTE_WAIT)
+        return false;
+    log_access(p, &resp);
+    send_response(p->req, &resp);
+    return true;
+}
+
+static void park_tick(evutil_socket_t fd, short what, void *arg);
+
+static void park(const struct pending *p)
+{
+    struct timeval tick = time_timeval(WORKER_PARK_TICK_MS);
+
+    w.parked[w.parked_count++] = *p;
+    if (!evtimer_pending(w.park_timer, NULL))
+        evtimer_add(w.park_timer, &tick);
+}
+
+static void park_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct timeval tick = time_timeval(WORKER_PARK_TICK_MS);
+    int64_t now = time_mono_ms();
+
+    (void)fd;
+    (void)what;
+    (void)arg;
+    for (int i = 0; i < w.parked_count;) {
+        struct pending *p = &w.parked[i];
+        bool may_wait =
+            !w.draining && now - p->arrived_mono_ms < w.cfg->limits.request_timeout;
+
+        if (try_answer(p, true, may_wait) || !may_wait) {
+            /* !may_wait always answers; the check keeps the loop bounded. */
+            w.parked[i] = w.parked[--w.parked_count];
+            continue;
+        }
+        i++;
+    }
+    if (w.parked_count > 0)
+        evtimer_add(w.park_timer, &tick);
+}
+
+static void check_drained(void)
+{
+    if (w.draining && w.parked_count == 0 && w.unfinished == 0)
+        event_base_loopbreak(w.base);
+}
+
+static void on_complete(struct evhttp_request *req, void *arg)
+{
+    (void)req;
+    (void)arg;
+    w.unfinished--;
+    atomic_store_explicit(&w.slot->in_flight, w.unfinished, memory_order_relaxed);
+    check_drained();
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    struct pending p;
+    int bad;
+
+    (void)arg;
+    w.unfinished++;
+    atomic_store_explicit(&w.slot->in_flight, w.unfinished, memory_order_relaxed);
+    evhttp_request_set_on_complete_cb(req, on_complete, NULL);
+
+    bad = read_request(req, &p);
+    if (bad != 0) {
+        struct http_response resp;
+        http_response_error(&resp, bad, bad == 414 ? "uri_too_long" : "bad_request",
+                            bad == 414 ? "the request target is too long"
+                                       : "the request target cannot be decoded");
+        resp.header_count = 0;
+        region_count(w.slot, COUNTER_REQUESTS, 1);
+        region_count(w.slot, COUNTER_ERRORS, 1);
+        send_response(req, &resp);
+        return;
+    }
+    if (try_answer(&p, false, !w.draining && w.parked_count < WORKER_MAX_PARKED))
+        return;
+    park(&p);
+}
+
+static void drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    log_warn(0, "%d replies still unfinished after %d ms; stopping anyway", w.unfinished,
+             WORKER_DRAIN_MS);
+    event_base_loopbreak(w.base);
+}
+
+static void start_drain(void)
+{
+    struct timeval limit = time_timeval(WORKER_DRAIN_MS);
+
+    if (w.draining)
+        return;
+    w.draining = true;
+    for (int i = 0; i < w.h->listen_count; i++) {
+        if (w.bound[i] != NULL)
+            evhttp_del_accept_socket(w.http, w.bound[i]);
+        w.bound[i] = NULL;
+    }
+    park_tick(-1, 0, NULL); /* answers every parked request now */
+    evtimer_add(w.drain_timer, &limit);
+    check_drained();
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    if (sig == SIGTERM || sig == SIGINT) {
+        start_drain();
+    } else if (sig == SIGUSR1) {
+        if (log_open(w.cfg->log.file) != 0)
+            log_error(errno, "cannot reopen log file \"%s\"", w.cfg->log.file);
+    }
+}
+
+static int setup(const struct heritage *h)
+{
+    static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1, SIGHUP};
+    struct timeval timeout = time_timeval(h->cfg->server.client_timeout);
+
+    w.h = h;
+    w.cfg = h->cfg;
+    w.slot = region_proc(h->region, h->slot);
+    w.parked = calloc(WORKER_MAX_PARKED, sizeof(*w.parked));
+    w.base = event_base_new();
+    w.http = w.base ? evhttp_new(w.base) : NULL;
+    if (w.parked == NULL || w.http == NULL) {
+        log_error(0, "cannot create the event loop");
+        return -1;
+    }
+    if (routes_init(h->cfg, h->region, w.slot) != 0)
+        return -1;
+    evhttp_set_timeout_tv(w.http, &timeout);
+    evhttp_set_max_headers_size(w.http, 8192);
+    evhttp_set_max_body_size(w.http, 65536);
+    evhttp_set_allowed_methods(
+        w.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                    EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_default_content_type(w.http, "application/json");
+    evhttp_set_gencb(w.http, on_request, NULL);
+    for (int i = 0; i < h->listen_count; i++) {
+        w.bound[i] = evhttp_accept_socket_with_handle(w.http, h->listen_fds[i]);
+        if (w.bound[i] == NULL) {
+            log_error(0, "evhttp cannot accept on listen socket %d", i);
+            return -1;
+        }
+    }
+    w.park_timer = evtimer_new(w.base, park_tick, NULL);
+    w.drain_timer = evtimer_new(w.base, drain_timeout, NULL);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        w.signals[i] = evsignal_new(w.base, sigs[i], on_signal, NULL);
+        if (w.signals[i] == NULL || evsignal_add(w.signals[i], NULL) != 0) {
+            log_error(0, "cannot watch signal %d", sigs[i]);
+            return -1;
+        }
+    }
+    return w.park_timer && w.drain_timer ? 0 : -1;
+}
+
+static void teardown(void)
+{
+    for (size_t i = 0; i < sizeof(w.signals) / sizeof(w.signals[0]); i++)
+        if (w.signals[i])
+            event_free(w.signals[i]);
+    if (w.park_timer)
+        event_free(w.park_timer);
+    if (w.drain_timer)
+        event_free(w.drain_timer);
+    if (w.http)
+        evhttp_free(w.http);
+    if (w.base)
+        event_base_free(w.base);
+    routes_free();
+    free(w.parked);
+}
+
+noreturn void worker_main(const struct heritage *h)
+{
+    int code = PROC_EXIT_OK;
+
+    if (proc_child_start(h, ROLE_WORKER) != 0 || setup(h) != 0) {
+        teardown();
+        exit(PROC_EXIT_FAILURE);
+    }
+    log_debug("serving");
+    if (event_base_dispatch(w.base) < 0) {
+        log_error(0, "event loop failed");
+        code = PROC_EXIT_FAILURE;
+    }
+    atomic_store(&region_proc(h->region, h->slot)->in_flight, 0);
+    atomic_store(&region_proc(h->region, h->slot)->pid, 0);
+    teardown();
+    exit(code);
+}

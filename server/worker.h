@@ -1,0 +1,19 @@
+/*
+ * worker.h - see proc.h for worker_main(), the worker's entry point.
+ *
+ * A worker serves HTTP on the listen sockets it inherited, from the region
+ * only; it never opens a connection to WAHA.
+ */
+#ifndef WAHAGATE_WORKER_H
+#define WAHAGATE_WORKER_H
+
+#include "proc.h"
+
+/* How often parked requests look at the region again. */
+#define WORKER_PARK_TICK_MS 10
+/* Parked requests per worker; beyond this a request is answered at once. */
+#define WORKER_MAX_PARKED 4096
+/* After SIGTERM, at most this long to finish replies already started. */
+#define WORKER_DRAIN_MS 3000
+
+#endif
