@@ -94,7 +94,7 @@ static int copy_trimmed(char *out, size_t out_size, const char *text, size_t len
         len--;
     if (len >= out_size)
         return -1;
-    memcpy(out, text, len);
+    memmove(out, text, len); /* OUT may be TEXT itself */
     out[len] = '\0';
     return 0;
 }
@@ -868,7 +868,7 @@ static char *read_counting_lines(char *str, int num, void *stream)
             while (c != '\n' && c != EOF)
                 c = fgetc(st->fp);
             add_error(st->errs, "%s:%d: line is longer than %d characters", st->path,
-                      st->line, num - 2);
+                      st->line, num - 1);
             str[0] = '\0';
         }
     }

@@ -10,6 +10,7 @@
  */
 #include "json.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -107,6 +108,33 @@ size_t json_error_body(char *out, size_t out_size, const char *code, const char 
     return b.len;
 }
 
+/* json-c accepts NaN and Infinity even in strict mode; JSON has neither. */
+static bool all_numbers_finite(struct json_object *obj, int depth)
+{
+    if (depth > JSON_MAX_DEPTH)
+        return false;
+    switch (json_object_get_type(obj)) {
+    case json_type_double:
+        return isfinite(json_object_get_double(obj));
+    case json_type_array:
+        for (size_t i = 0; i < json_object_array_length(obj); i++)
+            if (!all_numbers_finite(json_object_array_get_idx(obj, i), depth + 1))
+                return false;
+        return true;
+    case json_type_object: {
+        json_object_object_foreach(obj, key, value)
+        {
+            (void)key;
+            if (!all_numbers_finite(value, depth + 1))
+                return false;
+        }
+        return true;
+    }
+    default:
+        return true;
+    }
+}
+
 struct json_object *json_parse_bounded(const char *text, size_t len, char *why,
                                        size_t why_size)
 {
@@ -118,17 +146,31 @@ struct json_object *json_parse_bounded(const char *text, size_t len, char *why,
         snprintf(why, why_size, "out of memory");
         return NULL;
     }
+    if (text == NULL) {
+        snprintf(why, why_size, "no body");
+        json_tokener_free(tok);
+        return NULL;
+    }
     if (len > (size_t)0x7fffffff) {
         snprintf(why, why_size, "too large");
         json_tokener_free(tok);
         return NULL;
     }
-    obj = json_tokener_parse_ex(tok, text, (int)len);
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    /* A NUL right after the text tells json-c where a bare number ends. */
+    obj = json_tokener_parse_ex(tok, text, (int)len + (text[len] == '\0'));
     err = json_tokener_get_error(tok);
     if (obj == NULL || err != json_tokener_success) {
         snprintf(why, why_size, "not JSON: %s",
-                 err == json_tokener_continue ? "unexpected end"
-                                              : json_tokener_error_desc(err));
+                 err == json_tokener_continue  ? "unexpected end"
+                 : err == json_tokener_success ? "a bare null"
+                                               : json_tokener_error_desc(err));
+        json_object_put(obj);
+        json_tokener_free(tok);
+        return NULL;
+    }
+    if (!all_numbers_finite(obj, 0)) {
+        snprintf(why, why_size, "not JSON: NaN or Infinity");
         json_object_put(obj);
         json_tokener_free(tok);
         return NULL;

@@ -44,9 +44,12 @@ size_t json_error_body(char *out, size_t out_size, const char *code, const char 
 
 /*
  * json_parse_bounded - parse exactly LEN bytes of TEXT as one JSON value,
- * nested at most JSON_MAX_DEPTH deep. Returns a new reference, or NULL with
- * a reason in WHY (WHY_SIZE bytes) when the text is not one complete JSON
- * value.
+ * nested at most JSON_MAX_DEPTH deep, in json-c's strict mode (no trailing
+ * commas, comments or leading zeros) and without NaN or Infinity. TEXT[LEN]
+ * must be readable; every caller keeps a NUL there. Returns a new reference,
+ * or NULL with a reason in WHY (WHY_SIZE bytes) when the text is not one
+ * complete JSON value (a bare null, too, gives NULL). json-c still accepts
+ * single-quoted strings; they come out double-quoted when re-serialised.
  */
 #define JSON_MAX_DEPTH 32
 struct json_object *json_parse_bounded(const char *text, size_t len, char *why,

@@ -186,51 +186,64 @@ static void lay_out(struct region *r)
     h->magic = REGION_MAGIC;
 }
 
-/* Open NAME for the master and take the instance lock; fd or -1. */
+static void report_running(int fd, const char *name)
+{
+    struct region_header h;
+    ssize_t n = fd >= 0 ? pread(fd, &h, sizeof(h), 0) : -1;
+
+    if (n == (ssize_t)sizeof(h) && h.magic == REGION_MAGIC)
+        log_error(0, "another wahagate (master pid %d) is running with shm_name "
+                  "\"%s\"; stop it or choose another server.shm_name",
+                  (int)h.master_pid, name);
+    else
+        log_error(0, "another wahagate is running (or starting) with shm_name "
+                  "\"%s\"; stop it or choose another server.shm_name", name);
+}
+
+/*
+ * Open NAME for the master and take the instance lock; fd or -1. Whoever
+ * holds the flock owns the name. An object that is locked by no one but has
+ * a size was left by a crashed run: it is replaced by a new one, and the old
+ * one stays locked until the new one is, so that of several instances
+ * starting at once exactly one wins.
+ */
 static int open_exclusive(const char *name, bool *leftover)
 {
-    for (int attempt = 0; attempt < 3; attempt++) {
-        int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-                return fd;
-            close(fd); /* someone opened our new object first: retry */
-            continue;
-        }
-        if (errno != EEXIST) {
-            log_error(errno, "shm_open(\"%s\") failed", name);
-            return -1;
-        }
-        fd = shm_open(name, O_RDWR | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            if (errno == ENOENT)
-                continue;
-            log_error(errno, "shm_open(\"%s\") failed", name);
-            return -1;
-        }
-        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-            struct region_header h;
-            ssize_t n = pread(fd, &h, sizeof(h), 0);
-            if (n == (ssize_t)sizeof(h) && h.magic == REGION_MAGIC)
-                log_error(0,
-                          "another wahagate (master pid %d) is running "
-                          "with shm_name \"%s\"; stop it or choose another "
-                          "server.shm_name",
-                          (int)h.master_pid, name);
-            else
-                log_error(0,
-                          "another wahagate is running with shm_name "
-                          "\"%s\"; stop it or choose another server.shm_name",
-                          name);
-            close(fd);
-            return -1;
-        }
-        /* A leftover from a crashed run: unlink it and start afresh. */
-        *leftover = true;
-        shm_unlink(name);
-        close(fd);
+    struct stat st;
+    int fd, fresh;
+
+    fd = shm_open(name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_error(errno, "shm_open(\"%s\") failed", name);
+        return -1;
     }
-    log_error(0, "could not create shm object \"%s\" (it keeps changing)", name);
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        report_running(fd, name);
+        close(fd);
+        return -1;
+    }
+    if (fstat(fd, &st) != 0) {
+        log_error(errno, "fstat(\"%s\") failed", name);
+        close(fd);
+        return -1;
+    }
+    if (st.st_size == 0)
+        return fd; /* new, or left empty: ours to lay out */
+
+    *leftover = true;
+    shm_unlink(name);
+    fresh = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fresh >= 0 && flock(fresh, LOCK_EX | LOCK_NB) == 0) {
+        close(fd);
+        return fresh;
+    }
+    if (fresh < 0 && errno != EEXIST)
+        log_error(errno, "shm_open(\"%s\") failed", name);
+    else
+        report_running(fresh, name); /* the new object's creator won */
+    if (fresh >= 0)
+        close(fresh);
+    close(fd);
     return -1;
 }
 

@@ -62,20 +62,34 @@ const char *http_reason(int status)
 
 int http_query_param(const char *query, const char *key, char *out, size_t out_size)
 {
-    struct evkeyvalq params;
-    const char *value;
-    int rc = -1;
+    size_t key_len = strlen(key);
 
-    if (query == NULL)
-        return -1;
-    TAILQ_INIT(&params);
-    if (evhttp_parse_query_str(query, &params) != 0)
-        return -1;
-    value = evhttp_find_header(&params, key);
-    if (value != NULL && strlen(value) < out_size) {
-        memcpy(out, value, strlen(value) + 1);
-        rc = 0;
+    /* Split at '&' ourselves: libevent's evhttp_parse_query_str() rejects a
+     * whole query when one parameter has no '=' ("?session=a&debug"). */
+    for (const char *p = query; p != NULL && *p != '\0';) {
+        const char *amp = strchr(p, '&');
+        size_t len = amp ? (size_t)(amp - p) : strlen(p);
+
+        if (len > key_len && strncmp(p, key, key_len) == 0 && p[key_len] == '=') {
+            char raw[HTTP_QUERY_VALUE_MAX];
+            size_t raw_len = len - key_len - 1, decoded_len = 0;
+            char *decoded;
+            int rc = -2;
+
+            if (raw_len >= sizeof(raw))
+                return -2;
+            memcpy(raw, p + key_len + 1, raw_len);
+            raw[raw_len] = '\0';
+            decoded = evhttp_uridecode(raw, 1, &decoded_len);
+            if (decoded != NULL && decoded_len < out_size &&
+                strlen(decoded) == decoded_len) {
+                memcpy(out, decoded, decoded_len + 1);
+                rc = 0;
+            }
+            free(decoded);
+            return rc;
+        }
+        p = amp ? amp + 1 : NULL;
     }
-    evhttp_clear_headers(&params);
-    return rc;
+    return -1;
 }

@@ -58,10 +58,12 @@ void http_response_error(struct http_response *resp, int status, const char *cod
 const char *http_reason(int status);
 
 /*
- * http_query_param - the decoded value of KEY in the raw query string QUERY
- * (may be NULL) into OUT (OUT_SIZE bytes). Returns 0 when present and it
- * fits, -1 otherwise.
+ * http_query_param - the decoded value of the first KEY=value in the raw
+ * query string QUERY (may be NULL) into OUT (OUT_SIZE bytes). Returns 0 when
+ * found, -1 when absent, -2 when the value is too long for OUT (or for
+ * HTTP_QUERY_VALUE_MAX) or decodes to something with a NUL in it.
  */
+#define HTTP_QUERY_VALUE_MAX 512
 int http_query_param(const char *query, const char *key, char *out, size_t out_size);
 
 #endif

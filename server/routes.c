@@ -306,7 +306,7 @@ static enum route_result serve_status(const struct http_request_view *req,
                                       struct http_response *resp)
 {
     char name[REGION_NAME_MAX];
-    bool named = http_query_param(req->query, "session", name, sizeof(name)) == 0;
+    int param = http_query_param(req->query, "session", name, sizeof(name));
     int64_t max_age = rt.cfg->backend.status_cache_duration;
     int64_t age, next_ms;
     struct local_entry *le;
@@ -315,7 +315,11 @@ static enum route_result serve_status(const struct http_request_view *req,
     int index;
     struct jbuf b;
 
-    index = resolve_session(named ? name : NULL, resp, req);
+    if (param == -2 || (param == 0 && !config_valid_session_name(name))) {
+        http_response_error(resp, 404, "session_not_found", "not a WAHA session name");
+        return ROUTE_DONE;
+    }
+    index = resolve_session(param == 0 ? name : NULL, resp, req);
     if (index == -2)
         return ROUTE_WAIT;
     if (index < 0)

@@ -171,7 +171,12 @@ void upstream_describe_http_error(long http_code, const char *body, size_t len, 
     char ignored[UPSTREAM_WHY_MAX];
     struct json_object *obj = json_parse_bounded(body, len, ignored, sizeof(ignored));
     const char *message = obj ? json_get_string(obj, "message") : NULL;
+    struct json_object *exception;
 
+    /* WAHA's 500s carry the reason in exception.message (waha-api.md, 5). */
+    if (message == NULL && obj != NULL &&
+        json_object_object_get_ex(obj, "exception", &exception))
+        message = json_get_string(exception, "message");
     if (message == NULL && obj != NULL)
         message = json_get_string(obj, "error");
     if (message != NULL)
