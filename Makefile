@@ -72,7 +72,7 @@ unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "  UNIT  $$t"; $$t; done
 
 integration: $(BUILD)/wahagate
-	GATEWAY_BIN=$(CURDIR)/$(BUILD)/wahagate $(PYTHON) -m pytest -q tests/integration
+	GATEWAY_BIN=$(CURDIR)/$(BUILD)/wahagate $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 sanitize:
 	$(MAKE) test SANITIZE=1

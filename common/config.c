@@ -536,8 +536,8 @@ static int add_origin_item(const char *text, void *ctx, char *why)
         why_printf(why, "at most %d origins", CONFIG_MAX_ORIGINS);
         return -1;
     }
-    snprintf(cfg->server.cors_origins[cfg->server.cors_origin_count++],
-             CONFIG_ORIGIN_MAX, "%s", url);
+    snprintf(cfg->server.cors_origins[cfg->server.cors_origin_count++], CONFIG_ORIGIN_MAX,
+             "%s", url);
     return 0;
 }
 

@@ -114,8 +114,7 @@ static bool all_numbers_finite(struct json_object *obj, int depth)
     if (depth > JSON_MAX_DEPTH)
         return false;
     switch (json_object_get_type(obj)) {
-    case json_type_double:
-        return isfinite(json_object_get_double(obj));
+    case json_type_double: return isfinite(json_object_get_double(obj));
     case json_type_array:
         for (size_t i = 0; i < json_object_array_length(obj); i++)
             if (!all_numbers_finite(json_object_array_get_idx(obj, i), depth + 1))
@@ -130,8 +129,7 @@ static bool all_numbers_finite(struct json_object *obj, int depth)
         }
         return true;
     }
-    default:
-        return true;
+    default: return true;
     }
 }
 

@@ -192,12 +192,15 @@ static void report_running(int fd, const char *name)
     ssize_t n = fd >= 0 ? pread(fd, &h, sizeof(h), 0) : -1;
 
     if (n == (ssize_t)sizeof(h) && h.magic == REGION_MAGIC)
-        log_error(0, "another wahagate (master pid %d) is running with shm_name "
+        log_error(0,
+                  "another wahagate (master pid %d) is running with shm_name "
                   "\"%s\"; stop it or choose another server.shm_name",
                   (int)h.master_pid, name);
     else
-        log_error(0, "another wahagate is running (or starting) with shm_name "
-                  "\"%s\"; stop it or choose another server.shm_name", name);
+        log_error(0,
+                  "another wahagate is running (or starting) with shm_name "
+                  "\"%s\"; stop it or choose another server.shm_name",
+                  name);
 }
 
 /*

@@ -93,3 +93,16 @@ int http_query_param(const char *query, const char *key, char *out, size_t out_s
     }
     return -1;
 }
+
+void http_printable(char *out, size_t out_size, const char *text)
+{
+    size_t n = 0;
+
+    if (out_size == 0)
+        return;
+    for (; text[n] != '\0' && n + 1 < out_size; n++) {
+        unsigned char c = (unsigned char)text[n];
+        out[n] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
+    out[n] = '\0';
+}

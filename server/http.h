@@ -64,6 +64,14 @@ const char *http_reason(int status);
  * HTTP_QUERY_VALUE_MAX) or decodes to something with a NUL in it.
  */
 #define HTTP_QUERY_VALUE_MAX 512
+
+/*
+ * http_printable - TEXT for an error message: printable ASCII kept, any
+ * other byte (control characters, bytes that may not be UTF-8) written as
+ * '?', cut to fit OUT (OUT_SIZE bytes). So a client's bytes echoed in a
+ * JSON error can never make it invalid UTF-8.
+ */
+void http_printable(char *out, size_t out_size, const char *text);
 int http_query_param(const char *query, const char *key, char *out, size_t out_size);
 
 #endif

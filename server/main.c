@@ -37,7 +37,7 @@ static void print_errors(const struct config_errors *errs)
         fprintf(stderr, "(more errors not shown)\n");
 }
 
-static int run(int argc, char **argv, struct config *cfg)
+static int run(int argc, char **argv, const struct config *cfg)
 {
     proc_title_init(argc, argv);
     log_set_level((enum log_level)cfg->log.level);

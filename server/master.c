@@ -1,6 +1,6 @@
 /*
  * master.c - the master process: region, listen sockets, process table,
- * respawn, signals and the stop sequence.
+ * respawn, reload, signals and the stop sequence.
  *
  * DESIGN
  * Start: open the log, create the region (refusing to start when another
@@ -9,9 +9,11 @@
  * fetcher and server.workers workers through spawn(), the only place that
  * forks. Children start in proc_child_start() and never return.
  *
- * The process table procs[] has one row per stat slot of the region: slot 0
- * is the master, slot 1 the fetcher, slots 2.. the workers. A respawned child
- * takes over its slot, so its counters continue.
+ * The process table procs[] has one row per stat slot of the region; slot 0
+ * is the master. A child runs one configuration generation. A respawned
+ * child takes over the slot of the one it replaces, so its counters continue;
+ * after a reload the new children take free slots and the old slots keep
+ * their counters, so the sums stay right.
  *
  * Signals only set flags (volatile sig_atomic_t). The master keeps every
  * signal blocked except while it sleeps in ppoll(), which unblocks them
@@ -19,10 +21,21 @@
  * going to sleep. After waking it handles, in order: dead children, stop,
  * log reopen, reload, respawns that are due.
  *
- * Respawn: a child that dies is replaced. A child that dies within
- * QUICK_DEATH_MS of its start counts as a quick death; consecutive quick
- * deaths delay the next start by 100 ms, doubling up to 30 s, and the master
- * logs why, so a child that cannot start does not fork-bomb the machine.
+ * Respawn: a child of the current generation that dies is replaced. One that
+ * dies within QUICK_DEATH_MS of its start counts as a quick death;
+ * consecutive quick deaths delay the next start by 100 ms, doubling up to
+ * 30 s, and the master logs why, so a child that cannot start does not
+ * fork-bomb the machine.
+ *
+ * Reload (SIGHUP): the file is loaded and checked completely first; a bad
+ * file is refused with its errors logged and nothing changes. A good one
+ * becomes the next generation: listen sockets are reused for addresses that
+ * stay and opened for new ones, the session entries follow the new list,
+ * new workers and a new fetcher are started with it, and only then are the
+ * old children told to stop (SIGTERM: a worker stops accepting, finishes what
+ * it has and exits). The new workers accept on the same sockets as the old,
+ * so no connection is refused meanwhile. server.shm_name and server.user
+ * cannot change without a restart: such changes are reported and ignored.
  *
  * Stop (SIGTERM/SIGINT): send SIGTERM to every child; workers stop
  * accepting, finish their requests and exit; after STOP_KILL_MS whatever is
@@ -49,8 +62,6 @@
 #include "timeutil.h"
 
 #define SLOT_MASTER 0
-#define SLOT_FETCHER 1
-#define SLOT_FIRST_WORKER 2
 #define QUICK_DEATH_MS 2000
 #define RESPAWN_FIRST_DELAY_MS 100
 #define RESPAWN_MAX_DELAY_MS 30000
@@ -59,17 +70,21 @@
 struct process {
     pid_t pid;           /* 0: not running */
     enum proc_role role; /* ROLE_NONE: slot unused */
+    unsigned generation; /* of the configuration it runs */
+    bool retiring;       /* of an old generation; not respawned */
+    bool stop_sent;      /* SIGTERM sent */
     int64_t started_ms;
     int quick_deaths;      /* in a row */
-    int64_t respawn_at_ms; /* 0: no respawn scheduled */
+    int64_t respawn_at_ms; /* 0: no start scheduled */
 };
 
 static volatile sig_atomic_t got_stop, got_child, got_reopen, got_reload;
 
 static struct {
-    struct config *cfg;
+    struct config *cfg; /* the current generation's, owned here */
+    unsigned generation;
     struct region region;
-    struct heritage heritage;
+    struct heritage heritage; /* of the current generation */
     struct process procs[REGION_MAX_PROCS];
     bool stopping;
     int64_t kill_at_ms;
@@ -141,7 +156,26 @@ static void spawn(int slot)
     p->pid = pid;
     p->started_ms = time_mono_ms();
     p->respawn_at_ms = 0;
-    log_debug("started %s %d in slot %d", proc_role_names[p->role], (int)pid, slot);
+    log_debug("started %s %d in slot %d (generation %u)", proc_role_names[p->role],
+              (int)pid, slot, p->generation);
+}
+
+/* Reserve a free slot for a child of ROLE in the current generation, to be
+ * started at once by the main loop. Returns the slot or -1. */
+static int add_child(enum proc_role role)
+{
+    for (int i = SLOT_MASTER + 1; i < REGION_MAX_PROCS; i++) {
+        struct process *p = &m.procs[i];
+        if (p->role != ROLE_NONE || p->pid != 0)
+            continue;
+        memset(p, 0, sizeof(*p));
+        p->role = role;
+        p->generation = m.generation;
+        p->respawn_at_ms = time_mono_ms();
+        return i;
+    }
+    log_error(0, "no free process slot for a %s", proc_role_names[role]);
+    return -1;
 }
 
 static void describe_status(int status, char *out, size_t size)
@@ -155,49 +189,59 @@ static void describe_status(int status, char *out, size_t size)
         snprintf(out, size, "ended with status %d", status);
 }
 
+static void schedule_respawn(struct process *p, pid_t pid, int status, int64_t now)
+{
+    int64_t lived = now - p->started_ms;
+    char how[64];
+
+    describe_status(status, how, sizeof(how));
+    p->quick_deaths = lived < QUICK_DEATH_MS ? p->quick_deaths + 1 : 0;
+    if (p->quick_deaths == 0) {
+        log_warn(0, "%s %d %s after %.1f s; starting a new one", proc_role_names[p->role],
+                 (int)pid, how, lived / 1000.0);
+        p->respawn_at_ms = now;
+        return;
+    }
+    int64_t delay = RESPAWN_FIRST_DELAY_MS;
+    for (int i = 1; i < p->quick_deaths && delay < RESPAWN_MAX_DELAY_MS; i++)
+        delay *= 2;
+    if (delay > RESPAWN_MAX_DELAY_MS)
+        delay = RESPAWN_MAX_DELAY_MS;
+    log_warn(0,
+             "%s %d %s after %.1f s (%d quick death%s in a row); starting a "
+             "new one in %.1f s",
+             proc_role_names[p->role], (int)pid, how, lived / 1000.0, p->quick_deaths,
+             p->quick_deaths == 1 ? "" : "s", delay / 1000.0);
+    p->respawn_at_ms = now + delay;
+}
+
 static void reap_children(void)
 {
     int status;
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        int64_t now = time_mono_ms();
-        char how[64];
-        int slot = -1;
+        struct process *p = NULL;
+        int slot;
 
-        for (int i = 0; i < REGION_MAX_PROCS; i++)
-            if (m.procs[i].pid == pid)
-                slot = i;
-        if (slot < 0)
+        for (slot = 0; slot < REGION_MAX_PROCS; slot++) {
+            if (m.procs[slot].pid == pid) {
+                p = &m.procs[slot];
+                break;
+            }
+        }
+        if (p == NULL)
             continue;
-        struct process *p = &m.procs[slot];
-        int64_t lived = now - p->started_ms;
-
         p->pid = 0;
         atomic_store(&region_proc(&m.region, slot)->pid, 0);
         atomic_store(&region_proc(&m.region, slot)->in_flight, 0);
-        if (m.stopping)
+        if (p->retiring || m.stopping) {
+            log_debug("%s %d of generation %u has stopped", proc_role_names[p->role],
+                      (int)pid, p->generation);
+            memset(p, 0, sizeof(*p)); /* the slot is free; its counters stay */
             continue;
-
-        describe_status(status, how, sizeof(how));
-        p->quick_deaths = lived < QUICK_DEATH_MS ? p->quick_deaths + 1 : 0;
-        if (p->quick_deaths == 0) {
-            log_warn(0, "%s %d %s after %.1f s; starting a new one",
-                     proc_role_names[p->role], (int)pid, how, lived / 1000.0);
-            p->respawn_at_ms = now;
-        } else {
-            int64_t delay = RESPAWN_FIRST_DELAY_MS;
-            for (int i = 1; i < p->quick_deaths && delay < RESPAWN_MAX_DELAY_MS; i++)
-                delay *= 2;
-            if (delay > RESPAWN_MAX_DELAY_MS)
-                delay = RESPAWN_MAX_DELAY_MS;
-            log_warn(0,
-                     "%s %d %s after %.1f s (%d quick death%s in a row); "
-                     "starting a new one in %.1f s",
-                     proc_role_names[p->role], (int)pid, how, lived / 1000.0,
-                     p->quick_deaths, p->quick_deaths == 1 ? "" : "s", delay / 1000.0);
-            p->respawn_at_ms = now + delay;
         }
+        schedule_respawn(p, pid, status, time_mono_ms());
     }
 }
 
@@ -227,32 +271,8 @@ static void begin_stop(void)
     signal_children(SIGTERM);
 }
 
-static void reload(void)
-{
-    struct config *fresh = malloc(sizeof(*fresh));
-    struct config_errors *errs = malloc(sizeof(*errs));
-
-    if (fresh == NULL || errs == NULL) {
-        log_error(0, "reload: out of memory; keeping the running configuration");
-    } else if (config_load(m.cfg->path, NULL, fresh, errs) != 0) {
-        log_error(0,
-                  "reload: %s has %d error%s; keeping the running "
-                  "configuration",
-                  m.cfg->path, errs->count, errs->count == 1 ? "" : "s");
-        for (int i = 0; i < errs->count; i++)
-            log_error(0, "%s", errs->message[i]);
-    } else {
-        log_warn(0,
-                 "reload: %s is valid, but this version applies a new "
-                 "configuration only at restart",
-                 m.cfg->path);
-    }
-    free(fresh);
-    free(errs);
-}
-
 /*========================================================================
- * Start and main loop.
+ * Configuration: sessions, pid file, reload.
  */
 
 static int write_pid_file(const char *path)
@@ -277,20 +297,180 @@ static int write_pid_file(const char *path)
     return 0;
 }
 
-static int track_configured_sessions(void)
+/* Make the session entries match CFG's fixed list (none to do for *). */
+static int track_sessions(const struct config *cfg)
 {
     int missing;
 
-    if (m.cfg->upstream.all_sessions)
+    if (cfg->upstream.all_sessions)
         return 0;
     if (region_lock(&m.region) != 0)
         return -1;
-    missing = region_set_sessions(
-        &m.region, (const char(*)[REGION_NAME_MAX])m.cfg->upstream.sessions,
-        m.cfg->upstream.session_count);
+    missing = region_set_sessions(&m.region,
+                                  (const char(*)[REGION_NAME_MAX])cfg->upstream.sessions,
+                                  cfg->upstream.session_count);
     region_unlock(&m.region);
     return missing == 0 ? 0 : -1;
 }
+
+/*
+ * Listen sockets for FRESH: the current descriptor where an address stays,
+ * a new socket where it is new. Returns 0 with FDS filled, or -1 (logged)
+ * having closed what it opened.
+ */
+static int reuse_or_open_listeners(const struct config *fresh, int *fds)
+{
+    const struct config *old = m.cfg;
+
+    for (int i = 0; i < fresh->server.listen_count; i++) {
+        const struct listen_addr *a = &fresh->server.listen[i];
+        fds[i] = -1;
+        for (int j = 0; j < old->server.listen_count; j++) {
+            if (strcmp(old->server.listen[j].host, a->host) == 0 &&
+                old->server.listen[j].port == a->port)
+                fds[i] = m.heritage.listen_fds[j];
+        }
+        if (fds[i] < 0 && listen_open(a, 1, &fds[i]) != 0) {
+            for (int k = 0; k < i; k++) {
+                bool reused = false;
+                for (int j = 0; j < old->server.listen_count; j++)
+                    reused |= fds[k] == m.heritage.listen_fds[j];
+                if (!reused)
+                    close(fds[k]);
+            }
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Close the current sockets that FDS (the next set) does not keep. */
+static void close_dropped_listeners(const int *fds, int count)
+{
+    for (int j = 0; j < m.heritage.listen_count; j++) {
+        bool kept = false;
+        for (int i = 0; i < count; i++)
+            kept |= fds[i] == m.heritage.listen_fds[j];
+        if (!kept)
+            close(m.heritage.listen_fds[j]);
+    }
+}
+
+static void keep_restart_only_settings(struct config *fresh)
+{
+    if (strcmp(fresh->server.shm_name, m.cfg->server.shm_name) != 0) {
+        log_warn(0,
+                 "reload: server.shm_name changes only at restart; still "
+                 "using \"%s\"",
+                 m.cfg->server.shm_name);
+        memcpy(fresh->server.shm_name, m.cfg->server.shm_name,
+               sizeof(fresh->server.shm_name));
+    }
+    if (strcmp(fresh->server.user, m.cfg->server.user) != 0) {
+        log_warn(0,
+                 "reload: server.user changes only at restart; still "
+                 "running as \"%s\"",
+                 m.cfg->server.user);
+        memcpy(fresh->server.user, m.cfg->server.user, sizeof(fresh->server.user));
+    }
+}
+
+static void reload(void)
+{
+    struct config *fresh = malloc(sizeof(*fresh));
+    struct config_errors *errs = malloc(sizeof(*errs));
+    int fds[CONFIG_MAX_LISTEN];
+    int retired = 0;
+
+    if (fresh == NULL || errs == NULL) {
+        log_error(0, "reload: out of memory; keeping the running configuration");
+        goto done;
+    }
+    if (config_load(m.cfg->path, NULL, fresh, errs) != 0) {
+        log_error(0, "reload: %s has %d error%s; keeping the running configuration",
+                  m.cfg->path, errs->count, errs->count == 1 ? "" : "s");
+        for (int i = 0; i < errs->count; i++)
+            log_error(0, "reload: %s", errs->message[i]);
+        goto done;
+    }
+    keep_restart_only_settings(fresh);
+    if (reuse_or_open_listeners(fresh, fds) != 0) {
+        log_error(0, "reload: cannot listen on the new addresses; keeping the "
+                     "running configuration");
+        goto done;
+    }
+    if (track_sessions(fresh) != 0)
+        log_warn(0, "reload: not every session found room in the region");
+    if (strcmp(fresh->server.pid_file, m.cfg->server.pid_file) != 0) {
+        if (m.cfg->server.pid_file[0] != '\0')
+            unlink(m.cfg->server.pid_file);
+        write_pid_file(fresh->server.pid_file);
+    }
+    if (strcmp(fresh->log.file, m.cfg->log.file) != 0 && log_open(fresh->log.file) != 0)
+        log_error(errno, "reload: cannot open log file \"%s\"", fresh->log.file);
+    log_set_level((enum log_level)fresh->log.level);
+
+    /* Swap: from here on, spawn() starts children of the new generation. */
+    close_dropped_listeners(fds, fresh->server.listen_count);
+    memcpy(m.heritage.listen_fds, fds, sizeof(fds));
+    m.heritage.listen_count = fresh->server.listen_count;
+    free(m.cfg);
+    m.cfg = fresh;
+    m.heritage.cfg = fresh;
+    fresh = NULL;
+    m.generation++;
+
+    for (int i = SLOT_MASTER + 1; i < REGION_MAX_PROCS; i++) {
+        struct process *p = &m.procs[i];
+        if (p->role == ROLE_NONE || p->retiring)
+            continue;
+        if (p->pid == 0) {
+            memset(p, 0, sizeof(*p)); /* was waiting for a respawn */
+            continue;
+        }
+        p->retiring = true;
+        retired++;
+    }
+    add_child(ROLE_FETCHER);
+    for (int i = 0; i < m.cfg->server.workers; i++)
+        add_child(ROLE_WORKER);
+    atomic_store(&region_header(&m.region)->workers_running,
+                 (int32_t)m.cfg->server.workers);
+    log_info("reload: generation %u from %s: %lld workers; %d old children "
+             "finish their work and stop",
+             m.generation, m.cfg->path, (long long)m.cfg->server.workers, retired);
+done:
+    free(fresh);
+    free(errs);
+}
+
+/* Start the new generation's children, then tell the old ones to stop. */
+static void start_due_children(int64_t now)
+{
+    bool started_new = false;
+
+    for (int i = SLOT_MASTER + 1; i < REGION_MAX_PROCS; i++) {
+        struct process *p = &m.procs[i];
+        if (p->role != ROLE_NONE && !p->retiring && p->pid == 0 &&
+            p->respawn_at_ms != 0 && now >= p->respawn_at_ms) {
+            spawn(i);
+            started_new = true;
+        }
+    }
+    if (!started_new)
+        return;
+    for (int i = SLOT_MASTER + 1; i < REGION_MAX_PROCS; i++) {
+        struct process *p = &m.procs[i];
+        if (p->retiring && p->pid != 0 && !p->stop_sent) {
+            kill(p->pid, SIGTERM);
+            p->stop_sent = true;
+        }
+    }
+}
+
+/*========================================================================
+ * Start and main loop.
+ */
 
 static int start(void)
 {
@@ -305,7 +485,7 @@ static int start(void)
     m.heritage.region = &m.region;
     m.heritage.master_pid = getpid();
     m.heritage.listen_count = m.cfg->server.listen_count;
-    if (track_configured_sessions() != 0 ||
+    if (track_sessions(m.cfg) != 0 ||
         listen_open(m.cfg->server.listen, m.cfg->server.listen_count,
                     m.heritage.listen_fds) != 0) {
         region_destroy(&m.region);
@@ -320,14 +500,10 @@ static int start(void)
     atomic_store(&self->role, ROLE_MASTER);
     atomic_store(&self->started_mono_ms, time_mono_ms());
     atomic_store(&self->pid, getpid());
-
     m.procs[SLOT_MASTER].role = ROLE_MASTER;
-    m.procs[SLOT_FETCHER].role = ROLE_FETCHER;
-    m.procs[SLOT_FETCHER].respawn_at_ms = time_mono_ms();
-    for (int i = 0; i < m.cfg->server.workers; i++) {
-        m.procs[SLOT_FIRST_WORKER + i].role = ROLE_WORKER;
-        m.procs[SLOT_FIRST_WORKER + i].respawn_at_ms = time_mono_ms();
-    }
+    add_child(ROLE_FETCHER);
+    for (int i = 0; i < m.cfg->server.workers; i++)
+        add_child(ROLE_WORKER);
     atomic_store(&region_header(&m.region)->workers_running,
                  (int32_t)m.cfg->server.workers);
     return 0;
@@ -362,11 +538,16 @@ static void wait_for_events(const sigset_t *unblocked)
     ppoll(NULL, 0, &ts, unblocked);
 }
 
-int master_run(struct config *cfg)
+int master_run(const struct config *cfg)
 {
     sigset_t blocked, unblocked;
 
-    m.cfg = cfg;
+    m.cfg = malloc(sizeof(*m.cfg));
+    if (m.cfg == NULL) {
+        log_error(0, "out of memory");
+        return 1;
+    }
+    memcpy(m.cfg, cfg, sizeof(*m.cfg));
     log_set_role("master");
     proc_title_set("wahagate: master");
     if (install_signals(&blocked) != 0) {
@@ -374,16 +555,14 @@ int master_run(struct config *cfg)
         return 1;
     }
     sigprocmask(SIG_BLOCK, NULL, &unblocked);
-    sigdelset(&unblocked, SIGTERM);
-    sigdelset(&unblocked, SIGINT);
-    sigdelset(&unblocked, SIGCHLD);
-    sigdelset(&unblocked, SIGUSR1);
-    sigdelset(&unblocked, SIGHUP);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sigismember(&blocked, sig))
+            sigdelset(&unblocked, sig);
     if (start() != 0)
         return 1;
     log_info("wahagate %s serving on %s:%u with %lld workers, WAHA at %s",
-             WAHAGATE_VERSION, cfg->server.listen[0].host, cfg->server.listen[0].port,
-             (long long)cfg->server.workers, cfg->upstream.url);
+             WAHAGATE_VERSION, m.cfg->server.listen[0].host, m.cfg->server.listen[0].port,
+             (long long)m.cfg->server.workers, m.cfg->upstream.url);
 
     for (;;) {
         int64_t now;
@@ -398,13 +577,14 @@ int master_run(struct config *cfg)
         }
         if (got_reopen) {
             got_reopen = 0;
-            if (log_open(cfg->log.file) != 0)
-                log_error(errno, "cannot reopen log file \"%s\"", cfg->log.file);
+            if (log_open(m.cfg->log.file) != 0)
+                log_error(errno, "cannot reopen log file \"%s\"", m.cfg->log.file);
             signal_children(SIGUSR1);
         }
         if (got_reload) {
             got_reload = 0;
-            reload();
+            if (!m.stopping)
+                reload();
         }
         now = time_mono_ms();
         if (m.stopping) {
@@ -417,16 +597,12 @@ int master_run(struct config *cfg)
                 m.kill_at_ms = now + 1000;
             }
         } else {
-            for (int i = SLOT_FETCHER; i < REGION_MAX_PROCS; i++) {
-                struct process *p = &m.procs[i];
-                if (p->role != ROLE_NONE && p->pid == 0 && p->respawn_at_ms != 0 &&
-                    now >= p->respawn_at_ms)
-                    spawn(i);
-            }
+            start_due_children(now);
         }
         wait_for_events(&unblocked);
     }
     finish();
+    free(m.cfg);
     log_info("stopped");
     return 0;
 }

@@ -8,10 +8,10 @@
 #include "config.h"
 
 /*
- * master_run - run wahagate in the foreground with CFG until SIGTERM or
+ * master_run - run wahagate in the foreground with a copy of CFG until SIGTERM or
  * SIGINT. Returns the process exit code: 0 after a clean stop, 1 when the
  * gateway could not start (logged).
  */
-int master_run(struct config *cfg);
+int master_run(const struct config *cfg);
 
 #endif

@@ -547,7 +547,7 @@ static enum route_result dispatch(const struct http_request_view *req,
     const char *path = req->path;
     bool read_method = req->method == HTTP_GET || req->method == HTTP_HEAD;
     bool known = false;
-    char message[160];
+    char message[160], shown[121];
 
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (strcmp(path, routes[i].path) != 0)
@@ -568,7 +568,8 @@ static enum route_result dispatch(const struct http_request_view *req,
         http_response_header(resp, "Allow", "GET, HEAD");
         return ROUTE_DONE;
     }
-    snprintf(message, sizeof(message), "no resource at %.120s", path);
+    http_printable(shown, sizeof(shown), path);
+    snprintf(message, sizeof(message), "no resource at %s", shown);
     http_response_error(resp, 404, "not_found", message);
     return ROUTE_DONE;
 }

@@ -28,28 +28,33 @@ static bool valid_status(const char *s)
     return true;
 }
 
-/* {"id":..,"pushName":..} from WAHA's MeInfo, or "null". */
-static int render_me(struct json_object *session, char *out, size_t out_size, char *why)
+int upstream_render_me(struct json_object *me, char *out, size_t out_size)
 {
-    struct json_object *me;
     struct jbuf b;
 
     jbuf_init(&b, out, out_size);
-    if (!json_object_object_get_ex(session, "me", &me) || me == NULL) {
+    if (me == NULL) {
         jbuf_raw(&b, "null");
-        return 0;
+        return b.overflow ? -1 : 0;
     }
-    if (!json_object_is_type(me, json_type_object) || json_get_string(me, "id") == NULL) {
-        snprintf(why, UPSTREAM_WHY_MAX, "\"me\" is not an object with an id");
+    if (!json_object_is_type(me, json_type_object) || json_get_string(me, "id") == NULL)
         return -1;
-    }
     jbuf_raw(&b, "{\"id\":");
     jbuf_string(&b, json_get_string(me, "id"));
     jbuf_raw(&b, ",\"pushName\":");
     jbuf_string(&b, json_get_string(me, "pushName"));
     jbuf_raw(&b, "}");
-    if (b.overflow) {
-        snprintf(why, UPSTREAM_WHY_MAX, "\"me\" is too large");
+    return b.overflow ? -1 : 0;
+}
+
+/* me_json of a session object: its "me", or null when absent. */
+static int render_me(struct json_object *session, char *out, size_t out_size, char *why)
+{
+    struct json_object *me = NULL;
+
+    json_object_object_get_ex(session, "me", &me);
+    if (upstream_render_me(me, out, out_size) != 0) {
+        snprintf(why, UPSTREAM_WHY_MAX, "\"me\" is not an object with an id");
         return -1;
     }
     return 0;

@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <json-c/json.h>
+
 #include "config.h"
 #include "region.h"
 
@@ -35,6 +37,13 @@ struct session_record {
  */
 int upstream_parse_session(const char *name, const char *body, size_t len,
                            struct session_record *rec, char *why);
+
+/*
+ * upstream_render_me - WAHA's MeInfo ME (may be NULL for null) as the
+ * status object's {"id":..,"pushName":..}, or "null", into OUT. Returns 0,
+ * or -1 when ME is not an object with a string id or does not fit.
+ */
+int upstream_render_me(struct json_object *me, char *out, size_t out_size);
 
 /*
  * upstream_parse_session_list - GET /api/sessions?all=true: a JSON array of

@@ -28,9 +28,8 @@
  * cache_judge
  */
 
-static enum cache_verdict judge(bool has_data, int64_t fetched,
-                                int64_t attempt_done, int64_t now,
-                                bool may_wait)
+static enum cache_verdict judge(bool has_data, int64_t fetched, int64_t attempt_done,
+                                int64_t now, bool may_wait)
 {
     struct cache_view v = {.has_data = has_data,
                            .fetched_mono_ms = fetched,
@@ -68,8 +67,7 @@ static void test_judge_wait_when_expired_and_no_attempt_since(void **state)
     assert_int_equal(judge(true, T0, T0 + MAX_AGE - 1, T0 + MAX_AGE + 1, true),
                      CACHE_WAIT);
     /* An attempt finished exactly at expiry is not "after" it. */
-    assert_int_equal(judge(true, T0, T0 + MAX_AGE, T0 + MAX_AGE + 1, true),
-                     CACHE_WAIT);
+    assert_int_equal(judge(true, T0, T0 + MAX_AGE, T0 + MAX_AGE + 1, true), CACHE_WAIT);
     /* No data and no attempt ever: the first reader waits. */
     assert_int_equal(judge(false, 0, 0, T0, true), CACHE_WAIT);
 }
@@ -96,8 +94,7 @@ static void test_judge_may_wait_false(void **state)
 {
     (void)state;
     /* A request that may not wait gets what is there, now. */
-    assert_int_equal(judge(true, T0, T0, T0 + MAX_AGE + 5000, false),
-                     CACHE_STALE);
+    assert_int_equal(judge(true, T0, T0, T0 + MAX_AGE + 5000, false), CACHE_STALE);
     assert_int_equal(judge(false, 0, 0, T0, false), CACHE_EMPTY);
     assert_int_equal(judge(true, T0, T0 + MAX_AGE + 1, T0 + MAX_AGE + 2, false),
                      CACHE_STALE);
@@ -105,8 +102,8 @@ static void test_judge_may_wait_false(void **state)
 
 static void test_judge_no_data_is_never_fresh(void **state)
 {
-    struct cache_view v = {.has_data = false, .fetched_mono_ms = T0,
-                           .attempt_done_ms = 0};
+    struct cache_view v = {
+        .has_data = false, .fetched_mono_ms = T0, .attempt_done_ms = 0};
 
     (void)state;
     /* Even with a "fetched" time that would be young. */
@@ -132,8 +129,8 @@ static void test_max_age_seconds(void **state)
 {
     (void)state;
     assert_int_equal(cache_max_age_seconds(10000, 0), 10);
-    assert_int_equal(cache_max_age_seconds(10000, 1), 9);     /* 9.999 s left */
-    assert_int_equal(cache_max_age_seconds(10000, 1234), 8);  /* 8.766 s left */
+    assert_int_equal(cache_max_age_seconds(10000, 1), 9);    /* 9.999 s left */
+    assert_int_equal(cache_max_age_seconds(10000, 1234), 8); /* 8.766 s left */
     assert_int_equal(cache_max_age_seconds(10000, 9000), 1);
     assert_int_equal(cache_max_age_seconds(10000, 9001), 0);
     assert_int_equal(cache_max_age_seconds(10000, 10000), 0);
@@ -273,8 +270,7 @@ static void test_refresh_not_hot_never_due(void **state)
     (void)state;
     /* Nobody read it since it was fetched: never due, however old. */
     assert_false(cache_refresh_due(true, T0, T0 - 1, 0, T0, PERIOD, T0 + PERIOD));
-    assert_false(cache_refresh_due(true, T0, T0 - 1, 0, T0, PERIOD,
-                                   T0 + 1000 * PERIOD));
+    assert_false(cache_refresh_due(true, T0, T0 - 1, 0, T0, PERIOD, T0 + 1000 * PERIOD));
     assert_false(cache_refresh_due(true, T0, 0, 0, T0, PERIOD, INT64_MAX / 2));
 }
 
@@ -287,8 +283,7 @@ static void test_refresh_hot_at_80_percent_due(void **state)
     /* Read after the fetch (hot) and 80 % of the period old. */
     assert_true(cache_refresh_due(true, T0, T0 + 100, 0, T0, PERIOD, T0 + ahead));
     assert_true(cache_refresh_due(true, T0, T0 + 100, 0, T0, PERIOD, T0 + PERIOD));
-    assert_true(cache_refresh_due(true, T0, T0 + 100, 0, T0, PERIOD,
-                                  T0 + 5 * PERIOD));
+    assert_true(cache_refresh_due(true, T0, T0 + 100, 0, T0, PERIOD, T0 + 5 * PERIOD));
     /* A read at the very millisecond of the fetch counts as hot. */
     assert_true(cache_refresh_due(true, T0, T0, 0, T0, PERIOD, T0 + ahead));
 }
@@ -298,8 +293,7 @@ static void test_refresh_hot_below_80_percent_not_due(void **state)
     int64_t ahead = PERIOD * CACHE_REFRESH_AHEAD_PERMILLE / 1000;
 
     (void)state;
-    assert_false(cache_refresh_due(true, T0, T0 + 100, 0, T0, PERIOD,
-                                   T0 + ahead - 1));
+    assert_false(cache_refresh_due(true, T0, T0 + 100, 0, T0, PERIOD, T0 + ahead - 1));
     assert_false(cache_refresh_due(true, T0, T0 + 100, 0, T0, PERIOD, T0 + 1));
     assert_false(cache_refresh_due(true, T0, T0 + 100, 0, T0, PERIOD, T0));
 }
@@ -309,8 +303,7 @@ static void test_refresh_no_data_not_wanted_not_due(void **state)
     (void)state;
     assert_false(cache_refresh_due(false, 0, 0, 0, 0, PERIOD, T0));
     assert_false(cache_refresh_due(false, 0, T0, 0, 0, PERIOD, T0 + PERIOD));
-    assert_false(cache_refresh_due(false, 0, T0, T0 - 5, T0, PERIOD,
-                                   T0 + PERIOD));
+    assert_false(cache_refresh_due(false, 0, T0, T0 - 5, T0, PERIOD, T0 + PERIOD));
 }
 
 int main(void)

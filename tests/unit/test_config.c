@@ -333,8 +333,8 @@ static void test_file_overrides_defaults(void **state)
 static void test_missing_file(void **state)
 {
     (void)state;
-    assert_int_equal(config_load("/tmp/wgunit-no-such-dir/waha.ini", no_env,
-                                 cfg, errs), -1);
+    assert_int_equal(config_load("/tmp/wgunit-no-such-dir/waha.ini", no_env, cfg, errs),
+                     -1);
     assert_int_equal(errs->count, 1);
     expect_error_prefix("/tmp/wgunit-no-such-dir/waha.ini:0: cannot open");
 }
@@ -421,8 +421,7 @@ static void test_error_bad_listen(void **state)
                       "[server] listen: \"127.0.0.1:0\": port must be 1-65535");
     expect_only_error("[server]\nlisten = 127.0.0.1:70000\n", 2,
                       "[server] listen: \"127.0.0.1:70000\": port must be");
-    expect_only_error("[server]\nlisten = 127.0.0.1:http\n", 2,
-                      "[server] listen:");
+    expect_only_error("[server]\nlisten = 127.0.0.1:http\n", 2, "[server] listen:");
     expect_only_error("[server]\nlisten = :8080\n", 2,
                       "[server] listen: \":8080\" has no valid host");
     expect_only_error("[server]\nlisten = [::1]8080\n", 2,
@@ -446,9 +445,10 @@ static void test_error_bad_shm_name(void **state)
                       "[server] shm_name: \"wahagate\" must be '/'");
     expect_only_error("[server]\nshm_name = /\n", 2, "[server] shm_name:");
     expect_only_error("[server]\nshm_name = /a/b\n", 2, "[server] shm_name:");
-    expect_only_error("[server]\nshm_name = /"
-                      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
-                      2, "[server] shm_name:");
+    expect_only_error(
+        "[server]\nshm_name = /"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+        2, "[server] shm_name:");
 }
 
 static void test_error_bad_url(void **state)
@@ -461,11 +461,9 @@ static void test_error_bad_url(void **state)
     expect_only_error("[upstream]\nurl = http://\n", 2,
                       "[upstream] url: \"http://\" has no host");
     expect_only_error("[upstream]\nurl = http:///api\n", 2, "[upstream] url:");
-    expect_only_error("[upstream]\nurl = http://wa ha:3000\n", 2,
-                      "[upstream] url:");
+    expect_only_error("[upstream]\nurl = http://wa ha:3000\n", 2, "[upstream] url:");
     expect_only_error("[upstream]\nurl =\n", 2, "[upstream] url:");
-    expect_only_error("[redis]\nurl = http://127.0.0.1:6379\n", 2,
-                      "[redis] url:");
+    expect_only_error("[redis]\nurl = http://127.0.0.1:6379\n", 2, "[redis] url:");
 }
 
 static void test_error_bad_session_name(void **state)
@@ -477,8 +475,7 @@ static void test_error_bad_session_name(void **state)
     expect_only_error("[upstream]\nsessions = a b\n", 2, "[upstream] sessions:");
     expect_only_error("[upstream]\nsessions = a,,b\n", 2,
                       "[upstream] sessions: empty item");
-    expect_only_error("[upstream]\nsessions = a, *\n", 2,
-                      "[upstream] sessions:");
+    expect_only_error("[upstream]\nsessions = a, *\n", 2, "[upstream] sessions:");
     expect_only_error("[upstream]\nsessions =\n", 2, "[upstream] sessions:");
 }
 
@@ -494,23 +491,22 @@ static void test_error_key_set_twice(void **state)
     char rest[256];
 
     (void)state;
-    assert_int_equal(load("[server]\nworkers = 2\n; again\nworkers = 3\n",
-                          no_env), -1);
-    snprintf(rest, sizeof(rest), "[server] workers: set twice (first at %s:2)",
-             ini_path);
+    assert_int_equal(load("[server]\nworkers = 2\n; again\nworkers = 3\n", no_env), -1);
+    snprintf(rest, sizeof(rest), "[server] workers: set twice (first at %s:2)", ini_path);
     expect_error_at(4, rest);
     assert_int_equal(errs->count, 1);
 
     /* Also across two [server] sections. */
     assert_int_equal(load("[server]\nmax_workers = 8\n[log]\nlevel = info\n"
-                          "[server]\nmax_workers = 9\n", no_env), -1);
+                          "[server]\nmax_workers = 9\n",
+                          no_env),
+                     -1);
     expect_error_at(6, "[server] max_workers: set twice");
 }
 
 /* Build "KEY = " + filler + TAIL so that the first BEFORE_TAIL bytes are
  * "KEY = xxx..." and TAIL follows them on the same line. */
-static void long_line(char *out, const char *key, size_t before_tail,
-                      const char *tail)
+static void long_line(char *out, const char *key, size_t before_tail, const char *tail)
 {
     size_t n = (size_t)sprintf(out, "%s = ", key);
 
@@ -527,8 +523,8 @@ static void test_error_line_too_long(void **state)
     /* inih reads 199 bytes at a time; if the line were split, the tail
      * "max_workers = 3" would be a setting of its own. */
     long_line(line, "stats_token", 199, "max_workers = 3");
-    snprintf(text, sizeof(text),
-             "[server]\n; comment\n%s\nworkers = 3\nbogus = 1\n", line);
+    snprintf(text, sizeof(text), "[server]\n; comment\n%s\nworkers = 3\nbogus = 1\n",
+             line);
     assert_int_equal(load(text, no_env), -1);
     expect_error_at(3, "line is longer than");
     /* The line counter keeps counting after the long line. */
@@ -572,8 +568,8 @@ static void test_line_that_fits_is_accepted(void **state)
 static void test_error_syntax(void **state)
 {
     (void)state;
-    assert_int_equal(load("[server]\nworkers = 2\nthis line has no equals\n",
-                          no_env), -1);
+    assert_int_equal(load("[server]\nworkers = 2\nthis line has no equals\n", no_env),
+                     -1);
     expect_error_at(3, "syntax error");
 
     assert_int_equal(load("; ok\n[server\nworkers = 2\n", no_env), -1);
@@ -592,7 +588,8 @@ static void test_several_errors_all_reported(void **state)
                           "sessions = a.b\n"
                           "[nosuch]\n"
                           "x = 1\n",
-                          no_env), -1);
+                          no_env),
+                     -1);
     expect_error_at(2, "[server] workers:");
     expect_error_at(3, "[server] listen:");
     expect_error_at(4, "[server] foo: unknown key");
@@ -625,7 +622,9 @@ static void test_cross_min_above_max_workers(void **state)
 {
     (void)state;
     assert_int_equal(load("[server]\nmin_workers = 5\nmax_workers = 3\n"
-                          "workers = 4\n", no_env), -1);
+                          "workers = 4\n",
+                          no_env),
+                     -1);
     expect_error_at(2, "[server] min_workers: 5 is above max_workers 3");
 }
 
@@ -651,8 +650,7 @@ static void test_cross_intervals(void **state)
                        "60000");
     assert_int_equal(errs->count, 1);
 
-    assert_int_equal(load("[frontend]\n\nauthenticated_interval = 60001\n",
-                          no_env), -1);
+    assert_int_equal(load("[frontend]\n\nauthenticated_interval = 60001\n", no_env), -1);
     expect_error_at(3, "[frontend] authenticated_interval: 60001 is above "
                        "max_interval 60000");
     assert_int_equal(errs->count, 1);
@@ -726,19 +724,21 @@ static void test_env_wahagate_names(void **state)
 
 static void test_env_precedence(void **state)
 {
-    char *const env[] = {E("WAHAGATE_SERVER_WORKERS=4"),
-                         E("WAHA_API_KEY=from-env"), NULL};
+    char *const env[] = {E("WAHAGATE_SERVER_WORKERS=4"), E("WAHA_API_KEY=from-env"),
+                         NULL};
 
     (void)state;
     /* defaults < file */
     load_ok("[server]\nworkers = 3\n[upstream]\napi_key = from-file\n"
-            "[backend]\nflap_hold = 100\n", no_env);
+            "[backend]\nflap_hold = 100\n",
+            no_env);
     assert_int_equal(cfg->server.workers, 3);
     assert_string_equal(cfg->upstream.api_key, "from-file");
 
     /* file < environment, and not a "set twice" */
     load_ok("[server]\nworkers = 3\n[upstream]\napi_key = from-file\n"
-            "[backend]\nflap_hold = 100\n", env);
+            "[backend]\nflap_hold = 100\n",
+            env);
     assert_int_equal(cfg->server.workers, 4);
     assert_string_equal(cfg->upstream.api_key, "from-env");
     assert_int_equal(cfg->backend.flap_hold, 100);
@@ -747,14 +747,12 @@ static void test_env_precedence(void **state)
 static void test_env_wahagate_wins_over_legacy(void **state)
 {
     /* Both orders in the environment block. */
-    char *const env1[] = {E("WAHA_POLLING_INTERVAL=20000"),
-                          E("WAHAGATE_FRONTEND_BASE_INTERVAL=25000"),
-                          E("WAHA_API_KEY=legacy"),
-                          E("WAHAGATE_UPSTREAM_API_KEY=new"), NULL};
-    char *const env2[] = {E("WAHAGATE_FRONTEND_BASE_INTERVAL=25000"),
-                          E("WAHAGATE_UPSTREAM_API_KEY=new"),
-                          E("WAHA_POLLING_INTERVAL=20000"),
-                          E("WAHA_API_KEY=legacy"), NULL};
+    char *const env1[] = {
+        E("WAHA_POLLING_INTERVAL=20000"), E("WAHAGATE_FRONTEND_BASE_INTERVAL=25000"),
+        E("WAHA_API_KEY=legacy"), E("WAHAGATE_UPSTREAM_API_KEY=new"), NULL};
+    char *const env2[] = {
+        E("WAHAGATE_FRONTEND_BASE_INTERVAL=25000"), E("WAHAGATE_UPSTREAM_API_KEY=new"),
+        E("WAHA_POLLING_INTERVAL=20000"), E("WAHA_API_KEY=legacy"), NULL};
 
     (void)state;
     load_ok("[frontend]\nbase_interval = 16000\n", env1);
@@ -841,9 +839,9 @@ static void test_env_cross_check_names_variable(void **state)
 
 static void test_env_other_variables_ignored(void **state)
 {
-    char *const env[] = {E("HOME=/root"), E("WAHAGATEX=1"), E("WAHA_OTHER=1"),
-                         E("WAHAGATE_SERVER_WORKERS"), E("X_WAHAGATE_A_B=1"),
-                         NULL};
+    char *const env[] = {E("HOME=/root"),       E("WAHAGATEX=1"),
+                         E("WAHA_OTHER=1"),     E("WAHAGATE_SERVER_WORKERS"),
+                         E("X_WAHAGATE_A_B=1"), NULL};
 
     (void)state;
     load_ok("", env);
@@ -947,10 +945,10 @@ static void test_valid_session_name(void **state)
  * [auth] key
  */
 
-static const uint8_t sha256_abc[32] = {
-    0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40,
-    0xde, 0x5d, 0xae, 0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17,
-    0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+static const uint8_t sha256_abc[32] = {0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea,
+                                       0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+                                       0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c,
+                                       0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
 
 #define HEX_S3CRET "1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0"
 
@@ -1001,7 +999,8 @@ static void test_auth_key_sha256_uppercase_hex(void **state)
     (void)state;
     for (int i = 0; i < 64; i++)
         upper[i] = (char)((HEX_S3CRET[i] >= 'a' && HEX_S3CRET[i] <= 'f')
-                              ? HEX_S3CRET[i] - 'a' + 'A' : HEX_S3CRET[i]);
+                              ? HEX_S3CRET[i] - 'a' + 'A'
+                              : HEX_S3CRET[i]);
     upper[64] = '\0';
     snprintf(text, sizeof(text), "[auth]\nkey = ops : sha256:%s : *\n", upper);
     load_ok(text, no_env);
@@ -1037,9 +1036,10 @@ static void test_auth_key_sha256_with_session_list(void **state)
         for (int i = 0; i < errs->count; i++)
             fprintf(stderr, "  child error %d: %s\n", i, errs->message[i]);
         if (cfg->auth.key_count == 1)
-            fprintf(stderr, "  child: key \"%s\" sessions \"%s\" (want "
-                    "\"default,shop\")\n", cfg->auth.keys[0].name,
-                    cfg->auth.keys[0].sessions);
+            fprintf(stderr,
+                    "  child: key \"%s\" sessions \"%s\" (want "
+                    "\"default,shop\")\n",
+                    cfg->auth.keys[0].name, cfg->auth.keys[0].sessions);
         if (rc != 0)
             _exit(10);
         if (cfg->auth.key_count != 1 ||
@@ -1065,7 +1065,8 @@ static void test_auth_key_session_list(void **state)
 {
     (void)state;
     load_ok("[upstream]\nsessions = default, shop, b\n"
-            "[auth]\nkey = multi : pw : default ,shop,  b\n", no_env);
+            "[auth]\nkey = multi : pw : default ,shop,  b\n",
+            no_env);
     assert_string_equal(cfg->auth.keys[0].sessions, "default,shop,b");
     assert_false(cfg->auth.keys[0].all_sessions);
 }
@@ -1074,7 +1075,9 @@ static void test_auth_key_duplicate_name(void **state)
 {
     (void)state;
     assert_int_equal(load("[auth]\nkey = web : a : *\nkey = api : b : *\n"
-                          "key = web : c : *\n", no_env), -1);
+                          "key = web : c : *\n",
+                          no_env),
+                     -1);
     expect_error_at(4, "[auth] key: key name \"web\" is used twice");
     assert_int_equal(errs->count, 1);
 }
@@ -1106,7 +1109,8 @@ static void test_auth_key_session_not_tracked(void **state)
                           "[auth]\n"
                           "key = good : a : shop\n"
                           "key = bad : b : default, other\n",
-                          no_env), -1);
+                          no_env),
+                     -1);
     expect_error_at(5, "[auth] key: key \"bad\" names session \"other\", which "
                        "upstream.sessions does not track");
     assert_int_equal(errs->count, 1);
@@ -1120,7 +1124,8 @@ static void test_auth_key_bad_hex(void **state)
     (void)state;
     /* 64 characters, not all hex */
     expect_only_error("[auth]\nkey = ops : sha256:"
-                      "zz" "c1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0"
+                      "zz"
+                      "c1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0"
                       " : *\n",
                       2, "[auth] key: sha256: must be followed by 64 hex digits");
     /* 63 characters */
@@ -1132,8 +1137,7 @@ static void test_auth_key_bad_hex(void **state)
     expect_only_error("[auth]\nkey = ops : sha256:" HEX_S3CRET "0 : *\n", 2,
                       "[auth] key: sha256:");
     /* no sessions after the digest */
-    expect_only_error("[auth]\nkey = ops : sha256:" HEX_S3CRET "\n", 2,
-                      "[auth] key:");
+    expect_only_error("[auth]\nkey = ops : sha256:" HEX_S3CRET "\n", 2, "[auth] key:");
 }
 
 /*========================================================================
@@ -1144,7 +1148,8 @@ static void test_listen_several(void **state)
 {
     (void)state;
     load_ok("[server]\nlisten = 127.0.0.1:8080, [::1]:8081,*:9000 , "
-            "localhost:1\nadmin_listen = 127.0.0.1:9100\n", no_env);
+            "localhost:1\nadmin_listen = 127.0.0.1:9100\n",
+            no_env);
     assert_int_equal(cfg->server.listen_count, 4);
     assert_string_equal(cfg->server.listen[0].host, "127.0.0.1");
     assert_int_equal(cfg->server.listen[0].port, 8080);
@@ -1162,7 +1167,9 @@ static void test_listen_too_many(void **state)
 {
     (void)state;
     assert_int_equal(load("[server]\nlisten = *:1,*:2,*:3,*:4,*:5,*:6,*:7,*:8,"
-                          "*:9\n", no_env), -1);
+                          "*:9\n",
+                          no_env),
+                     -1);
     expect_error_at(2, "[server] listen: at most 8 addresses");
 }
 
@@ -1297,6 +1304,5 @@ int main(void)
         cmocka_unit_test(test_cors_origins_bad),
     };
 
-    return cmocka_run_group_tests_name("config", tests, group_setup,
-                                       group_teardown);
+    return cmocka_run_group_tests_name("config", tests, group_setup, group_teardown);
 }

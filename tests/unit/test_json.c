@@ -222,7 +222,7 @@ static void test_time_format_iso_known_values(void **state)
         {1000, "1970-01-01T00:00:01.000Z"},
         {1700000000000LL, "2023-11-14T22:13:20.000Z"},
         {1795940400123LL, "2026-11-29T08:20:00.123Z"},
-        {951782400999LL, "2000-02-29T00:00:00.999Z"},  /* leap day */
+        {951782400999LL, "2000-02-29T00:00:00.999Z"}, /* leap day */
         {4102444799999LL, "2099-12-31T23:59:59.999Z"},
         {253402300799000LL, "9999-12-31T23:59:59.000Z"},
     };
@@ -387,12 +387,8 @@ static void test_parse_garbage_rejected(void **state)
 static void test_parse_rejects_lax_syntax(void **state)
 {
     static const char *const not_json[] = {
-        "[1,2,]",
-        "{\"a\":1,}",
-        "/* c */ {\"a\":1}",
-        "{\"a\":NaN}",
-        "[Infinity]",
-        "{\"a\":01}",
+        "[1,2,]",      "{\"a\":1,}", "/* c */ {\"a\":1}",
+        "{\"a\":NaN}", "[Infinity]", "{\"a\":01}",
     };
     int accepted = 0;
 
@@ -601,26 +597,24 @@ static void test_query_param_present(void **state)
     char out[64];
 
     (void)state;
-    assert_int_equal(http_query_param("session=default", "session", out,
-                                      sizeof(out)), 0);
+    assert_int_equal(http_query_param("session=default", "session", out, sizeof(out)), 0);
     assert_string_equal(out, "default");
 
-    assert_int_equal(http_query_param("a=1&session=shop&format=raw", "format",
-                                      out, sizeof(out)), 0);
+    assert_int_equal(
+        http_query_param("a=1&session=shop&format=raw", "format", out, sizeof(out)), 0);
     assert_string_equal(out, "raw");
 
-    assert_int_equal(http_query_param("a=1&session=shop&format=raw", "session",
-                                      out, sizeof(out)), 0);
+    assert_int_equal(
+        http_query_param("a=1&session=shop&format=raw", "session", out, sizeof(out)), 0);
     assert_string_equal(out, "shop");
 
     /* The first of repeated keys. */
-    assert_int_equal(http_query_param("session=a&session=b", "session", out,
-                                      sizeof(out)), 0);
+    assert_int_equal(http_query_param("session=a&session=b", "session", out, sizeof(out)),
+                     0);
     assert_string_equal(out, "a");
 
     /* Present but empty. */
-    assert_int_equal(http_query_param("session=", "session", out,
-                                      sizeof(out)), 0);
+    assert_int_equal(http_query_param("session=", "session", out, sizeof(out)), 0);
     assert_string_equal(out, "");
 }
 
@@ -629,11 +623,9 @@ static void test_query_param_absent(void **state)
     char out[64];
 
     (void)state;
-    assert_int_equal(http_query_param("format=raw", "session", out,
-                                      sizeof(out)), -1);
+    assert_int_equal(http_query_param("format=raw", "session", out, sizeof(out)), -1);
     assert_int_equal(http_query_param("", "session", out, sizeof(out)), -1);
-    assert_int_equal(http_query_param("sessions=x", "session", out,
-                                      sizeof(out)), -1);
+    assert_int_equal(http_query_param("sessions=x", "session", out, sizeof(out)), -1);
 }
 
 static void test_query_param_null_query(void **state)
@@ -650,8 +642,8 @@ static void test_query_param_percent_decoded(void **state)
     char out[64];
 
     (void)state;
-    assert_int_equal(http_query_param("session=my%2Dshop", "session", out,
-                                      sizeof(out)), 0);
+    assert_int_equal(http_query_param("session=my%2Dshop", "session", out, sizeof(out)),
+                     0);
     assert_string_equal(out, "my-shop");
     assert_int_equal(http_query_param("q=a%20b%26c", "q", out, sizeof(out)), 0);
     assert_string_equal(out, "a b&c");
@@ -666,12 +658,11 @@ static void test_query_param_too_long(void **state)
     (void)state;
     memset(out, 'Q', sizeof(out));
     /* 7 characters + NUL fit exactly. */
-    assert_int_equal(http_query_param("session=abcdefg", "session", out,
-                                      sizeof(out)), 0);
+    assert_int_equal(http_query_param("session=abcdefg", "session", out, sizeof(out)), 0);
     assert_string_equal(out, "abcdefg");
     /* 8 do not, and nothing is written past the buffer. */
-    assert_int_equal(http_query_param("session=abcdefgh", "session", out,
-                                      sizeof(out)), -2);
+    assert_int_equal(http_query_param("session=abcdefgh", "session", out, sizeof(out)),
+                     -2);
 }
 
 /*
@@ -685,8 +676,8 @@ static void test_query_param_with_valueless_neighbour(void **state)
     char out[64] = "";
 
     (void)state;
-    assert_int_equal(http_query_param("session=shop&debug", "session", out,
-                                      sizeof(out)), 0);
+    assert_int_equal(http_query_param("session=shop&debug", "session", out, sizeof(out)),
+                     0);
     assert_string_equal(out, "shop");
 }
 

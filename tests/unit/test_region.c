@@ -46,8 +46,7 @@ static char log_path[64] = "";
 static const char *make_name(const char *tag)
 {
     assert_true(name_count < 4);
-    snprintf(names[name_count], sizeof(names[0]), "/wgunit-%d-%s", (int)getpid(),
-             tag);
+    snprintf(names[name_count], sizeof(names[0]), "/wgunit-%d-%s", (int)getpid(), tag);
     return names[name_count++];
 }
 
@@ -151,8 +150,8 @@ static void put_data(struct region_entry *e, const char *status)
     snprintf(e->d.me_json, sizeof(e->d.me_json), "{\"id\":\"1@c.us\"}");
     e->d.fetched_mono_ms = time_mono_ms();
     e->d.fetched_real_ms = time_real_ms();
-    e->d.body_len = (uint32_t)snprintf(e->d.body, sizeof(e->d.body),
-                                       "{\"name\":\"%s\"}", e->d.name);
+    e->d.body_len =
+        (uint32_t)snprintf(e->d.body, sizeof(e->d.body), "{\"name\":\"%s\"}", e->d.name);
     region_entry_end_write(&reg, e, true);
 }
 
@@ -205,18 +204,22 @@ static void test_create_layout(void **state)
     stride = (size_t)((char *)region_entry(&reg, 1) - (char *)region_entry(&reg, 0));
     assert_true(stride >= sizeof(struct region_entry));
     for (int i = 1; i < REGION_MAX_ENTRIES; i++)
-        assert_int_equal((size_t)((char *)region_entry(&reg, i) -
-                                  (char *)region_entry(&reg, i - 1)), stride);
+        assert_int_equal(
+            (size_t)((char *)region_entry(&reg, i) - (char *)region_entry(&reg, i - 1)),
+            stride);
     assert_true((char *)region_entry(&reg, REGION_MAX_ENTRIES - 1) +
-                    sizeof(struct region_entry) <= base + h->procs_offset);
+                    sizeof(struct region_entry) <=
+                base + h->procs_offset);
     assert_ptr_equal(region_proc(&reg, 0), base + h->procs_offset);
     stride = (size_t)((char *)region_proc(&reg, 1) - (char *)region_proc(&reg, 0));
     assert_true(stride >= sizeof(struct region_proc));
     for (int i = 1; i < REGION_MAX_PROCS; i++)
-        assert_int_equal((size_t)((char *)region_proc(&reg, i) -
-                                  (char *)region_proc(&reg, i - 1)), stride);
+        assert_int_equal(
+            (size_t)((char *)region_proc(&reg, i) - (char *)region_proc(&reg, i - 1)),
+            stride);
     assert_true((char *)region_proc(&reg, REGION_MAX_PROCS - 1) +
-                    sizeof(struct region_proc) <= end);
+                    sizeof(struct region_proc) <=
+                end);
     /* Aligned: entries and slots do not share cache lines. */
     assert_int_equal(h->entries_offset % 64, 0);
     assert_int_equal(h->procs_offset % 64, 0);
@@ -254,8 +257,7 @@ static void test_instance_ids_differ(void **state)
     (void)state;
     assert_int_equal(region_create(&reg, a), 0);
     assert_int_equal(region_create(&reg2, b), 0);
-    assert_true(region_header(&reg)->instance_id !=
-                region_header(&reg2)->instance_id);
+    assert_true(region_header(&reg)->instance_id != region_header(&reg2)->instance_id);
 }
 
 static void test_create_twice_fails_while_alive(void **state)
@@ -374,8 +376,7 @@ static void test_attach_read_only_sees_writer(void **state)
     assert_int_equal(region_attach_read_only(&reg2, name, why, sizeof(why)), 0);
     assert_true(reg2.read_only);
     assert_int_equal(reg2.size, reg.size);
-    assert_true(region_header(&reg2)->instance_id ==
-                region_header(&reg)->instance_id);
+    assert_true(region_header(&reg2)->instance_id == region_header(&reg)->instance_id);
     assert_int_equal(region_counter_sum(&reg2, COUNTER_REQUESTS), 7);
     assert_int_equal(region_counter_sum(&reg2, COUNTER_CACHE_HITS), 9);
     assert_int_equal(region_counter_sum(&reg2, COUNTER_ERRORS), 0);
@@ -409,8 +410,7 @@ static void test_attach_missing_name(void **state)
     assert_non_null(strstr(why, name));
 }
 
-static void make_object(const char *name, size_t size, const void *head,
-                        size_t head_len)
+static void make_object(const char *name, size_t size, const void *head, size_t head_len)
 {
     int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
 
@@ -660,8 +660,9 @@ static void test_set_sessions_too_many(void **state)
         snprintf(many[i], sizeof(many[i]), "s%d", i);
     assert_int_equal(region_create(&reg, name), 0);
     assert_int_equal(region_lock(&reg), 0);
-    assert_int_equal(region_set_sessions(&reg, (const char (*)[REGION_NAME_MAX])many,
-                                         REGION_SESSION_MAX + 6), 6);
+    assert_int_equal(region_set_sessions(&reg, (const char(*)[REGION_NAME_MAX])many,
+                                         REGION_SESSION_MAX + 6),
+                     6);
     for (int i = 0; i < REGION_SESSION_MAX + 6; i++)
         if (region_find_session(&reg, many[i]) >= 0)
             found++;
@@ -671,8 +672,9 @@ static void test_set_sessions_too_many(void **state)
     assert_true(region_find_session(&reg, "s63") >= 0);
     assert_int_equal(region_find_session(&reg, "s64"), -1);
     /* Exactly REGION_SESSION_MAX fit. */
-    assert_int_equal(region_set_sessions(&reg, (const char (*)[REGION_NAME_MAX])many,
-                                         REGION_SESSION_MAX), 0);
+    assert_int_equal(region_set_sessions(&reg, (const char(*)[REGION_NAME_MAX])many,
+                                         REGION_SESSION_MAX),
+                     0);
     region_unlock(&reg);
 }
 
@@ -826,6 +828,5 @@ int main(void)
 #undef T
     };
 
-    return cmocka_run_group_tests_name("region", tests, group_setup,
-                                       group_teardown);
+    return cmocka_run_group_tests_name("region", tests, group_setup, group_teardown);
 }

@@ -81,8 +81,7 @@ static int parse(const char *name, const char *body)
     return upstream_parse_session(name, body, strlen(body), &rec, why);
 }
 
-static void expect_rejected(const char *name, const char *body,
-                            const char *why_part)
+static void expect_rejected(const char *name, const char *body, const char *why_part)
 {
     int rc = parse(name, body);
 
@@ -133,8 +132,7 @@ static void test_session_wrong_name(void **state)
     expect_rejected("Default", real_session, "name");
     expect_rejected("default", "{\"status\":\"WORKING\"}", "name");
     expect_rejected("default", "{\"name\":7,\"status\":\"WORKING\"}", "name");
-    expect_rejected("bad.name", "{\"name\":\"bad.name\",\"status\":\"WORKING\"}",
-                    "name");
+    expect_rejected("bad.name", "{\"name\":\"bad.name\",\"status\":\"WORKING\"}", "name");
 }
 
 static void test_session_status_missing_or_invalid(void **state)
@@ -146,15 +144,12 @@ static void test_session_status_missing_or_invalid(void **state)
     expect_rejected("default", "{\"name\":\"default\"}", "status");
     expect_rejected("default", "{\"name\":\"default\",\"status\":null}", "status");
     expect_rejected("default", "{\"name\":\"default\",\"status\":1}", "status");
-    expect_rejected("default", "{\"name\":\"default\",\"status\":\"working\"}",
-                    "status");
-    expect_rejected("default", "{\"name\":\"default\",\"status\":\"Working\"}",
-                    "status");
+    expect_rejected("default", "{\"name\":\"default\",\"status\":\"working\"}", "status");
+    expect_rejected("default", "{\"name\":\"default\",\"status\":\"Working\"}", "status");
     expect_rejected("default", "{\"name\":\"default\",\"status\":\"\"}", "status");
-    expect_rejected("default", "{\"name\":\"default\",\"status\":\"SCAN QR\"}",
+    expect_rejected("default", "{\"name\":\"default\",\"status\":\"SCAN QR\"}", "status");
+    expect_rejected("default", "{\"name\":\"default\",\"status\":\"WORKING\\n\"}",
                     "status");
-    expect_rejected("default",
-                    "{\"name\":\"default\",\"status\":\"WORKING\\n\"}", "status");
 
     /* REGION_STATUS_MAX - 1 characters fit, REGION_STATUS_MAX do not. */
     memset(status, 'A', REGION_STATUS_MAX - 1);
@@ -172,16 +167,21 @@ static void test_session_status_missing_or_invalid(void **state)
 static void test_session_open_set_statuses(void **state)
 {
     static const char *const statuses[] = {
-        "STOPPED", "STARTING", "SCAN_QR_CODE", "WORKING", "FAILED",
-        "PASSKEY_REQUIRED", "PASSKEY_CONFIRMATION_REQUIRED", "STATUS_2027",
+        "STOPPED",
+        "STARTING",
+        "SCAN_QR_CODE",
+        "WORKING",
+        "FAILED",
+        "PASSKEY_REQUIRED",
+        "PASSKEY_CONFIRMATION_REQUIRED",
+        "STATUS_2027",
     };
     char body[256];
 
     (void)state;
     for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
         snprintf(body, sizeof(body),
-                 "{\"name\":\"default\",\"status\":\"%s\",\"me\":null}",
-                 statuses[i]);
+                 "{\"name\":\"default\",\"status\":\"%s\",\"me\":null}", statuses[i]);
         assert_int_equal(parse("default", body), 0);
         assert_string_equal(rec.status, statuses[i]);
     }
@@ -192,45 +192,55 @@ static void test_session_me_variants(void **state)
     (void)state;
     /* null */
     assert_int_equal(parse("default", "{\"name\":\"default\",\"status\":"
-                                      "\"STARTING\",\"me\":null}"), 0);
+                                      "\"STARTING\",\"me\":null}"),
+                     0);
     assert_string_equal(rec.me_json, "null");
 
     /* absent */
     assert_int_equal(parse("default", "{\"name\":\"default\",\"status\":"
-                                      "\"STOPPED\"}"), 0);
+                                      "\"STOPPED\"}"),
+                     0);
     assert_string_equal(rec.me_json, "null");
 
     /* pushName missing: null in me_json */
     assert_int_equal(parse("default", "{\"name\":\"default\",\"status\":"
                                       "\"WORKING\",\"me\":{\"id\":"
-                                      "\"11111111111@c.us\"}}"), 0);
-    assert_string_equal(rec.me_json,
-                        "{\"id\":\"11111111111@c.us\",\"pushName\":null}");
+                                      "\"11111111111@c.us\"}}"),
+                     0);
+    assert_string_equal(rec.me_json, "{\"id\":\"11111111111@c.us\",\"pushName\":null}");
 
     /* pushName null */
     assert_int_equal(parse("default", "{\"name\":\"default\",\"status\":"
                                       "\"WORKING\",\"me\":{\"id\":\"1@c.us\","
-                                      "\"pushName\":null}}"), 0);
+                                      "\"pushName\":null}}"),
+                     0);
     assert_string_equal(rec.me_json, "{\"id\":\"1@c.us\",\"pushName\":null}");
 
     /* pushName that needs escaping, and UTF-8 */
-    assert_int_equal(parse("default",
-                           "{\"name\":\"default\",\"status\":\"WORKING\","
-                           "\"me\":{\"id\":\"1@c.us\",\"pushName\":"
-                           "\"Bob \\\"B\\\" Caf\xc3\xa9\"}}"), 0);
-    assert_string_equal(rec.me_json,
-                        "{\"id\":\"1@c.us\",\"pushName\":\"Bob \\\"B\\\" "
-                        "Caf\xc3\xa9\"}");
+    assert_int_equal(parse("default", "{\"name\":\"default\",\"status\":\"WORKING\","
+                                      "\"me\":{\"id\":\"1@c.us\",\"pushName\":"
+                                      "\"Bob \\\"B\\\" Caf\xc3\xa9\"}}"),
+                     0);
+    assert_string_equal(rec.me_json, "{\"id\":\"1@c.us\",\"pushName\":\"Bob \\\"B\\\" "
+                                     "Caf\xc3\xa9\"}");
 
     /* object without id, id not a string, me not an object */
-    expect_rejected("default", "{\"name\":\"default\",\"status\":\"WORKING\","
-                               "\"me\":{}}", "me");
-    expect_rejected("default", "{\"name\":\"default\",\"status\":\"WORKING\","
-                               "\"me\":{\"pushName\":\"x\"}}", "me");
-    expect_rejected("default", "{\"name\":\"default\",\"status\":\"WORKING\","
-                               "\"me\":{\"id\":5}}", "me");
-    expect_rejected("default", "{\"name\":\"default\",\"status\":\"WORKING\","
-                               "\"me\":\"1@c.us\"}", "me");
+    expect_rejected("default",
+                    "{\"name\":\"default\",\"status\":\"WORKING\","
+                    "\"me\":{}}",
+                    "me");
+    expect_rejected("default",
+                    "{\"name\":\"default\",\"status\":\"WORKING\","
+                    "\"me\":{\"pushName\":\"x\"}}",
+                    "me");
+    expect_rejected("default",
+                    "{\"name\":\"default\",\"status\":\"WORKING\","
+                    "\"me\":{\"id\":5}}",
+                    "me");
+    expect_rejected("default",
+                    "{\"name\":\"default\",\"status\":\"WORKING\","
+                    "\"me\":\"1@c.us\"}",
+                    "me");
 }
 
 static void test_session_not_json(void **state)
@@ -238,20 +248,17 @@ static void test_session_not_json(void **state)
     (void)state;
     expect_rejected("default", "", NULL);
     expect_rejected("default", "<html><body>502 Bad Gateway</body></html>", NULL);
-    expect_rejected("default", "{\"name\":\"default\",\"status\":\"WORKING\"",
-                    NULL);
+    expect_rejected("default", "{\"name\":\"default\",\"status\":\"WORKING\"", NULL);
     /* trailing garbage after a valid object */
-    expect_rejected("default",
-                    "{\"name\":\"default\",\"status\":\"WORKING\"} garbage", NULL);
-    expect_rejected("default",
-                    "{\"name\":\"default\",\"status\":\"WORKING\"}{}", NULL);
+    expect_rejected("default", "{\"name\":\"default\",\"status\":\"WORKING\"} garbage",
+                    NULL);
+    expect_rejected("default", "{\"name\":\"default\",\"status\":\"WORKING\"}{}", NULL);
 }
 
 static void test_session_not_an_object(void **state)
 {
     (void)state;
-    expect_rejected("default", "[{\"name\":\"default\",\"status\":\"WORKING\"}]",
-                    NULL);
+    expect_rejected("default", "[{\"name\":\"default\",\"status\":\"WORKING\"}]", NULL);
     expect_rejected("default", "\"default\"", NULL);
     expect_rejected("default", "[]", NULL);
 }
@@ -289,7 +296,7 @@ static void test_session_nesting_bound(void **state)
 static char *body_of_length(size_t len)
 {
     static const char head[] = "{\"name\":\"default\",\"status\":\"WORKING\","
-                                "\"pad\":\"";
+                               "\"pad\":\"";
     static const char tail[] = "\"}";
     size_t pad = len - (sizeof(head) - 1) - (sizeof(tail) - 1);
     char *body = malloc(len + 1);
@@ -333,8 +340,7 @@ static void test_session_non_json_numbers_rejected(void **state)
     int rc;
 
     (void)state;
-    rc = parse("default",
-               "{\"name\":\"default\",\"status\":\"WORKING\",\"x\":NaN}");
+    rc = parse("default", "{\"name\":\"default\",\"status\":\"WORKING\",\"x\":NaN}");
     if (rc == 0)
         print_message("accepted and would cache: %s\n", rec.body);
     assert_int_equal(rc, -1);
@@ -367,7 +373,8 @@ static void test_list_array(void **state)
                                 "{\"name\":\"shop\",\"status\":\"SCAN_QR_CODE\","
                                 "\"me\":null},"
                                 "{\"name\":\"s_3\",\"status\":\"STOPPED\"}]",
-                                8, &count), 0);
+                                8, &count),
+                     0);
     assert_int_equal(count, 3);
     assert_string_equal(recs[0].name, "default");
     assert_string_equal(recs[0].status, "WORKING");
@@ -395,15 +402,15 @@ static void test_list_not_array(void **state)
     int count;
 
     (void)state;
-    assert_int_equal(parse_list("{\"name\":\"default\",\"status\":\"WORKING\"}",
-                                8, &count), -1);
+    assert_int_equal(
+        parse_list("{\"name\":\"default\",\"status\":\"WORKING\"}", 8, &count), -1);
     assert_int_equal(count, 0);
     assert_non_null(strstr(why, "array"));
 
     assert_int_equal(parse_list("not json", 8, &count), -1);
     assert_int_equal(count, 0);
-    assert_int_equal(parse_list("[{\"name\":\"a\",\"status\":\"WORKING\"}", 8,
-                                &count), -1);
+    assert_int_equal(parse_list("[{\"name\":\"a\",\"status\":\"WORKING\"}", 8, &count),
+                     -1);
     assert_int_equal(parse_list("[] []", 8, &count), -1);
 }
 
@@ -413,15 +420,19 @@ static void test_list_invalid_item(void **state)
 
     (void)state;
     assert_int_equal(parse_list("[{\"name\":\"a\",\"status\":\"WORKING\"},"
-                                "{\"name\":\"b\"}]", 8, &count), -1);
+                                "{\"name\":\"b\"}]",
+                                8, &count),
+                     -1);
     assert_true(why[0] != '\0');
-    assert_int_equal(parse_list("[{\"name\":\"a\",\"status\":\"WORKING\"},null]",
-                                8, &count), -1);
+    assert_int_equal(
+        parse_list("[{\"name\":\"a\",\"status\":\"WORKING\"},null]", 8, &count), -1);
     assert_int_equal(parse_list("[\"a\"]", 8, &count), -1);
-    assert_int_equal(parse_list("[{\"name\":\"a b\",\"status\":\"WORKING\"}]", 8,
-                                &count), -1);
+    assert_int_equal(parse_list("[{\"name\":\"a b\",\"status\":\"WORKING\"}]", 8, &count),
+                     -1);
     assert_int_equal(parse_list("[{\"name\":\"a\",\"status\":\"WORKING\","
-                                "\"me\":{}}]", 8, &count), -1);
+                                "\"me\":{}}]",
+                                8, &count),
+                     -1);
 }
 
 static void test_list_more_items_than_max(void **state)
@@ -434,7 +445,8 @@ static void test_list_more_items_than_max(void **state)
                                 "{\"name\":\"c\",\"status\":\"WORKING\"},"
                                 "{\"name\":\"d\",\"status\":\"WORKING\"},"
                                 "{\"name\":\"e\",\"status\":\"WORKING\"}]",
-                                3, &count), 0);
+                                3, &count),
+                     0);
     assert_int_equal(count, 3);
     assert_string_equal(recs[0].name, "a");
     assert_string_equal(recs[2].name, "c");
@@ -459,18 +471,22 @@ static int health(bool ping, long code, const char *body)
 static void test_health_200_ok(void **state)
 {
     (void)state;
-    assert_int_equal(health(false, 200, "{\"status\":\"ok\",\"info\":{\"mediaFiles"
-                                        ".space\":{\"status\":\"up\"}},"
-                                        "\"error\":{},\"details\":{}}"), 1);
+    assert_int_equal(health(false, 200,
+                            "{\"status\":\"ok\",\"info\":{\"mediaFiles"
+                            ".space\":{\"status\":\"up\"}},"
+                            "\"error\":{},\"details\":{}}"),
+                     1);
     assert_string_equal(status_out, "ok");
 }
 
 static void test_health_503_error(void **state)
 {
     (void)state;
-    assert_int_equal(health(false, 503, "{\"status\":\"error\",\"info\":{},"
-                                        "\"error\":{\"mongodb\":{\"status\":"
-                                        "\"down\"}},\"details\":{}}"), 0);
+    assert_int_equal(health(false, 503,
+                            "{\"status\":\"error\",\"info\":{},"
+                            "\"error\":{\"mongodb\":{\"status\":"
+                            "\"down\"}},\"details\":{}}"),
+                     0);
     assert_string_equal(status_out, "error");
 
     assert_int_equal(health(false, 503, "{\"status\":\"shutting_down\"}"), 0);
@@ -530,11 +546,13 @@ static void test_health_core_422(void **state)
 {
     (void)state;
     /* WAHA Core <= 2026.5 answers /health with 422. */
-    assert_int_equal(health(false, 422, "{\"message\":\"The feature is available "
-                                        "only in Plus version for 'WEBJS' "
-                                        "engine. Check this out: https://waha."
-                                        "devlike.pro/\",\"error\":\"Unprocessable"
-                                        " Entity\",\"statusCode\":422}"), -1);
+    assert_int_equal(health(false, 422,
+                            "{\"message\":\"The feature is available "
+                            "only in Plus version for 'WEBJS' "
+                            "engine. Check this out: https://waha."
+                            "devlike.pro/\",\"error\":\"Unprocessable"
+                            " Entity\",\"statusCode\":422}"),
+                     -1);
     assert_non_null(strstr(why, "HTTP 422: The feature is available only in Plus"));
 }
 
@@ -603,11 +621,10 @@ static void test_no_body(void **state)
     why[0] = '\0';
     assert_int_equal(upstream_parse_session("default", NULL, 0, &rec, why), -1);
     assert_true(why[0] != '\0');
-    assert_int_equal(upstream_parse_session_list(NULL, 0, recs, 8, &count, why),
-                     -1);
+    assert_int_equal(upstream_parse_session_list(NULL, 0, recs, 8, &count, why), -1);
     assert_int_equal(count, 0);
-    assert_int_equal(upstream_health_verdict(false, 200, NULL, 0, out,
-                                             sizeof(out), why), -1);
+    assert_int_equal(upstream_health_verdict(false, 200, NULL, 0, out, sizeof(out), why),
+                     -1);
 }
 
 static void test_describe_other_shapes(void **state)

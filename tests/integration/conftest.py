@@ -1,0 +1,613 @@
+"""Harness of wahagate's integration tests.
+
+Everything runs on 127.0.0.1 with free ports. A test starts the WAHA simulator
+(scripts/waha_sim.py) and one or more gateways (GATEWAY_BIN, default
+build/wahagate of this repository) through the `simulator` and `gateway`
+fixture factories; every process they start is stopped by its PID when the
+test ends, pass or fail. Each gateway gets its own shm_name
+(/wgtest-<pytest pid>-<n>), and the session checks at the end that none of
+them is left in /dev/shm.
+
+Rules kept here so that the tests hold on a busy 2-core machine:
+- never sleep a fixed time and then assert: wait_until() a condition with a
+  deadline;
+- the child environment is os.environ without any WAHAGATE_* or WAHA_*
+  variable (those configure the gateway); only tests about environment
+  overrides add some back, explicitly;
+- standard library only.
+"""
+
+import http.client
+import itertools
+import json
+import os
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+GATEWAY_BIN = os.environ.get("GATEWAY_BIN") or str(REPO / "build" / "wahagate")
+SIMULATOR = str(REPO / "scripts" / "waha_sim.py")
+PYTHON = "/usr/bin/python3"
+API_KEY = "simkey"
+SHM_PREFIX = f"wgtest-{os.getpid()}-"
+SANITIZED = "sanitize" in GATEWAY_BIN
+
+# Generous bounds: the sanitized build is several times slower.
+START_TIMEOUT = 10.0
+HTTP_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+
+ISO_MS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+
+_shm_counter = itertools.count(1)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def wait_until(predicate, timeout, interval=0.02):
+    """Call predicate() until it returns something truthy or TIMEOUT seconds
+    pass. Returns that value, or the last (falsy) value at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def clean_env(extra=None):
+    """os.environ without WAHAGATE_* and WAHA_*, plus EXTRA."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("WAHAGATE_") and not k.startswith("WAHA_")}
+    if extra:
+        env.update(extra)
+    return env
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def parse_iso_ms(text):
+    """Seconds since the epoch of an ISO-8601 UTC time with milliseconds."""
+    import calendar
+    assert ISO_MS_RE.match(text), f"not ISO-8601 with ms and Z: {text!r}"
+    base = time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")
+    return calendar.timegm(base) + int(text[20:23]) / 1000.0
+
+
+def http_request(port, method, path, headers=None, body=None, timeout=HTTP_TIMEOUT):
+    """One request on a fresh connection: (status, headers, body bytes).
+    Headers is an http.client.HTTPMessage (case-insensitive .get)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, resp.headers, data
+    finally:
+        conn.close()
+
+
+def raw_exchange(port, data, timeout=10.0):
+    """Send DATA on a raw socket and read until the peer closes or TIMEOUT.
+    Returns (bytes received, how) with how in "closed", "reset", "timeout"."""
+    chunks = []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+        except OSError:
+            return b"", "reset"
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return b"".join(chunks), "timeout"
+            s.settimeout(remaining)
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                return b"".join(chunks), "timeout"
+            except ConnectionResetError:
+                return b"".join(chunks), "reset"
+            if not chunk:
+                return b"".join(chunks), "closed"
+            chunks.append(chunk)
+            # One complete answer is enough: stop when headers and body are in.
+            got = b"".join(chunks)
+            head, sep, rest = got.partition(b"\r\n\r\n")
+            if sep:
+                m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+                if m and len(rest) >= int(m.group(1)):
+                    return got, "answered"
+
+
+def proc_exists(pid):
+    """True while PID exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    state = stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3]
+    return state not in (b"Z", b"X")
+
+
+def proc_cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return None
+
+
+def proc_children(ppid):
+    """PIDs of the live children of PPID, from /proc."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        end = stat.rfind(b")")
+        fields = stat[end + 2:].split()
+        if len(fields) >= 2 and fields[0] not in (b"Z", b"X") and int(fields[1]) == ppid:
+            out.append(int(entry))
+    return out
+
+
+def stop_pid(popen, timeout=STOP_TIMEOUT):
+    """SIGTERM, wait up to TIMEOUT, then SIGKILL. Returns the exit code."""
+    if popen.poll() is None:
+        try:
+            os.kill(popen.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            return popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.kill(popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            return popen.wait(timeout=timeout)
+    return popen.returncode
+
+
+def shm_leftovers():
+    try:
+        return sorted(n for n in os.listdir("/dev/shm") if n.startswith(SHM_PREFIX))
+    except FileNotFoundError:
+        return []
+
+
+def run_gateway_cli(args, env_extra=None, timeout=30.0):
+    """Run GATEWAY_BIN ARGS to completion: (exit code, stdout, stderr)."""
+    p = subprocess.run([GATEWAY_BIN, *args], env=clean_env(env_extra), cwd=str(REPO),
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def write_ini(path, sections):
+    """Write SECTIONS ({section: {key: value}}) as an ini file."""
+    lines = []
+    for section, keys in sections.items():
+        lines.append(f"[{section}]")
+        for key, value in keys.items():
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            if isinstance(value, (list, tuple)):
+                for item in value:  # repeatable keys
+                    lines.append(f"{key} = {item}")
+                continue
+            lines.append(f"{key} = {value}")
+        lines.append("")
+    Path(path).write_text("\n".join(lines))
+    return str(path)
+
+
+def merge_sections(base, extra):
+    out = {s: dict(k) for s, k in base.items()}
+    for section, keys in (extra or {}).items():
+        out.setdefault(section, {}).update(keys)
+    return out
+
+
+# --------------------------------------------------------------------------- simulator
+
+class Simulator:
+    """scripts/waha_sim.py on a free port, with its /_sim/ control API."""
+
+    def __init__(self, workdir, args=(), api_key=API_KEY):
+        self.log_path = Path(workdir) / f"sim-{next(_shm_counter)}.log"
+        self._log = open(self.log_path, "wb")
+        cmd = [PYTHON, SIMULATOR, "--port", "0", "--api-key", api_key, *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log,
+                                     stdin=subprocess.DEVNULL, env=clean_env(), cwd=str(REPO))
+        self.pid = self.proc.pid
+        line = self._first_line(10.0)
+        m = re.match(r"^listening on ([0-9.]+):(\d+)\s*$", line)
+        if not m:
+            self.stop()
+            raise AssertionError(f"simulator did not start: {line!r}\n{self.log_text()}")
+        self.port = int(m.group(2))
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _first_line(self, timeout):
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        buf = b""
+        deadline = time.monotonic() + timeout
+        try:
+            while b"\n" not in buf:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not sel.select(remaining):
+                    break
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                buf += chunk
+        finally:
+            sel.close()
+        return buf.decode(errors="replace").split("\n")[0]
+
+    def log_text(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def control(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        status, _, out = http_request(self.port, method, path, headers, data, timeout=10.0)
+        assert status == 200, f"simulator {method} {path} -> {status} {out!r}"
+        return json.loads(out)
+
+    def stats(self):
+        return self.control("GET", "/_sim/stats")
+
+    def reset(self):
+        return self.control("POST", "/_sim/reset")
+
+    def fault(self, mode, **kw):
+        return self.control("POST", "/_sim/fault", dict(kw, mode=mode))
+
+    _OMIT = object()
+
+    def set_session(self, name, status, me=_OMIT):
+        body = {"status": status}
+        if me is not Simulator._OMIT:
+            body["me"] = me
+        return self.control("POST", f"/_sim/sessions/{name}", body)
+
+    def delete_session(self, name):
+        return self.control("DELETE", f"/_sim/sessions/{name}")
+
+    def session_calls(self, stats=None):
+        stats = stats or self.stats()
+        return stats["calls"].get("GET /api/sessions/{name}", 0)
+
+    def stop(self):
+        try:
+            return stop_pid(self.proc)
+        finally:
+            if self.proc.stdout:
+                self.proc.stdout.close()
+            self._log.close()
+
+
+# --------------------------------------------------------------------------- gateway
+
+DEFAULT_SECTIONS = {
+    "server": {"workers": 2},
+    # Every client of these tests is 127.0.0.1: per-IP rate limiting would
+    # turn the load tests into rate-limit tests.
+    "ratelimit": {"enabled": False},
+    # Publish status changes at once; flap smoothing has its own tests.
+    "backend": {"status_cache_duration": 1000, "session_cache_duration": 1000,
+                "health_check_cache_duration": 1000, "flap_hold": 0},
+    "limits": {"request_timeout": 2000, "max_concurrent_requests": 2},
+}
+
+
+class Gateway:
+    """One wahagate master started from a generated waha.ini."""
+
+    def __init__(self, workdir, sim=None, sections=None, shm_name=None, env_extra=None,
+                 upstream_url=None, defaults=True):
+        n = next(_shm_counter)
+        self.workdir = Path(workdir)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.shm_name = shm_name or f"/{SHM_PREFIX}{n}"
+        base = {
+            "server": {"listen": f"127.0.0.1:{self.port}", "shm_name": self.shm_name},
+            "log": {"level": "info"},
+            "upstream": {"url": upstream_url or (sim.url if sim else "http://127.0.0.1:9"),
+                         "api_key": API_KEY},
+        }
+        merged = merge_sections(DEFAULT_SECTIONS, base) if defaults else base
+        self.sections = merge_sections(merged, sections)
+        self.ini_path = write_ini(self.workdir / f"waha-{n}.ini", self.sections)
+        self.log_path = self.workdir / f"gateway-{n}.log"
+        self.env_extra = env_extra
+        self.proc = None
+        self.pid = None
+        self.seen_children = set()
+        # Tests that kill children on purpose set this; otherwise a child
+        # that dies of a signal or fails is a crash, reported at teardown.
+        self.expect_child_deaths = False
+
+    # ---- life cycle
+    def start(self, wait=True):
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([GATEWAY_BIN, "-c", self.ini_path], stdout=self._log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=clean_env(self.env_extra), cwd=str(self.workdir))
+        self.pid = self.proc.pid
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=START_TIMEOUT):
+        def ready():
+            if self.proc.poll() is not None:
+                return "exited"
+            try:
+                status, _, _ = self.get("/api/waha/config", timeout=2.0)
+                return status == 200
+            except OSError:
+                return False
+        result = wait_until(ready, timeout, 0.05)
+        assert result is True, (f"gateway not ready within {timeout} s "
+                                f"(exit code {self.proc.poll()}):\n{self.log_text()}")
+        self.child_pids("worker")
+        self.child_pids("fetcher")
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """SIGTERM the master and wait: its exit code (None if it had to be killed)."""
+        if self.proc is None:
+            return None
+        self.child_pids("worker")
+        self.child_pids("fetcher")
+        if self.proc.poll() is not None:
+            return self.proc.returncode
+        os.kill(self.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def cleanup(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.child_pids("worker")
+            self.child_pids("fetcher")
+        stop_pid(self.proc)
+        for pid in self.seen_children:
+            cmd = proc_cmdline(pid)
+            if proc_exists(pid) and cmd and cmd.startswith("wahagate"):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self._log.close()
+        problems = self.log_problems()
+        assert not problems, f"gateway {self.log_path}:\n" + "\n".join(problems)
+
+    SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error:|"
+                              r"SUMMARY: \w+Sanitizer")
+    CHILD_DEATH_RE = re.compile(r"\b(worker|fetcher) \d+ (was killed by signal|exited with code [1-9])")
+
+    def log_problems(self):
+        """Sanitizer reports, and children that crashed when no test killed them."""
+        out = []
+        for line in self.log_text().splitlines():
+            if self.SANITIZER_RE.search(line):
+                out.append(line)
+            elif not self.expect_child_deaths and self.CHILD_DEATH_RE.search(line):
+                out.append(line)
+        return out[:50]
+
+    # ---- introspection
+    def log_text(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def child_pids(self, role):
+        """Live children of the master whose title is "wahagate: ROLE"."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        out = []
+        for pid in proc_children(self.pid):
+            cmd = proc_cmdline(pid)
+            if cmd and cmd.startswith(f"wahagate: {role}"):
+                out.append(pid)
+        self.seen_children.update(out)
+        return sorted(out)
+
+    def shm_exists(self):
+        return os.path.exists("/dev/shm/" + self.shm_name.lstrip("/"))
+
+    # ---- HTTP
+    def get(self, path, headers=None, timeout=HTTP_TIMEOUT):
+        return http_request(self.port, "GET", path, headers, timeout=timeout)
+
+    def request(self, method, path, headers=None, body=None, timeout=HTTP_TIMEOUT):
+        return http_request(self.port, method, path, headers, body, timeout=timeout)
+
+    def json(self, path, headers=None, expect=200):
+        status, hdrs, body = self.get(path, headers)
+        assert status == expect, f"GET {path} -> {status} {body[:500]!r}"
+        return json.loads(body)
+
+    def status(self, session=None):
+        return self.json("/api/waha/status" + (f"?session={session}" if session else ""))
+
+
+# --------------------------------------------------------------------------- fixtures
+
+class ProcessStack:
+    """Every simulator and gateway started for one scope, stopped in reverse."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.items = []
+
+    def simulator(self, *args, **kw):
+        sim = Simulator(self.workdir, args, **kw)
+        self.items.append(sim)
+        return sim
+
+    def gateway(self, sim=None, sections=None, start=True, **kw):
+        gw = Gateway(self.workdir, sim, sections, **kw)
+        self.items.append(gw)
+        if start:
+            gw.start()
+        return gw
+
+    def close(self):
+        errors = []
+        for item in reversed(self.items):
+            try:
+                item.cleanup() if isinstance(item, Gateway) else item.stop()
+            except Exception as exc:  # keep stopping the others
+                errors.append(repr(exc))
+        self.items.clear()
+        assert not errors, f"cleanup failed: {errors}"
+
+
+@pytest.fixture
+def procs(tmp_path):
+    stack = ProcessStack(tmp_path)
+    yield stack
+    stack.close()
+
+
+@pytest.fixture
+def simulator(procs):
+    """Factory: simulator(*extra_args) -> Simulator (stopped at teardown)."""
+    return procs.simulator
+
+
+@pytest.fixture
+def gateway(procs):
+    """Factory: gateway(sim, sections=None, start=True, **kw) -> Gateway."""
+    return procs.gateway
+
+
+@pytest.fixture(scope="module")
+def module_procs(tmp_path_factory, request):
+    stack = ProcessStack(tmp_path_factory.mktemp(request.module.__name__.split(".")[-1]))
+    yield stack
+    stack.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftover_shm():
+    """At the end of the run none of this run's shm objects may remain."""
+    assert os.path.exists(GATEWAY_BIN), f"GATEWAY_BIN {GATEWAY_BIN} does not exist: run make"
+    yield
+    left = shm_leftovers()
+    for name in left:  # do not leave them behind for the next run
+        try:
+            os.unlink("/dev/shm/" + name)
+        except OSError:
+            pass
+    assert not left, f"shm objects left in /dev/shm: {left}"
+
+
+# --------------------------------------------------------------------------- background client
+
+class Poller:
+    """A client thread that GETs PATH every INTERVAL seconds on a fresh
+    connection and records (started, finished, status, json or None, error)."""
+
+    def __init__(self, port, path="/api/waha/status", interval=0.1, timeout=HTTP_TIMEOUT,
+                 max_requests=100000):
+        import threading
+        self.port, self.path, self.interval, self.timeout = port, path, interval, timeout
+        self.max_requests = max_requests
+        self.results = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        n = 0
+        while not self._stop.is_set() and n < self.max_requests:
+            n += 1
+            started = time.monotonic()
+            status, doc, error = None, None, None
+            try:
+                status, _, body = http_request(self.port, "GET", self.path, timeout=self.timeout)
+                try:
+                    doc = json.loads(body)
+                except ValueError:
+                    doc = None
+            except (OSError, http.client.HTTPException) as exc:
+                error = repr(exc)
+            with self._lock:
+                self.results.append((started, time.monotonic(), status, doc, error))
+            self._stop.wait(self.interval)
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.results)
+
+    def latest(self):
+        with self._lock:
+            return self.results[-1] if self.results else None
+
+    def wait_for(self, predicate, timeout, since=0.0):
+        """Wait until a result started at or after SINCE satisfies
+        predicate(status, doc); returns that result or None."""
+        def found():
+            for r in self.snapshot():
+                if r[0] >= since and predicate(r[2], r[3]):
+                    return r
+            return None
+        return wait_until(found, timeout, 0.02)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=self.timeout + 5)
+        assert not self._thread.is_alive(), "poller thread did not stop"
+        return self.snapshot()
+
+
+@pytest.fixture
+def poller(procs):
+    """Factory: poller(port, path=..., interval=...) -> Poller, stopped at teardown
+    (before the processes, so it never outlives its gateway)."""
+    started = []
+
+    def make(port, path="/api/waha/status", interval=0.1, **kw):
+        p = Poller(port, path, interval, **kw)
+        started.append(p)
+        return p
+    yield make
+    for p in started:
+        p._stop.set()
+    for p in started:
+        p._thread.join(timeout=HTTP_TIMEOUT + 5)
