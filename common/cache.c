@@ -8,16 +8,19 @@
 #include <string.h>
 
 enum cache_verdict cache_judge(const struct cache_view *v, int64_t max_age_ms,
-                               int64_t now_ms, bool may_wait)
+                               int64_t stale_limit_ms, int64_t now_ms, bool may_wait)
 {
+    int64_t age = cache_age_ms(v->fetched_mono_ms, now_ms);
     int64_t expired_at;
 
-    if (v->has_data && cache_age_ms(v->fetched_mono_ms, now_ms) < max_age_ms)
+    if (v->has_data && age < max_age_ms)
         return CACHE_FRESH;
     expired_at = v->has_data ? v->fetched_mono_ms + max_age_ms : 0;
-    if (may_wait && v->attempt_done_ms <= expired_at)
+    if (may_wait && !v->upstream_down && v->attempt_done_ms <= expired_at)
         return CACHE_WAIT;
-    return v->has_data ? CACHE_STALE : CACHE_EMPTY;
+    if (!v->has_data)
+        return CACHE_EMPTY;
+    return age > stale_limit_ms ? CACHE_TOO_OLD : CACHE_STALE;
 }
 
 int64_t cache_age_ms(int64_t fetched_ms, int64_t now_ms)

@@ -15,10 +15,11 @@
 #include <stdint.h>
 
 enum cache_verdict {
-    CACHE_FRESH, /* younger than max-age: serve, a cache hit */
-    CACHE_WAIT,  /* expired or empty, and a refresh may come: wait */
-    CACHE_STALE, /* expired; serve the last data flagged stale */
-    CACHE_EMPTY  /* no data and none coming soon: 503 */
+    CACHE_FRESH,   /* younger than max-age: serve, a cache hit */
+    CACHE_WAIT,    /* expired or empty, and a refresh may come: wait */
+    CACHE_STALE,   /* expired; serve the last data flagged stale */
+    CACHE_TOO_OLD, /* stale longer than backend.stale_if_error: 503 */
+    CACHE_EMPTY    /* no data and none coming soon: 503 */
 };
 
 /* What the verdict depends on, read from an entry. */
@@ -26,16 +27,19 @@ struct cache_view {
     bool has_data;
     int64_t fetched_mono_ms;
     int64_t attempt_done_ms; /* when the fetcher last finished trying */
+    bool upstream_down;      /* the circuit breaker is not closed */
 };
 
 /*
  * cache_judge - FRESH when the data is younger than MAX_AGE_MS. Otherwise a
- * request waits (when MAY_WAIT) unless the fetcher already finished an
- * attempt after the data expired without bringing fresh data: then waiting
- * would only repeat that failure, and the answer is STALE (or EMPTY).
+ * request waits (when MAY_WAIT) unless waiting cannot help: the fetcher
+ * already finished an attempt after the data expired without bringing
+ * fresh data, or the circuit breaker keeps it from calling WAHA. Then the
+ * answer is STALE, or TOO_OLD once the data is older than STALE_LIMIT_MS
+ * (backend.stale_if_error), or EMPTY when there never was data.
  */
 enum cache_verdict cache_judge(const struct cache_view *v, int64_t max_age_ms,
-                               int64_t now_ms, bool may_wait);
+                               int64_t stale_limit_ms, int64_t now_ms, bool may_wait);
 
 /* Age of data fetched at FETCHED_MS, never negative. */
 int64_t cache_age_ms(int64_t fetched_ms, int64_t now_ms);

@@ -52,6 +52,12 @@ const char *const entry_source_names[SOURCE_COUNT] = {
     [SOURCE_WEBHOOK] = "webhook",
 };
 
+const char *const circuit_state_names[CIRCUIT_COUNT] = {
+    [CIRCUIT_CLOSED] = "closed",
+    [CIRCUIT_OPEN] = "open",
+    [CIRCUIT_HALF_OPEN] = "half-open",
+};
+
 const char *const proc_role_names[ROLE_COUNT] = {
     [ROLE_NONE] = "none",
     [ROLE_MASTER] = "master",
@@ -68,7 +74,10 @@ const char *const counter_names[COUNTER_COUNT] = {
     [COUNTER_ERRORS] = "errors",
     [COUNTER_UPSTREAM_CALLS] = "upstream_calls",
     [COUNTER_UPSTREAM_ERRORS] = "upstream_errors",
+    [COUNTER_UPSTREAM_RETRIES] = "upstream_retries",
     [COUNTER_WEBHOOKS] = "webhooks",
+    [COUNTER_WEBHOOKS_REJECTED] = "webhooks_rejected",
+    [COUNTER_WEBHOOKS_DUPLICATE] = "webhooks_duplicate",
     [COUNTER_BYTES_SENT] = "bytes_sent",
 };
 
@@ -85,9 +94,14 @@ static size_t entries_offset(void)
     return align_up(sizeof(struct region_header));
 }
 
-static size_t procs_offset(void)
+static size_t qrs_offset(void)
 {
     return entries_offset() + align_up(sizeof(struct region_entry)) * REGION_MAX_ENTRIES;
+}
+
+static size_t procs_offset(void)
+{
+    return qrs_offset() + align_up(sizeof(struct region_qr)) * REGION_SESSION_MAX;
 }
 
 static size_t region_size(void)
@@ -105,6 +119,15 @@ struct region_entry *region_entry(const struct region *r, int index)
     assert(index >= 0 && index < REGION_MAX_ENTRIES);
     return (struct region_entry *)((char *)r->base + entries_offset() +
                                    align_up(sizeof(struct region_entry)) * (size_t)index);
+}
+
+struct region_qr *region_qr(const struct region *r, int entry_index)
+{
+    int i = entry_index - REGION_ENTRY_FIRST_SESSION;
+
+    assert(i >= 0 && i < REGION_SESSION_MAX);
+    return (struct region_qr *)((char *)r->base + qrs_offset() +
+                                align_up(sizeof(struct region_qr)) * (size_t)i);
 }
 
 struct region_proc *region_proc(const struct region *r, int slot)
@@ -145,7 +168,50 @@ void region_entry_reset(struct region_entry *e, enum entry_kind kind, const char
     d->source = SOURCE_NONE;
     memcpy(d->name, keep_name, sizeof(d->name));
     snprintf(d->status, sizeof(d->status), "UNKNOWN");
+    snprintf(d->raw_status, sizeof(d->raw_status), "UNKNOWN");
     snprintf(d->me_json, sizeof(d->me_json), "null");
+}
+
+void qr_data_copy(struct qr_data *dst, const struct qr_data *src)
+{
+    size_t png_len = src->png_len < REGION_QR_PNG_MAX ? src->png_len : REGION_QR_PNG_MAX;
+
+    memcpy(dst, src, offsetof(struct qr_data, png) + png_len);
+    dst->png_len = (uint32_t)png_len;
+}
+
+void region_qr_clear(struct region_qr *q)
+{
+    memset(&q->d, 0, offsetof(struct qr_data, png));
+}
+
+bool entry_observe_status(struct entry_data *d, const char *raw, int64_t now_mono,
+                          int64_t now_real, int64_t flap_hold_ms)
+{
+    snprintf(d->raw_status, sizeof(d->raw_status), "%s", raw);
+    if (strcmp(raw, d->status) == 0) {
+        d->pending_since_mono_ms = 0; /* a held change that did not last */
+        return false;
+    }
+    if (d->has_data && flap_hold_ms > 0 && strcmp(d->status, "WORKING") == 0) {
+        if (d->pending_since_mono_ms == 0)
+            d->pending_since_mono_ms = now_mono;
+        if (now_mono - d->pending_since_mono_ms < flap_hold_ms)
+            return false;
+    }
+    snprintf(d->status, sizeof(d->status), "%s", raw);
+    d->changed_at_real_ms = now_real;
+    d->pending_since_mono_ms = 0;
+    return true;
+}
+
+bool entry_release_held_status(struct entry_data *d, int64_t now_mono, int64_t now_real,
+                               int64_t flap_hold_ms)
+{
+    if (d->pending_since_mono_ms == 0 ||
+        now_mono - d->pending_since_mono_ms < flap_hold_ms)
+        return false;
+    return entry_observe_status(d, d->raw_status, now_mono, now_real, flap_hold_ms);
 }
 
 void entry_data_copy(struct entry_data *dst, const struct entry_data *src)
@@ -373,6 +439,18 @@ static int repair_torn_entries(struct region *r)
 {
     int repaired = 0;
 
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
+        struct region_qr *q = region_qr(r, i);
+        uint64_t seq = atomic_load(&q->seq);
+
+        if ((seq & 1) == 0)
+            continue;
+        region_qr_clear(q);
+        atomic_store(&q->wanted_ms, time_mono_ms());
+        atomic_fetch_add(&q->generation, 1);
+        atomic_store(&q->seq, seq + 1);
+        repaired++;
+    }
     for (int i = 0; i < REGION_MAX_ENTRIES; i++) {
         struct region_entry *e = region_entry(r, i);
         uint64_t seq = atomic_load(&e->seq);
@@ -450,6 +528,17 @@ void region_entry_end_write(struct region *r, struct region_entry *e,
     atomic_fetch_add(&e->seq, 1); /* even again: the entry is whole */
 }
 
+static void forget_qr(struct region *r, int entry_index)
+{
+    struct region_qr *q = region_qr(r, entry_index);
+
+    region_qr_begin_write(r, q);
+    region_qr_clear(q);
+    atomic_store(&q->wanted_ms, 0);
+    atomic_store(&q->attempt_done_ms, 0);
+    region_qr_end_write(r, q, true);
+}
+
 static bool listed(const char (*names)[REGION_NAME_MAX], int count, const char *name)
 {
     for (int i = 0; i < count; i++)
@@ -472,6 +561,7 @@ int region_set_sessions(struct region *r, const char (*names)[REGION_NAME_MAX], 
         region_entry_begin_write(r, e);
         region_entry_reset(e, ENTRY_FREE, "");
         region_entry_end_write(r, e, true);
+        forget_qr(r, i);
         changed = true;
     }
     for (int n = 0; n < count; n++) {
@@ -495,11 +585,42 @@ int region_set_sessions(struct region *r, const char (*names)[REGION_NAME_MAX], 
         atomic_store(&e->wanted_ms, 0);
         atomic_store(&e->attempt_done_ms, 0);
         region_entry_end_write(r, e, true);
+        forget_qr(r, free_index);
         changed = true;
     }
     if (changed)
         atomic_fetch_add(&h->table_generation, 1);
     return missing;
+}
+
+void region_qr_begin_write(struct region *r, struct region_qr *q)
+{
+    region_assert_held(r);
+    atomic_fetch_add(&q->seq, 1);
+}
+
+void region_qr_end_write(struct region *r, struct region_qr *q, bool content_changed)
+{
+    region_assert_held(r);
+    if (content_changed)
+        atomic_fetch_add(&q->generation, 1);
+    atomic_fetch_add(&q->seq, 1);
+}
+
+bool region_webhook_seen(struct region *r, const char *id)
+{
+    struct region_header *h = region_header(r);
+
+    region_assert_held(r);
+    if (id[0] == '\0')
+        return false;
+    for (int i = 0; i < REGION_WEBHOOK_IDS; i++)
+        if (strncmp(h->webhook_ids[i], id, REGION_WEBHOOK_ID_MAX) == 0)
+            return true;
+    snprintf(h->webhook_ids[h->webhook_id_next % REGION_WEBHOOK_IDS],
+             REGION_WEBHOOK_ID_MAX, "%s", id);
+    h->webhook_id_next = (h->webhook_id_next + 1) % REGION_WEBHOOK_IDS;
+    return false;
 }
 
 int region_find_session(const struct region *r, const char *name)

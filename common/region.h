@@ -4,12 +4,14 @@
  * Layout (offsets from the start of the mapping, no pointers inside):
  *
  *   struct region_header      magic, layout version, size, instance id,
- *                             the robust mutex and its bookkeeping
+ *                             the robust mutex and its bookkeeping, the
+ *                             circuit breaker, recent webhook ids
  *   struct region_entry[]     REGION_MAX_ENTRIES cached WAHA answers:
  *                             [0] health, [1] session list, [2..] sessions
+ *   struct region_qr[]        one QR slot per session entry
  *   struct region_proc[]      REGION_MAX_PROCS per-process stat slots
  *
- * Writers (the fetcher; later the workers' webhook handler) change an entry
+ * Writers (the fetcher, and workers applying a webhook) change an entry
  * only while holding the lock, between region_entry_begin_write() and
  * region_entry_end_write(). begin makes the entry's sequence number odd and
  * end makes it even again, so a process that dies half-way leaves an odd
@@ -38,7 +40,7 @@
 #include <sys/types.h>
 
 #define REGION_MAGIC 0x4554414741484157ull /* "WAHAGATE", little endian */
-#define REGION_LAYOUT_VERSION 1
+#define REGION_LAYOUT_VERSION 2
 
 #define REGION_SESSION_MAX 64
 #define REGION_ENTRY_HEALTH 0
@@ -50,6 +52,10 @@
 #define REGION_STATUS_MAX 40
 #define REGION_ME_MAX 512
 #define REGION_ERROR_MAX 160
+#define REGION_QR_VALUE_MAX 1024
+#define REGION_QR_PNG_MAX 32768
+#define REGION_WEBHOOK_IDS 256
+#define REGION_WEBHOOK_ID_MAX 64
 
 /* Master, fetcher, and up to twice max_workers while old ones retire. */
 #define REGION_MAX_PROCS 136
@@ -69,17 +75,22 @@ extern const char *const entry_source_names[SOURCE_COUNT];
 
 /* What a writer changes under the lock; readers copy it under the lock. */
 struct entry_data {
-    uint32_t kind;                  /* enum entry_kind */
-    uint32_t source;                /* enum entry_source */
-    char name[REGION_NAME_MAX];     /* session name; for the health entry the
+    uint32_t kind;                      /* enum entry_kind */
+    uint32_t source;                    /* enum entry_source */
+    char name[REGION_NAME_MAX];         /* session name; for the health entry the
                                        endpoint that answered ("/health") */
-    bool has_data;                  /* a good answer was stored */
-    bool healthy;                   /* the last refresh attempt succeeded */
-    bool exists;                    /* WAHA knows the session (no 404) */
-    char status[REGION_STATUS_MAX]; /* WAHA's status, "UNKNOWN" before data;
-                                       health: "ok", "error" or "pong" */
-    char me_json[REGION_ME_MAX];    /* {"id":..,"pushName":..} or null */
-    int64_t fetched_real_ms;        /* when the data was fetched */
+    bool has_data;                      /* a good answer was stored */
+    bool healthy;                       /* the last refresh attempt succeeded */
+    bool exists;                        /* WAHA knows the session (no 404) */
+    char status[REGION_STATUS_MAX];     /* the published status, "UNKNOWN" before
+                                       data; health: "ok", "error" or "pong" */
+    char raw_status[REGION_STATUS_MAX]; /* what WAHA said last */
+    int64_t changed_at_real_ms;         /* when the published status changed */
+    int64_t pending_since_mono_ms;      /* a change away from WORKING has been
+                                       held since (flap_hold); 0: none */
+    int64_t webhook_mono_ms;            /* last session.status webhook; 0: never */
+    char me_json[REGION_ME_MAX];        /* {"id":..,"pushName":..} or null */
+    int64_t fetched_real_ms;            /* when the data was fetched */
     int64_t fetched_mono_ms;
     int64_t last_success_real_ms;      /* 0: never */
     char last_error[REGION_ERROR_MAX]; /* "" when the last attempt succeeded */
@@ -100,6 +111,48 @@ struct region_entry {
 /* entry_data_copy - copy SRC's used bytes to DST (lock held on the source). */
 void entry_data_copy(struct entry_data *dst, const struct entry_data *src);
 
+/*
+ * entry_observe_status - WAHA said RAW about D's session at NOW_MONO
+ * (NOW_REAL on the wall clock). RAW is published as D->status at once,
+ * except a change away from WORKING, which is held until it has lasted
+ * FLAP_HOLD_MS (0: no hold); entry_release_held_status() publishes it then.
+ * Returns true when the published status changed. Lock held.
+ */
+bool entry_observe_status(struct entry_data *d, const char *raw, int64_t now_mono,
+                          int64_t now_real, int64_t flap_hold_ms);
+
+/* entry_release_held_status - publish a held change whose hold is over;
+ * true when it did. Lock held. */
+bool entry_release_held_status(struct entry_data *d, int64_t now_mono, int64_t now_real,
+                               int64_t flap_hold_ms);
+
+/* A session's QR code while it waits for a scan; fetched ahead of demand. */
+struct qr_data {
+    bool has_qr;
+    int64_t fetched_real_ms;
+    int64_t fetched_mono_ms;
+    char value[REGION_QR_VALUE_MAX]; /* WAHA's format=raw value */
+    uint32_t png_len;                /* 0: no image yet */
+    unsigned char png[REGION_QR_PNG_MAX];
+};
+
+/* One per session entry (region_qr(r, entry index)); same protocol. */
+struct region_qr {
+    _Atomic uint64_t seq;
+    _Atomic uint64_t generation;
+    _Atomic int64_t last_read_ms;
+    _Atomic int64_t wanted_ms; /* a reader waits, or WAHA announced a new QR */
+    _Atomic int64_t attempt_done_ms;
+    struct qr_data d;
+};
+
+/* qr_data_copy - copy SRC's used bytes to DST (lock held on the source). */
+void qr_data_copy(struct qr_data *dst, const struct qr_data *src);
+
+enum circuit_state { CIRCUIT_CLOSED = 0, CIRCUIT_OPEN, CIRCUIT_HALF_OPEN, CIRCUIT_COUNT };
+
+extern const char *const circuit_state_names[CIRCUIT_COUNT];
+
 enum proc_role { ROLE_NONE = 0, ROLE_MASTER, ROLE_WORKER, ROLE_FETCHER, ROLE_COUNT };
 
 extern const char *const proc_role_names[ROLE_COUNT];
@@ -114,7 +167,10 @@ enum counter {
     COUNTER_ERRORS, /* answers with status >= 400 */
     COUNTER_UPSTREAM_CALLS,
     COUNTER_UPSTREAM_ERRORS,
+    COUNTER_UPSTREAM_RETRIES,
     COUNTER_WEBHOOKS,
+    COUNTER_WEBHOOKS_REJECTED,
+    COUNTER_WEBHOOKS_DUPLICATE,
     COUNTER_BYTES_SENT,
     COUNTER_COUNT
 };
@@ -150,6 +206,17 @@ struct region_header {
 
     _Atomic uint64_t table_generation; /* entries added or removed */
     _Atomic int32_t workers_running;
+
+    /* WAHA's circuit breaker, written by the fetcher only. */
+    _Atomic uint32_t circuit; /* enum circuit_state */
+    _Atomic uint64_t circuit_opens;
+    _Atomic uint64_t circuit_transitions;
+    _Atomic int64_t circuit_retry_ms; /* monotonic end of the open period */
+
+    /* Ids of recent webhook envelopes (under the lock), so that WAHA's
+     * retried deliveries are applied once. A ring: the oldest id goes. */
+    uint32_t webhook_id_next;
+    char webhook_ids[REGION_WEBHOOK_IDS][REGION_WEBHOOK_ID_MAX];
 };
 
 /* A process's handle on the region (process-local, not shared). */
@@ -188,6 +255,7 @@ void region_destroy(struct region *r);
 struct region_header *region_header(const struct region *r);
 struct region_entry *region_entry(const struct region *r, int index);
 struct region_proc *region_proc(const struct region *r, int slot);
+struct region_qr *region_qr(const struct region *r, int entry_index);
 
 /*
  * region_lock - take the robust mutex; FUNC and LINE are recorded for
@@ -210,6 +278,20 @@ void region_assert_held(const struct region *r);
 void region_entry_begin_write(struct region *r, struct region_entry *e);
 void region_entry_end_write(struct region *r, struct region_entry *e,
                             bool content_changed);
+
+/* Same for a QR slot. */
+void region_qr_begin_write(struct region *r, struct region_qr *q);
+void region_qr_end_write(struct region *r, struct region_qr *q, bool content_changed);
+
+/* region_qr_clear - forget a session's QR (under the lock, inside a write). */
+void region_qr_clear(struct region_qr *q);
+
+/*
+ * region_webhook_seen - true when envelope ID was recorded already; else
+ * records it (the oldest of REGION_WEBHOOK_IDS goes). An empty ID is never
+ * a duplicate. Lock held.
+ */
+bool region_webhook_seen(struct region *r, const char *id);
 
 /* region_entry_reset - clear an entry to "no data" (under the lock). */
 void region_entry_reset(struct region_entry *e, enum entry_kind kind, const char *name);

@@ -16,5 +16,7 @@
 #define FETCHER_BODY_MAX ((size_t)1 << 20)
 /* After a failed refresh, wait 500 ms, doubling up to the entry's period. */
 #define FETCHER_FIRST_BACKOFF_MS 500
+/* WAHA shows a new QR code every 20 s after the first (waha-api.md, 3.3). */
+#define FETCHER_QR_PERIOD_MS 20000
 
 #endif

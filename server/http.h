@@ -20,6 +20,10 @@ struct http_request_view {
     const char *query;         /* raw query string without '?', or NULL */
     const char *if_none_match; /* header value or NULL */
     const char *accept;        /* header value or NULL */
+    const char *webhook_hmac;  /* X-Webhook-Hmac value or NULL */
+    const char *body;          /* request body, NUL-terminated, or NULL */
+    size_t body_len;
+    bool body_too_large; /* the body was over the bound: not read */
     int64_t now_mono_ms;
     bool parked;   /* this is a second look after waiting */
     bool may_wait; /* false: answer now with what is there */

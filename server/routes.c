@@ -2,26 +2,25 @@
  * routes.c - the handlers of the HTTP API, serving only from the region.
  *
  * DESIGN
- * Each worker keeps a private copy of every region entry it has served
- * (struct local_entry) together with the parts of its response that only
- * change when the entry changes: for a session, the status object up to
- * "ageMs". A request compares the entry's sequence number with the copy's
- * (one atomic load); only when they differ does it take the region lock,
- * copy the entry and render again. The per-request work is then the few
+ * Handlers read the worker's copies of region entries (replica.c) and
+ * cache what they render from a copy: for a session, the status object up
+ * to "ageMs", rendered again only when the copy's sequence number or the
+ * circuit breaker's state changed. The per-request work is then the few
  * numbers that depend on the clock (ageMs, stale, Age, max-age, nextMs).
  *
- * Demand is reported without the lock: every read stores the time into the
- * entry's last_read_ms (so the fetcher refreshes it ahead of expiry), and a
- * read that finds the entry cold stores wanted_ms (so the fetcher fetches it
- * now). Whether a request waits is cache_judge()'s decision; waiting is the
- * worker's business (ROUTE_WAIT, see routes.h).
+ * Freshness is cache_judge()'s (via replica_judge(), which also records the
+ * demand the fetcher acts on): FRESH is served; WAIT makes the handler
+ * answer ROUTE_WAIT so that the worker parks the request; STALE is served
+ * with cache.stale true; TOO_OLD and EMPTY are a 503 with Retry-After. A
+ * session that webhooks keep current stays fresh for webhook.safety_interval.
  *
- * Session names come from a private table of (kind, name) per entry that
- * is copied under the lock whenever the region's table_generation changes,
- * so lookups never read names while the fetcher renames entries.
+ * The webhook receiver checks the HMAC before it reads anything, parses the
+ * envelope (webhook.c) and applies session.status events through store.c.
+ * The QR endpoint serves what the fetcher prefetched while the session waits
+ * for a scan: PNG, {"mimetype","data"} for Accept: application/json, or
+ * {"value"} for ?format=raw, like WAHA.
  *
- * Everything here runs in one worker process, single-threaded; the static
- * state below is per process.
+ * Everything here runs in one worker process, single-threaded.
  */
 #include "routes.h"
 
@@ -30,173 +29,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "cache.h"
 #include "json.h"
 #include "log.h"
+#include "replica.h"
+#include "store.h"
+#include "timeutil.h"
+#include "webhook.h"
 
-#define PREFIX_MAX (REGION_ME_MAX + REGION_ERROR_MAX + 1024)
-#define SUFFIX_MAX 256
 /* Every session body once, plus commas and brackets. */
-#define SCRATCH_MAX (REGION_SESSION_MAX * (REGION_BODY_MAX + 1) + PREFIX_MAX)
-/* A read is recorded when the last record is at least this old. */
-#define READ_MARK_GRANULARITY_MS 10
-
-struct local_entry {
-    bool valid;
-    uint64_t seq;
-    uint64_t generation;
-    size_t prefix_len;
-    char prefix[PREFIX_MAX]; /* status object up to "ageMs": */
-    struct entry_data d;     /* last, because only its used part is copied */
-};
-
-struct entry_name {
-    uint32_t kind;
-    char name[REGION_NAME_MAX];
-};
+#define SCRATCH_MAX (REGION_SESSION_MAX * (REGION_BODY_MAX + 1) + REPLICA_PREFIX_MAX)
+/* base64 of the largest PNG, with the JSON around it. */
+#define QR_JSON_MAX (4 * ((REGION_QR_PNG_MAX + 2) / 3) + 64)
 
 static struct {
     const struct config *cfg;
     struct region *region;
     struct region_proc *slot;
-    struct local_entry *entries; /* REGION_MAX_ENTRIES */
-    bool names_valid;
-    uint64_t names_generation;
-    struct entry_name names[REGION_MAX_ENTRIES];
     char *scratch; /* SCRATCH_MAX bytes */
     size_t config_body_len;
     char config_body[256];
 } rt;
-
-/*========================================================================
- * The worker's copies of region entries.
- */
-
-static void sync_names(void)
-{
-    struct region_header *h = region_header(rt.region);
-    uint64_t gen = atomic_load(&h->table_generation);
-
-    if (rt.names_valid && gen == rt.names_generation)
-        return;
-    if (region_lock(rt.region) != 0)
-        return; /* keep the old table */
-    for (int i = 0; i < REGION_MAX_ENTRIES; i++) {
-        const struct region_entry *e = region_entry(rt.region, i);
-        rt.names[i].kind = e->d.kind;
-        memcpy(rt.names[i].name, e->d.name, sizeof(rt.names[i].name));
-    }
-    rt.names_generation = atomic_load(&h->table_generation);
-    region_unlock(rt.region);
-    rt.names_valid = true;
-}
-
-static int find_session(const char *name)
-{
-    sync_names();
-    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++)
-        if (rt.names[i].kind == ENTRY_SESSION && strcmp(rt.names[i].name, name) == 0)
-            return i;
-    return -1;
-}
-
-static int first_session(void)
-{
-    sync_names();
-    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++)
-        if (rt.names[i].kind == ENTRY_SESSION)
-            return i;
-    return -1;
-}
-
-static void render_session_prefix(struct local_entry *le)
-{
-    const struct entry_data *d = &le->d;
-    struct jbuf b;
-
-    jbuf_init(&b, le->prefix, sizeof(le->prefix));
-    jbuf_raw(&b, "{\"session\":");
-    jbuf_string(&b, d->name);
-    jbuf_raw(&b, ",\"status\":");
-    jbuf_string(&b, d->status);
-    jbuf_printf(&b, ",\"authenticated\":%s,\"me\":",
-                strcmp(d->status, "WORKING") == 0 ? "true" : "false");
-    jbuf_raw(&b, d->me_json);
-    jbuf_printf(&b,
-                ",\"upstream\":{\"healthy\":%s,\"circuit\":\"closed\","
-                "\"lastSuccessAt\":",
-                d->healthy ? "true" : "false");
-    jbuf_time(&b, d->last_success_real_ms);
-    jbuf_raw(&b, ",\"lastError\":");
-    jbuf_string(&b, d->last_error[0] ? d->last_error : NULL);
-    jbuf_raw(&b, "},\"cache\":{\"source\":");
-    jbuf_string(&b, entry_source_names[d->source < SOURCE_COUNT ? d->source : 0]);
-    jbuf_raw(&b, ",\"fetchedAt\":");
-    jbuf_time(&b, d->fetched_real_ms);
-    jbuf_raw(&b, ",\"ageMs\":");
-    le->prefix_len = b.overflow ? 0 : b.len;
-}
-
-/*
- * sync_entry - the worker's copy of entry INDEX, refreshed under the lock if
- * the region's sequence number moved. NULL only if the lock is unusable and
- * there is no earlier copy.
- */
-static struct local_entry *sync_entry(int index)
-{
-    struct region_entry *e = region_entry(rt.region, index);
-    struct local_entry *le = &rt.entries[index];
-    uint64_t seq = atomic_load_explicit(&e->seq, memory_order_acquire);
-
-    if (le->valid && le->seq == seq)
-        return le;
-    if (region_lock(rt.region) != 0)
-        return le->valid ? le : NULL;
-    entry_data_copy(&le->d, &e->d);
-    le->seq = atomic_load(&e->seq);
-    le->generation = atomic_load(&e->generation);
-    region_unlock(rt.region);
-    le->valid = true;
-    if (le->d.kind == ENTRY_SESSION)
-        render_session_prefix(le);
-    return le;
-}
-
-static void mark_read(int index, int64_t now)
-{
-    struct region_entry *e = region_entry(rt.region, index);
-    int64_t last = atomic_load_explicit(&e->last_read_ms, memory_order_relaxed);
-
-    if (now - last >= READ_MARK_GRANULARITY_MS)
-        atomic_store_explicit(&e->last_read_ms, now, memory_order_relaxed);
-}
-
-static void mark_wanted(int index, int64_t now)
-{
-    struct region_entry *e = region_entry(rt.region, index);
-    int64_t done = atomic_load(&e->attempt_done_ms);
-
-    if (atomic_load(&e->wanted_ms) <= done)
-        atomic_store(&e->wanted_ms, now > done ? now : done + 1);
-}
-
-/* Judge entry INDEX (copy LE) for REQ; ask the fetcher when it is cold. */
-static enum cache_verdict judge(int index, const struct local_entry *le,
-                                int64_t max_age_ms, const struct http_request_view *req)
-{
-    struct region_entry *e = region_entry(rt.region, index);
-    struct cache_view view = {
-        .has_data = le->d.has_data,
-        .fetched_mono_ms = le->d.fetched_mono_ms,
-        .attempt_done_ms = atomic_load(&e->attempt_done_ms),
-    };
-    enum cache_verdict v =
-        cache_judge(&view, max_age_ms, req->now_mono_ms, req->may_wait);
-
-    if (v != CACHE_FRESH)
-        mark_wanted(index, req->now_mono_ms);
-    return v;
-}
 
 static void count(enum counter c)
 {
@@ -212,32 +67,61 @@ static void count_verdict(enum cache_verdict v, const struct http_request_view *
  * Shared response pieces.
  */
 
-static void no_data_yet(struct http_response *resp, const struct entry_data *d,
-                        const char *what)
+static void json_body(struct http_response *resp, const char *body, size_t len)
 {
-    char message[REGION_ERROR_MAX + 96];
+    resp->status = 200;
+    resp->content_type = "application/json";
+    resp->body = body;
+    resp->body_len = len;
+}
 
-    snprintf(message, sizeof(message), "no data from WAHA for %s yet%s%s", what,
-             d->last_error[0] ? ": " : "", d->last_error);
-    http_response_error(resp, 503, "no_data", message);
-    http_response_header(resp, "Retry-After", "1");
+/* Seconds a client should wait before asking again while WAHA fails. */
+static long long retry_after_seconds(int64_t now)
+{
+    int64_t until = atomic_load(&region_header(rt.region)->circuit_retry_ms);
+
+    return until > now ? (until - now + 999) / 1000 : 1;
+}
+
+/* The 503 of EMPTY and TOO_OLD verdicts. */
+static void unavailable(struct http_response *resp, enum cache_verdict v,
+                        const struct entry_data *d, const char *what, int64_t now)
+{
+    char message[REGION_ERROR_MAX + 160];
+
+    if (v == CACHE_TOO_OLD)
+        snprintf(message, sizeof(message),
+                 "the last data from WAHA for %s is older than backend.stale_if_error"
+                 "%s%s",
+                 what, d->last_error[0] ? ": " : "", d->last_error);
+    else
+        snprintf(message, sizeof(message), "no data from WAHA for %s yet%s%s", what,
+                 d->last_error[0] ? ": " : "", d->last_error);
+    http_response_error(resp, 503, v == CACHE_TOO_OLD ? "stale" : "no_data", message);
+    http_response_header(resp, "Retry-After", "%lld", retry_after_seconds(now));
 }
 
 /*
- * Validators and freshness headers for one entry; true when the client's
- * copy is current and RESP is now a 304.
+ * Validators and freshness headers; true when the client's copy is current
+ * and RESP is now a 304.
  */
-static bool cache_headers(struct http_response *resp, int index,
-                          const struct local_entry *le, bool stale, int64_t max_age_ms,
-                          int64_t age_ms, const struct http_request_view *req)
+static bool cache_headers(struct http_response *resp, int index, uint64_t version,
+                          bool stale, int64_t max_age_ms, int64_t age_ms,
+                          const struct http_request_view *req)
 {
     char etag[CACHE_ETAG_MAX];
 
-    cache_etag(etag, region_header(rt.region)->instance_id, index, le->generation, stale);
+    /* The breaker's state is part of what the status object shows, so it is
+     * part of the validator too. */
+    cache_etag(etag, region_header(rt.region)->instance_id, index,
+               version * CIRCUIT_COUNT + replica_circuit(), stale);
     http_response_header(resp, "ETag", "%s", etag);
     http_response_header(
-        resp, "Cache-Control", "max-age=%lld",
-        (long long)(stale ? 0 : cache_max_age_seconds(max_age_ms, age_ms)));
+        resp, "Cache-Control",
+        "max-age=%lld, stale-while-revalidate=%lld, stale-if-error=%lld",
+        (long long)(stale ? 0 : cache_max_age_seconds(max_age_ms, age_ms)),
+        (long long)(max_age_ms / 1000),
+        (long long)(rt.cfg->backend.stale_if_error / 1000));
     http_response_header(resp, "Age", "%lld", (long long)(age_ms / 1000));
     if (!cache_etag_matches(req->if_none_match, etag))
         return false;
@@ -248,12 +132,13 @@ static bool cache_headers(struct http_response *resp, int index,
     return true;
 }
 
-static void json_body(struct http_response *resp, const char *body, size_t len)
+/* How long a session's data is fresh: longer while webhooks keep it current. */
+static int64_t session_max_age(const struct entry_data *d, int64_t base, int64_t now)
 {
-    resp->status = 200;
-    resp->content_type = "application/json";
-    resp->body = body;
-    resp->body_len = len;
+    if (d->webhook_mono_ms != 0 &&
+        now - d->webhook_mono_ms < rt.cfg->webhook.safety_interval)
+        return rt.cfg->webhook.safety_interval;
+    return base;
 }
 
 /*
@@ -266,25 +151,28 @@ static void json_body(struct http_response *resp, const char *body, size_t len)
 static int resolve_session(const char *name, struct http_response *resp,
                            const struct http_request_view *req)
 {
-    int index = name ? find_session(name) : first_session();
+    int index = name ? replica_find_session(name) : replica_first_session();
     char message[REGION_NAME_MAX + 64];
 
     if (index >= 0)
         return index;
     if (rt.cfg->upstream.all_sessions) {
-        struct local_entry *list = sync_entry(REGION_ENTRY_LIST);
+        struct local_entry *list = replica_entry(REGION_ENTRY_LIST);
         enum cache_verdict v;
 
         if (list == NULL) {
-            http_response_error(resp, 500, "internal", "region lock unusable");
+            http_response_error(resp, 500, "internal", "cannot read the cache");
             return -1;
         }
-        mark_read(REGION_ENTRY_LIST, req->now_mono_ms);
-        v = judge(REGION_ENTRY_LIST, list, rt.cfg->backend.session_cache_duration, req);
+        replica_mark_read(REGION_ENTRY_LIST, false, req->now_mono_ms);
+        v = replica_judge(REGION_ENTRY_LIST, false, list->d.has_data,
+                          list->d.fetched_mono_ms, rt.cfg->backend.session_cache_duration,
+                          rt.cfg->backend.stale_if_error, req->now_mono_ms,
+                          req->may_wait);
         if (v == CACHE_WAIT)
             return -2;
         if (v == CACHE_EMPTY) {
-            no_data_yet(resp, &list->d, "the session list");
+            unavailable(resp, v, &list->d, "the session list", req->now_mono_ms);
             return -1;
         }
     }
@@ -298,55 +186,102 @@ static int resolve_session(const char *name, struct http_response *resp,
     return -1;
 }
 
+/* The session named by ?session=, or the first one; see resolve_session(). */
+static int session_of_query(const struct http_request_view *req,
+                            struct http_response *resp)
+{
+    char name[REGION_NAME_MAX];
+    int param = http_query_param(req->query, "session", name, sizeof(name));
+
+    if (param == -2 || (param == 0 && !config_valid_session_name(name))) {
+        http_response_error(resp, 404, "session_not_found", "not a WAHA session name");
+        return -1;
+    }
+    return resolve_session(param == 0 ? name : NULL, resp, req);
+}
+
 /*========================================================================
- * Handlers.
+ * The status object.
  */
+
+static void render_status_prefix(struct local_entry *le, enum circuit_state circuit)
+{
+    const struct entry_data *d = &le->d;
+    struct jbuf b;
+
+    jbuf_init(&b, le->prefix, sizeof(le->prefix));
+    jbuf_raw(&b, "{\"session\":");
+    jbuf_string(&b, d->name);
+    jbuf_raw(&b, ",\"status\":");
+    jbuf_string(&b, d->status);
+    jbuf_raw(&b, ",\"rawStatus\":");
+    jbuf_string(&b, d->raw_status);
+    jbuf_raw(&b, ",\"changedAt\":");
+    jbuf_time(&b, d->changed_at_real_ms);
+    jbuf_printf(&b, ",\"authenticated\":%s,\"me\":",
+                strcmp(d->status, "WORKING") == 0 ? "true" : "false");
+    jbuf_raw(&b, d->me_json);
+    jbuf_printf(&b, ",\"upstream\":{\"healthy\":%s,\"circuit\":\"%s\",\"lastSuccessAt\":",
+                d->healthy && circuit == CIRCUIT_CLOSED ? "true" : "false",
+                circuit_state_names[circuit]);
+    jbuf_time(&b, d->last_success_real_ms);
+    jbuf_raw(&b, ",\"lastError\":");
+    jbuf_string(&b, d->last_error[0] ? d->last_error : NULL);
+    jbuf_raw(&b, "},\"cache\":{\"source\":");
+    jbuf_string(&b, entry_source_names[d->source < SOURCE_COUNT ? d->source : 0]);
+    jbuf_raw(&b, ",\"fetchedAt\":");
+    jbuf_time(&b, d->fetched_real_ms);
+    jbuf_raw(&b, ",\"ageMs\":");
+    le->prefix_len = b.overflow ? 0 : b.len;
+    le->rendered_seq = le->seq;
+    le->rendered_circuit = circuit;
+}
 
 static enum route_result serve_status(const struct http_request_view *req,
                                       struct http_response *resp)
 {
-    char name[REGION_NAME_MAX];
-    int param = http_query_param(req->query, "session", name, sizeof(name));
-    int64_t max_age = rt.cfg->backend.status_cache_duration;
-    int64_t age, next_ms;
+    enum circuit_state circuit = replica_circuit();
+    int64_t now = req->now_mono_ms, max_age, age, next_ms;
     struct local_entry *le;
     enum cache_verdict v;
     bool stale;
     int index;
     struct jbuf b;
 
-    if (param == -2 || (param == 0 && !config_valid_session_name(name))) {
-        http_response_error(resp, 404, "session_not_found", "not a WAHA session name");
-        return ROUTE_DONE;
-    }
-    index = resolve_session(param == 0 ? name : NULL, resp, req);
+    index = session_of_query(req, resp);
     if (index == -2)
         return ROUTE_WAIT;
     if (index < 0)
         return ROUTE_DONE;
-    le = sync_entry(index);
-    if (le == NULL || le->prefix_len == 0) {
+    le = replica_entry(index);
+    if (le == NULL) {
         http_response_error(resp, 500, "internal", "cannot read the cache");
         return ROUTE_DONE;
     }
-    mark_read(index, req->now_mono_ms);
-    v = judge(index, le, max_age, req);
+    if (le->rendered_seq != le->seq || le->rendered_circuit != circuit ||
+        le->prefix_len == 0)
+        render_status_prefix(le, circuit);
+    replica_mark_read(index, false, now);
+    max_age = session_max_age(&le->d, rt.cfg->backend.status_cache_duration, now);
+    v = replica_judge(index, false, le->d.has_data, le->d.fetched_mono_ms, max_age,
+                      rt.cfg->backend.stale_if_error, now, req->may_wait);
     if (v == CACHE_WAIT)
         return ROUTE_WAIT;
     count_verdict(v, req);
-    if (v == CACHE_EMPTY) {
-        no_data_yet(resp, &le->d, "this session");
+    if (v == CACHE_EMPTY || v == CACHE_TOO_OLD) {
+        unavailable(resp, v, &le->d, "this session", now);
         return ROUTE_DONE;
     }
     stale = v == CACHE_STALE;
-    age = cache_age_ms(le->d.fetched_mono_ms, req->now_mono_ms);
-    if (cache_headers(resp, index, le, stale, max_age, age, req))
+    age = cache_age_ms(le->d.fetched_mono_ms, now);
+    if (cache_headers(resp, index, le->generation, stale,
+                      rt.cfg->backend.status_cache_duration, age, req))
         return ROUTE_DONE;
 
     next_ms = strcmp(le->d.status, "WORKING") == 0
                   ? rt.cfg->frontend.authenticated_interval
                   : rt.cfg->frontend.base_interval;
-    if (stale || !le->d.healthy) {
+    if (stale || !le->d.healthy || circuit != CIRCUIT_CLOSED) {
         double backed_off = (double)next_ms * rt.cfg->frontend.backoff_multiplier;
         next_ms = backed_off > (double)rt.cfg->frontend.max_interval
                       ? rt.cfg->frontend.max_interval
@@ -355,16 +290,20 @@ static enum route_result serve_status(const struct http_request_view *req,
     jbuf_init(&b, rt.scratch, SCRATCH_MAX);
     jbuf_mem(&b, le->prefix, le->prefix_len);
     jbuf_printf(&b, "%lld,\"maxAgeMs\":%lld,\"stale\":%s},\"poll\":{\"nextMs\":%lld}}",
-                (long long)age, (long long)max_age, stale ? "true" : "false",
-                (long long)next_ms);
+                (long long)age, (long long)rt.cfg->backend.status_cache_duration,
+                stale ? "true" : "false", (long long)next_ms);
     json_body(resp, b.data, b.len);
     return ROUTE_DONE;
 }
 
+/*========================================================================
+ * WAHA's session objects and health.
+ */
+
 static enum route_result serve_session(const struct http_request_view *req,
                                        struct http_response *resp, const char *name)
 {
-    int64_t max_age = rt.cfg->backend.session_cache_duration;
+    int64_t now = req->now_mono_ms, max_age;
     struct local_entry *le;
     enum cache_verdict v;
     char message[REGION_NAME_MAX + 64];
@@ -379,18 +318,23 @@ static enum route_result serve_session(const struct http_request_view *req,
         return ROUTE_WAIT;
     if (index < 0)
         return ROUTE_DONE;
-    le = sync_entry(index);
+    le = replica_entry(index);
     if (le == NULL) {
         http_response_error(resp, 500, "internal", "cannot read the cache");
         return ROUTE_DONE;
     }
-    mark_read(index, req->now_mono_ms);
-    v = judge(index, le, max_age, req);
+    replica_mark_read(index, false, now);
+    max_age = session_max_age(&le->d, rt.cfg->backend.session_cache_duration, now);
+    /* A webhook brings a status but not the object: that needs a fetch. */
+    v = replica_judge(index, false,
+                      le->d.has_data && (le->d.body_len > 0 || !le->d.exists),
+                      le->d.fetched_mono_ms, max_age, rt.cfg->backend.stale_if_error, now,
+                      req->may_wait);
     if (v == CACHE_WAIT)
         return ROUTE_WAIT;
     count_verdict(v, req);
-    if (v == CACHE_EMPTY) {
-        no_data_yet(resp, &le->d, "this session");
+    if (v == CACHE_EMPTY || v == CACHE_TOO_OLD) {
+        unavailable(resp, v, &le->d, "this session", now);
         return ROUTE_DONE;
     }
     if (!le->d.exists) {
@@ -398,8 +342,11 @@ static enum route_result serve_session(const struct http_request_view *req,
         http_response_error(resp, 404, "session_not_found", message);
         return ROUTE_DONE;
     }
-    if (cache_headers(resp, index, le, v == CACHE_STALE, max_age,
-                      cache_age_ms(le->d.fetched_mono_ms, req->now_mono_ms), req))
+    /* The object changes with every refresh (engine state, activity), so
+     * its validator is the copy's sequence number, not the generation. */
+    if (cache_headers(resp, index, le->seq / 2, v == CACHE_STALE,
+                      rt.cfg->backend.session_cache_duration,
+                      cache_age_ms(le->d.fetched_mono_ms, now), req))
         return ROUTE_DONE;
     json_body(resp, le->d.body, le->d.body_len);
     return ROUTE_DONE;
@@ -408,37 +355,42 @@ static enum route_result serve_session(const struct http_request_view *req,
 static enum route_result serve_sessions(const struct http_request_view *req,
                                         struct http_response *resp)
 {
-    int64_t max_age = rt.cfg->backend.session_cache_duration;
+    int64_t now = req->now_mono_ms;
     bool wait = false, any_miss = false;
     struct jbuf b;
 
     /* With sessions = *, the list says which sessions there are. */
     if (rt.cfg->upstream.all_sessions) {
-        struct local_entry *list = sync_entry(REGION_ENTRY_LIST);
+        struct local_entry *list = replica_entry(REGION_ENTRY_LIST);
         enum cache_verdict v;
 
         if (list == NULL) {
             http_response_error(resp, 500, "internal", "cannot read the cache");
             return ROUTE_DONE;
         }
-        mark_read(REGION_ENTRY_LIST, req->now_mono_ms);
-        v = judge(REGION_ENTRY_LIST, list, max_age, req);
+        replica_mark_read(REGION_ENTRY_LIST, false, now);
+        v = replica_judge(REGION_ENTRY_LIST, false, list->d.has_data,
+                          list->d.fetched_mono_ms, rt.cfg->backend.session_cache_duration,
+                          rt.cfg->backend.stale_if_error, now, req->may_wait);
         if (v == CACHE_WAIT)
             return ROUTE_WAIT;
         if (v == CACHE_EMPTY) {
-            no_data_yet(resp, &list->d, "the session list");
+            unavailable(resp, v, &list->d, "the session list", now);
             return ROUTE_DONE;
         }
     }
-    sync_names();
     for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
         struct local_entry *le;
         enum cache_verdict v;
 
-        if (rt.names[i].kind != ENTRY_SESSION || (le = sync_entry(i)) == NULL)
+        if (!replica_is_session(i) || (le = replica_entry(i)) == NULL)
             continue;
-        mark_read(i, req->now_mono_ms);
-        v = judge(i, le, max_age, req);
+        replica_mark_read(i, false, now);
+        v = replica_judge(
+            i, false, le->d.has_data && (le->d.body_len > 0 || !le->d.exists),
+            le->d.fetched_mono_ms,
+            session_max_age(&le->d, rt.cfg->backend.session_cache_duration, now),
+            rt.cfg->backend.stale_if_error, now, req->may_wait);
         wait |= v == CACHE_WAIT;
         any_miss |= v != CACHE_FRESH;
     }
@@ -449,9 +401,8 @@ static enum route_result serve_sessions(const struct http_request_view *req,
     jbuf_init(&b, rt.scratch, SCRATCH_MAX);
     jbuf_raw(&b, "[");
     for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
-        const struct local_entry *le = &rt.entries[i];
-        if (rt.names[i].kind != ENTRY_SESSION || !le->valid || !le->d.has_data ||
-            !le->d.exists)
+        const struct local_entry *le = replica_is_session(i) ? replica_entry(i) : NULL;
+        if (le == NULL || !le->d.has_data || !le->d.exists || le->d.body_len == 0)
             continue;
         if (b.len > 1)
             jbuf_raw(&b, ",");
@@ -466,8 +417,9 @@ static enum route_result serve_sessions(const struct http_request_view *req,
 static enum route_result serve_health(const struct http_request_view *req,
                                       struct http_response *resp)
 {
-    int64_t max_age = rt.cfg->backend.health_check_cache_duration;
-    struct local_entry *le = sync_entry(REGION_ENTRY_HEALTH);
+    enum circuit_state circuit = replica_circuit();
+    int64_t now = req->now_mono_ms, max_age = rt.cfg->backend.health_check_cache_duration;
+    struct local_entry *le = replica_entry(REGION_ENTRY_HEALTH);
     const struct entry_data *d;
     enum cache_verdict v;
     bool stale, healthy;
@@ -479,29 +431,33 @@ static enum route_result serve_health(const struct http_request_view *req,
         return ROUTE_DONE;
     }
     d = &le->d;
-    mark_read(REGION_ENTRY_HEALTH, req->now_mono_ms);
-    v = judge(REGION_ENTRY_HEALTH, le, max_age, req);
+    replica_mark_read(REGION_ENTRY_HEALTH, false, now);
+    v = replica_judge(REGION_ENTRY_HEALTH, false, d->has_data, d->fetched_mono_ms,
+                      max_age, rt.cfg->backend.stale_if_error, now, req->may_wait);
     if (v == CACHE_WAIT)
         return ROUTE_WAIT;
     count_verdict(v, req);
-    if (v == CACHE_EMPTY) {
-        no_data_yet(resp, d, "WAHA's health");
+    if (v == CACHE_EMPTY || v == CACHE_TOO_OLD) {
+        unavailable(resp, v, d, "WAHA's health", now);
         return ROUTE_DONE;
     }
     stale = v == CACHE_STALE;
-    healthy = d->healthy && !stale &&
+    healthy = d->healthy && !stale && circuit == CIRCUIT_CLOSED &&
               (strcmp(d->status, "ok") == 0 || strcmp(d->status, "pong") == 0);
-    age = cache_age_ms(d->fetched_mono_ms, req->now_mono_ms);
-    if (cache_headers(resp, REGION_ENTRY_HEALTH, le, stale, max_age, age, req))
+    age = cache_age_ms(d->fetched_mono_ms, now);
+    if (cache_headers(resp, REGION_ENTRY_HEALTH, le->generation, stale, max_age, age,
+                      req))
         return ROUTE_DONE;
 
     jbuf_init(&b, rt.scratch, SCRATCH_MAX);
     jbuf_printf(&b, "{\"healthy\":%s,\"upstream\":{\"healthy\":%s,\"endpoint\":",
-                healthy ? "true" : "false", d->healthy ? "true" : "false");
+                healthy ? "true" : "false",
+                d->healthy && circuit == CIRCUIT_CLOSED ? "true" : "false");
     jbuf_string(&b, d->name);
     jbuf_raw(&b, ",\"status\":");
     jbuf_string(&b, d->status);
-    jbuf_raw(&b, ",\"circuit\":\"closed\",\"lastSuccessAt\":");
+    jbuf_printf(&b,
+                ",\"circuit\":\"%s\",\"lastSuccessAt\":", circuit_state_names[circuit]);
     jbuf_time(&b, d->last_success_real_ms);
     jbuf_raw(&b, ",\"lastError\":");
     jbuf_string(&b, d->last_error[0] ? d->last_error : NULL);
@@ -525,6 +481,180 @@ static enum route_result serve_config(const struct http_request_view *req,
 }
 
 /*========================================================================
+ * The QR code of a session waiting for a scan.
+ */
+
+/* {"mimetype":"image/png","data":"<base64>"}, rendered once per QR. */
+static bool render_qr_json(struct local_qr *lq)
+{
+    int n;
+
+    if (lq->json == NULL && (lq->json = malloc(QR_JSON_MAX)) == NULL)
+        return false;
+    n = snprintf(lq->json, QR_JSON_MAX, "{\"mimetype\":\"image/png\",\"data\":\"");
+    n += EVP_EncodeBlock((unsigned char *)lq->json + n, lq->d.png, (int)lq->d.png_len);
+    n += snprintf(lq->json + n, QR_JSON_MAX - (size_t)n, "\"}");
+    lq->json_len = (size_t)n;
+    lq->rendered_seq = lq->seq;
+    return true;
+}
+
+static enum route_result serve_qr(const struct http_request_view *req,
+                                  struct http_response *resp, const char *name)
+{
+    int64_t now = req->now_mono_ms;
+    struct local_entry *le;
+    struct local_qr *lq;
+    enum cache_verdict v;
+    char format[16], message[REGION_NAME_MAX + REGION_STATUS_MAX + 80],
+        etag[CACHE_ETAG_MAX];
+    bool raw = http_query_param(req->query, "format", format, sizeof(format)) == 0 &&
+               strcmp(format, "raw") == 0;
+    int index;
+    struct jbuf b;
+
+    if (!config_valid_session_name(name)) {
+        http_response_error(resp, 404, "session_not_found", "not a WAHA session name");
+        return ROUTE_DONE;
+    }
+    index = resolve_session(name, resp, req);
+    if (index == -2)
+        return ROUTE_WAIT;
+    if (index < 0)
+        return ROUTE_DONE;
+    le = replica_entry(index);
+    lq = replica_qr(index);
+    if (le == NULL || lq == NULL) {
+        http_response_error(resp, 500, "internal", "cannot read the cache");
+        return ROUTE_DONE;
+    }
+    /* The status decides whether there is a QR: it must be current. */
+    replica_mark_read(index, false, now);
+    replica_mark_read(index, true, now);
+    v = replica_judge(index, false, le->d.has_data, le->d.fetched_mono_ms,
+                      session_max_age(&le->d, rt.cfg->backend.status_cache_duration, now),
+                      rt.cfg->backend.stale_if_error, now, req->may_wait);
+    if (v == CACHE_WAIT)
+        return ROUTE_WAIT;
+    if (v == CACHE_EMPTY) {
+        unavailable(resp, v, &le->d, "this session", now);
+        return ROUTE_DONE;
+    }
+    if (strcmp(le->d.raw_status, "SCAN_QR_CODE") != 0) {
+        snprintf(message, sizeof(message),
+                 "session \"%s\" is not waiting for a QR scan (status %s)", name,
+                 le->d.raw_status);
+        http_response_error(resp, 404, "no_qr", message);
+        return ROUTE_DONE;
+    }
+    v = replica_judge(index, true, lq->d.has_qr, lq->d.fetched_mono_ms, INT64_MAX / 4,
+                      INT64_MAX / 4, now, req->may_wait);
+    if (v == CACHE_WAIT)
+        return ROUTE_WAIT;
+    count_verdict(v, req);
+    if (!lq->d.has_qr) {
+        http_response_error(resp, 503, "qr_not_ready",
+                            "WAHA has not given this session's QR code yet");
+        http_response_header(resp, "Retry-After", "1");
+        return ROUTE_DONE;
+    }
+    /* QR tags are numbered after the entries' so the two never collide. */
+    cache_etag(etag, region_header(rt.region)->instance_id, REGION_MAX_ENTRIES + index,
+               lq->generation, false);
+    http_response_header(resp, "ETag", "%s", etag);
+    http_response_header(resp, "Cache-Control", "no-cache");
+    if (cache_etag_matches(req->if_none_match, etag)) {
+        resp->status = 304;
+        count(COUNTER_NOT_MODIFIED);
+        return ROUTE_DONE;
+    }
+    if (raw) {
+        jbuf_init(&b, rt.scratch, SCRATCH_MAX);
+        jbuf_raw(&b, "{\"value\":");
+        jbuf_string(&b, lq->d.value);
+        jbuf_raw(&b, "}");
+        json_body(resp, b.data, b.len);
+    } else if (req->accept != NULL && strcmp(req->accept, "application/json") == 0) {
+        if (lq->rendered_seq != lq->seq && !render_qr_json(lq)) {
+            http_response_error(resp, 500, "internal", "out of memory");
+            return ROUTE_DONE;
+        }
+        json_body(resp, lq->json, lq->json_len);
+    } else {
+        resp->status = 200;
+        resp->content_type = "image/png";
+        resp->body = (const char *)lq->d.png;
+        resp->body_len = lq->d.png_len;
+    }
+    return ROUTE_DONE;
+}
+
+/*========================================================================
+ * WAHA's webhooks.
+ */
+
+static enum route_result serve_webhook(const struct http_request_view *req,
+                                       struct http_response *resp)
+{
+    struct webhook_event ev;
+    char why[REGION_ERROR_MAX];
+    enum webhook_result parsed;
+
+    count(COUNTER_WEBHOOKS);
+    if (req->body_too_large) {
+        count(COUNTER_WEBHOOKS_REJECTED);
+        http_response_error(resp, 413, "payload_too_large", "webhook body is too large");
+        return ROUTE_DONE;
+    }
+    if (rt.cfg->webhook.hmac_key[0] != '\0' &&
+        !webhook_hmac_ok(rt.cfg->webhook.hmac_key, req->body ? req->body : "",
+                         req->body_len, req->webhook_hmac)) {
+        count(COUNTER_WEBHOOKS_REJECTED);
+        http_response_error(resp, 401, "bad_signature",
+                            "X-Webhook-Hmac is missing or does not match the body");
+        return ROUTE_DONE;
+    }
+    if (req->body == NULL) {
+        count(COUNTER_WEBHOOKS_REJECTED);
+        http_response_error(resp, 400, "bad_request", "webhook without a body");
+        return ROUTE_DONE;
+    }
+    parsed = webhook_parse(req->body, req->body_len, &ev, why);
+    if (parsed == WEBHOOK_BAD) {
+        count(COUNTER_WEBHOOKS_REJECTED);
+        http_response_error(resp, 400, "bad_request", why);
+        return ROUTE_DONE;
+    }
+    if (parsed == WEBHOOK_IGNORED) {
+        resp->status = 202;
+        resp->content_type = "application/json";
+        resp->body = "{\"result\":\"ignored\"}";
+        resp->body_len = strlen(resp->body);
+        return ROUTE_DONE;
+    }
+    switch (store_webhook(rt.region, rt.cfg, &ev)) {
+    case STORE_WEBHOOK_APPLIED:
+        json_body(resp, "{\"result\":\"applied\"}", strlen("{\"result\":\"applied\"}"));
+        break;
+    case STORE_WEBHOOK_DUPLICATE:
+        count(COUNTER_WEBHOOKS_DUPLICATE);
+        json_body(resp, "{\"result\":\"duplicate\"}",
+                  strlen("{\"result\":\"duplicate\"}"));
+        break;
+    case STORE_WEBHOOK_UNTRACKED:
+    default:
+        if (rt.cfg->upstream.all_sessions) /* maybe a new session: list again */
+            replica_want(REGION_ENTRY_LIST, false, req->now_mono_ms);
+        resp->status = 202;
+        resp->content_type = "application/json";
+        resp->body = "{\"result\":\"untracked\"}";
+        resp->body_len = strlen(resp->body);
+        break;
+    }
+    return ROUTE_DONE;
+}
+
+/*========================================================================
  * Dispatch.
  */
 
@@ -532,41 +662,73 @@ static const char sessions_prefix[] = "/api/waha/sessions/";
 
 static const struct route {
     const char *path;
+    enum http_method method; /* GET also answers HEAD */
     enum route_result (*handler)(const struct http_request_view *req,
                                  struct http_response *resp);
 } routes[] = {
-    {"/api/waha/status", serve_status},
-    {"/api/waha/health", serve_health},
-    {"/api/waha/sessions", serve_sessions},
-    {"/api/waha/config", serve_config},
+    {"/api/waha/status", HTTP_GET, serve_status},
+    {"/api/waha/health", HTTP_GET, serve_health},
+    {"/api/waha/sessions", HTTP_GET, serve_sessions},
+    {"/api/waha/config", HTTP_GET, serve_config},
+    {"/api/waha/webhook", HTTP_POST, serve_webhook},
 };
+
+static void method_not_allowed(struct http_response *resp, enum http_method allowed)
+{
+    http_response_error(resp, 405, "method_not_allowed",
+                        allowed == HTTP_POST ? "this resource only answers POST"
+                                             : "this resource only answers GET and HEAD");
+    http_response_header(resp, "Allow", "%s",
+                         allowed == HTTP_POST ? "POST" : "GET, HEAD");
+}
+
+/*
+ * /api/waha/sessions/NAME and /api/waha/sessions/NAME/qr; false when REST
+ * (the path after the prefix) is neither.
+ */
+static bool dispatch_session_path(const struct http_request_view *req,
+                                  struct http_response *resp, const char *rest,
+                                  bool read_method, enum route_result *result)
+{
+    char name[REGION_NAME_MAX];
+    const char *slash = strchr(rest, '/');
+    size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
+
+    if (len >= sizeof(name) || (slash != NULL && strcmp(slash, "/qr") != 0))
+        return false;
+    memcpy(name, rest, len);
+    name[len] = '\0';
+    if (!read_method) {
+        method_not_allowed(resp, HTTP_GET);
+        *result = ROUTE_DONE;
+    } else {
+        *result = slash ? serve_qr(req, resp, name) : serve_session(req, resp, name);
+    }
+    return true;
+}
 
 static enum route_result dispatch(const struct http_request_view *req,
                                   struct http_response *resp)
 {
     const char *path = req->path;
     bool read_method = req->method == HTTP_GET || req->method == HTTP_HEAD;
-    bool known = false;
     char message[160], shown[121];
 
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (strcmp(path, routes[i].path) != 0)
             continue;
-        if (read_method)
+        if (routes[i].method == HTTP_POST && !rt.cfg->webhook.enabled)
+            break; /* the receiver is off: no such resource */
+        if (routes[i].method == HTTP_GET ? read_method : req->method == routes[i].method)
             return routes[i].handler(req, resp);
-        known = true;
-    }
-    if (!known && strncmp(path, sessions_prefix, sizeof(sessions_prefix) - 1) == 0) {
-        const char *name = path + sizeof(sessions_prefix) - 1;
-        if (read_method && strchr(name, '/') == NULL)
-            return serve_session(req, resp, name);
-        known = strchr(name, '/') == NULL;
-    }
-    if (known) {
-        http_response_error(resp, 405, "method_not_allowed",
-                            "this resource only answers GET and HEAD");
-        http_response_header(resp, "Allow", "GET, HEAD");
+        method_not_allowed(resp, routes[i].method);
         return ROUTE_DONE;
+    }
+    if (strncmp(path, sessions_prefix, sizeof(sessions_prefix) - 1) == 0) {
+        enum route_result result;
+        if (dispatch_session_path(req, resp, path + sizeof(sessions_prefix) - 1,
+                                  read_method, &result))
+            return result;
     }
     http_printable(shown, sizeof(shown), path);
     snprintf(message, sizeof(message), "no resource at %s", shown);
@@ -601,9 +763,8 @@ int routes_init(const struct config *cfg, struct region *region, struct region_p
     rt.cfg = cfg;
     rt.region = region;
     rt.slot = slot;
-    rt.entries = calloc(REGION_MAX_ENTRIES, sizeof(*rt.entries));
     rt.scratch = malloc(SCRATCH_MAX);
-    if (rt.entries == NULL || rt.scratch == NULL) {
+    if (rt.scratch == NULL || replica_init(region) != 0) {
         log_error(0, "out of memory for the worker's response cache");
         routes_free();
         return -1;
@@ -623,8 +784,7 @@ int routes_init(const struct config *cfg, struct region *region, struct region_p
 
 void routes_free(void)
 {
-    free(rt.entries);
+    replica_free();
     free(rt.scratch);
-    rt.entries = NULL;
     rt.scratch = NULL;
 }

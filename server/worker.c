@@ -38,6 +38,7 @@
 #include "log.h"
 #include "routes.h"
 #include "timeutil.h"
+#include "webhook.h"
 
 #define PATH_MAX_LEN 512
 #define QUERY_MAX_LEN 512
@@ -48,11 +49,12 @@ struct pending {
     struct evhttp_request *req;
     int64_t arrived_mono_ms;
     enum http_method method;
-    bool has_query, has_inm, has_accept;
+    bool has_query, has_inm, has_accept, has_hmac;
     char path[PATH_MAX_LEN];
     char query[QUERY_MAX_LEN];
     char if_none_match[HEADER_COPY_MAX];
     char accept[HEADER_COPY_MAX];
+    char hmac[HEADER_COPY_MAX];
 };
 
 static struct {
@@ -66,6 +68,7 @@ static struct {
     struct event *drain_timer;
     struct event *signals[4];
     struct pending *parked; /* WORKER_MAX_PARKED */
+    char *body;             /* WEBHOOK_BODY_MAX + 1: the POST being answered */
     int parked_count;
     int unfinished; /* replies not yet fully written */
     bool draining;
@@ -111,6 +114,7 @@ static int read_request(struct evhttp_request *req, struct pending *p)
     p->method = method_of(req);
     copy_header(req, "If-None-Match", p->if_none_match, &p->has_inm);
     copy_header(req, "Accept", p->accept, &p->has_accept);
+    copy_header(req, "X-Webhook-Hmac", p->hmac, &p->has_hmac);
     if (uri == NULL)
         return 400;
     if (raw_path == NULL || raw_path[0] == '\0')
@@ -159,7 +163,11 @@ static void log_access(const struct pending *p, const struct http_response *resp
                 resp->body_len, (long long)(time_mono_ms() - p->arrived_mono_ms));
 }
 
-/* Ask the handlers about P; true when P was answered. */
+/*
+ * Ask the handlers about P; true when P was answered. A POST's body is read
+ * into the worker's body buffer (no handler that reads a body waits, so one
+ * buffer is enough).
+ */
 static bool try_answer(struct pending *p, bool parked, bool may_wait)
 {
     struct http_response resp;
@@ -169,10 +177,24 @@ static bool try_answer(struct pending *p, bool parked, bool may_wait)
         .query = p->has_query ? p->query : NULL,
         .if_none_match = p->has_inm ? p->if_none_match : NULL,
         .accept = p->has_accept ? p->accept : NULL,
+        .webhook_hmac = p->has_hmac ? p->hmac : NULL,
         .now_mono_ms = time_mono_ms(),
         .parked = parked,
         .may_wait = may_wait,
     };
+
+    if (p->method == HTTP_POST && !parked) {
+        struct evbuffer *in = evhttp_request_get_input_buffer(p->req);
+        size_t len = evbuffer_get_length(in);
+
+        view.body_too_large = len > WEBHOOK_BODY_MAX;
+        if (!view.body_too_large && len > 0 &&
+            evbuffer_copyout(in, w.body, len) == (ev_ssize_t)len) {
+            w.body[len] = '\0';
+            view.body = w.body;
+            view.body_len = len;
+        }
+    }
 
     if (routes_handle(&view, &resp) == ROUTE_WAIT)
         return false;
@@ -306,9 +328,10 @@ static int setup(const struct heritage *h)
     w.cfg = h->cfg;
     w.slot = region_proc(h->region, h->slot);
     w.parked = calloc(WORKER_MAX_PARKED, sizeof(*w.parked));
+    w.body = malloc(WEBHOOK_BODY_MAX + 1);
     w.base = event_base_new();
     w.http = w.base ? evhttp_new(w.base) : NULL;
-    if (w.parked == NULL || w.http == NULL) {
+    if (w.parked == NULL || w.body == NULL || w.http == NULL) {
         log_error(0, "cannot create the event loop");
         return -1;
     }
@@ -316,7 +339,8 @@ static int setup(const struct heritage *h)
         return -1;
     evhttp_set_timeout_tv(w.http, &timeout);
     evhttp_set_max_headers_size(w.http, 8192);
-    evhttp_set_max_body_size(w.http, 65536);
+    /* Bodies between WEBHOOK_BODY_MAX and this get our JSON 413. */
+    evhttp_set_max_body_size(w.http, WORKER_MAX_BODY);
     evhttp_set_allowed_methods(
         w.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
                     EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
@@ -356,6 +380,7 @@ static void teardown(void)
         event_base_free(w.base);
     routes_free();
     free(w.parked);
+    free(w.body);
 }
 
 noreturn void worker_main(const struct heritage *h)

@@ -9,9 +9,9 @@ import pytest
 
 from conftest import ISO_MS_RE, parse_iso_ms, wait_until
 
-STATUS_KEYS = {"session", "status", "authenticated", "me", "upstream", "cache", "poll"}
-# Added to the contract with flap smoothing: allowed, never required here.
-OPTIONAL_STATUS_KEYS = {"rawStatus", "changedAt"}
+# rawStatus and changedAt came with flap smoothing (issue 3).
+STATUS_KEYS = {"session", "status", "rawStatus", "changedAt", "authenticated", "me",
+               "upstream", "cache", "poll"}
 UPSTREAM_KEYS = {"healthy", "circuit", "lastSuccessAt", "lastError"}
 CACHE_KEYS = {"source", "fetchedAt", "ageMs", "maxAgeMs", "stale"}
 
@@ -41,11 +41,11 @@ def check_status_object(doc, headers, name, status, me, max_age_ms=STATUS_DURATI
     """Every field of a fresh, healthy status object, and its headers."""
     where = f"session {name} ({status}): {doc}"
     keys = set(doc)
-    assert STATUS_KEYS <= keys and keys <= STATUS_KEYS | OPTIONAL_STATUS_KEYS, where
+    assert keys == STATUS_KEYS, where
     assert doc["session"] == name, where
     assert doc["status"] == status, where
-    if "rawStatus" in doc:
-        assert doc["rawStatus"] == status, where
+    assert doc["rawStatus"] == status, where
+    assert isinstance(doc["changedAt"], str) and ISO_MS_RE.match(doc["changedAt"]), where
     assert doc["authenticated"] is (status == "WORKING"), where
     assert doc["me"] == me, where
 
@@ -71,9 +71,12 @@ def check_status_object(doc, headers, name, status, me, max_age_ms=STATUS_DURATI
     assert headers.get("Content-Type", "").startswith("application/json"), headers
     etag = headers.get("ETag")
     assert etag and re.match(r'^(W/)?"[^"]+"$', etag), f"ETag {etag!r}"
-    m = re.match(r"^max-age=(\d+)$", headers.get("Cache-Control", ""))
+    m = re.match(r"^max-age=(\d+), stale-while-revalidate=(\d+), stale-if-error=(\d+)$",
+                 headers.get("Cache-Control", ""))
     assert m, f"Cache-Control {headers.get('Cache-Control')!r}"
     assert int(m.group(1)) <= max_age_ms // 1000, headers.get("Cache-Control")
+    assert int(m.group(2)) == max_age_ms // 1000, headers.get("Cache-Control")
+    assert int(m.group(3)) == 86400, headers.get("Cache-Control")
     age = headers.get("Age")
     assert age is not None and age.isdigit(), f"Age {age!r}"
     assert int(age) <= cache["ageMs"] // 1000 + 1, (age, cache["ageMs"])

@@ -22,6 +22,7 @@
 #include "cache.h"
 
 #define MAX_AGE 10000
+#define STALE_LIMIT 86400000
 #define T0 1000000 /* a monotonic "fetched at" far from 0 */
 
 /*========================================================================
@@ -35,7 +36,7 @@ static enum cache_verdict judge(bool has_data, int64_t fetched, int64_t attempt_
                            .fetched_mono_ms = fetched,
                            .attempt_done_ms = attempt_done};
 
-    return cache_judge(&v, MAX_AGE, now, may_wait);
+    return cache_judge(&v, MAX_AGE, STALE_LIMIT, now, may_wait);
 }
 
 static void test_judge_fresh_below_max_age(void **state)
@@ -107,8 +108,39 @@ static void test_judge_no_data_is_never_fresh(void **state)
 
     (void)state;
     /* Even with a "fetched" time that would be young. */
-    assert_int_not_equal(cache_judge(&v, MAX_AGE, T0 + 1, true), CACHE_FRESH);
-    assert_int_not_equal(cache_judge(&v, MAX_AGE, T0 + 1, false), CACHE_FRESH);
+    assert_int_not_equal(cache_judge(&v, MAX_AGE, STALE_LIMIT, T0 + 1, true),
+                         CACHE_FRESH);
+    assert_int_not_equal(cache_judge(&v, MAX_AGE, STALE_LIMIT, T0 + 1, false),
+                         CACHE_FRESH);
+}
+
+/* While the breaker keeps the fetcher from calling, waiting cannot help. */
+static void test_judge_no_wait_while_upstream_down(void **state)
+{
+    struct cache_view v = {.has_data = true,
+                           .fetched_mono_ms = T0,
+                           .attempt_done_ms = T0,
+                           .upstream_down = true};
+    struct cache_view empty = {.has_data = false, .upstream_down = true};
+
+    (void)state;
+    assert_int_equal(cache_judge(&v, MAX_AGE, STALE_LIMIT, T0 + MAX_AGE, true),
+                     CACHE_STALE);
+    assert_int_equal(cache_judge(&empty, MAX_AGE, STALE_LIMIT, T0, true), CACHE_EMPTY);
+    /* Fresh data stays fresh whatever the breaker says. */
+    assert_int_equal(cache_judge(&v, MAX_AGE, STALE_LIMIT, T0 + 1, true), CACHE_FRESH);
+}
+
+/* Stale data is served for backend.stale_if_error, then no more. */
+static void test_judge_too_old_after_stale_limit(void **state)
+{
+    struct cache_view v = {
+        .has_data = true, .fetched_mono_ms = T0, .attempt_done_ms = T0 + 2 * MAX_AGE};
+
+    (void)state;
+    assert_int_equal(cache_judge(&v, MAX_AGE, 60000, T0 + 60000, true), CACHE_STALE);
+    assert_int_equal(cache_judge(&v, MAX_AGE, 60000, T0 + 60001, true), CACHE_TOO_OLD);
+    assert_int_equal(cache_judge(&v, MAX_AGE, 0, T0 + MAX_AGE, false), CACHE_TOO_OLD);
 }
 
 /*========================================================================
@@ -316,6 +348,8 @@ int main(void)
         cmocka_unit_test(test_judge_empty_after_failed_attempt),
         cmocka_unit_test(test_judge_may_wait_false),
         cmocka_unit_test(test_judge_no_data_is_never_fresh),
+        cmocka_unit_test(test_judge_no_wait_while_upstream_down),
+        cmocka_unit_test(test_judge_too_old_after_stale_limit),
         cmocka_unit_test(test_age_never_negative),
         cmocka_unit_test(test_max_age_seconds),
         cmocka_unit_test(test_etag_format),

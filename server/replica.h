@@ -1,0 +1,83 @@
+/*
+ * replica.h - a worker's private copies of the region's entries and QR
+ * slots, and the demand it records.
+ *
+ * A handler asks for the copy of an entry; the copy is refreshed under the
+ * region lock only when the entry's sequence number moved, so answering a
+ * request normally costs one atomic load and no lock. Each copy remembers
+ * the sequence number it was rendered for, so handlers can cache what they
+ * build from it (see routes.c).
+ *
+ * Workers only; single-threaded; the state is per process.
+ */
+#ifndef WAHAGATE_REPLICA_H
+#define WAHAGATE_REPLICA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache.h"
+#include "config.h"
+#include "region.h"
+
+#define REPLICA_PREFIX_MAX (REGION_ME_MAX + REGION_ERROR_MAX + 1024)
+
+struct local_entry {
+    bool valid;
+    uint64_t seq;
+    uint64_t generation;
+    /* What routes.c rendered, and for which seq and breaker state. */
+    uint64_t rendered_seq;
+    uint32_t rendered_circuit;
+    size_t prefix_len;
+    char prefix[REPLICA_PREFIX_MAX];
+    struct entry_data d; /* last: only its used part is copied */
+};
+
+struct local_qr {
+    bool valid;
+    uint64_t seq;
+    uint64_t generation;
+    uint64_t rendered_seq;
+    size_t json_len; /* {"mimetype":"image/png","data":"<base64>"} */
+    char *json;      /* allocated on first use */
+    struct qr_data d;
+};
+
+/* replica_init - allocate the copies. Returns 0 or -1 (logged). */
+int replica_init(struct region *r);
+void replica_free(void);
+
+/* Entry index of session NAME, of the first tracked session, or -1. */
+int replica_find_session(const char *name);
+int replica_first_session(void);
+bool replica_is_session(int index);
+
+/*
+ * replica_entry / replica_qr - the up-to-date copy of entry INDEX (or of
+ * its QR slot). NULL only when the lock is unusable and there is no earlier
+ * copy.
+ */
+struct local_entry *replica_entry(int index);
+struct local_qr *replica_qr(int index);
+
+/* The breaker's state as the workers see it. */
+enum circuit_state replica_circuit(void);
+
+/* Record a read of entry INDEX (or of its QR) at NOW: demand for the fetcher. */
+void replica_mark_read(int index, bool qr, int64_t now);
+
+/* Ask the fetcher to refresh entry INDEX (or its QR) now. */
+void replica_want(int index, bool qr, int64_t now);
+
+/*
+ * replica_judge - cache_judge() for entry INDEX's copy LE (or, with QR,
+ * the QR slot's copy) and, when the answer is not FRESH, ask the fetcher
+ * for fresh data.
+ */
+enum cache_verdict replica_judge(int index, bool qr, bool has_data,
+                                 int64_t fetched_mono_ms, int64_t max_age_ms,
+                                 int64_t stale_limit_ms, int64_t now, bool may_wait);
+
+#endif
