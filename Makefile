@@ -36,7 +36,9 @@ SERVER_SRC := $(wildcard server/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
 # Server objects the unit tests may link (everything but main and the roles).
-TESTABLE_SERVER_OBJ := $(BUILD)/server/upstream.o $(BUILD)/server/http.o
+TESTABLE_SERVER_OBJ := $(BUILD)/server/upstream.o $(BUILD)/server/http.o \
+                       $(BUILD)/server/backoff.o $(BUILD)/server/webhook.o \
+                       $(BUILD)/server/store.o
 
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)

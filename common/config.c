@@ -995,6 +995,16 @@ static void validate_whole(struct load_state *st)
                   where_of(st, "circuit", "open_duration"),
                   (long long)cfg->circuit.open_duration,
                   (long long)cfg->circuit.max_open_duration);
+    for (int i = 0; i < cfg->server.admin_listen_count; i++) {
+        for (int j = 0; j < cfg->server.listen_count; j++) {
+            if (cfg->server.admin_listen[i].port == cfg->server.listen[j].port &&
+                strcmp(cfg->server.admin_listen[i].host, cfg->server.listen[j].host) == 0)
+                add_error(st->errs, "%s: [server] admin_listen: %s:%u is also in listen",
+                          where_of(st, "server", "admin_listen"),
+                          cfg->server.admin_listen[i].host,
+                          cfg->server.admin_listen[i].port);
+        }
+    }
     if (cfg->auth.required && cfg->auth.key_count == 0)
         add_error(st->errs,
                   "%s: [auth] required: true, but no [auth] key is "

@@ -7,7 +7,9 @@
  * role. The destination is opened O_APPEND so that one write(2) per line
  * keeps lines from several processes whole. A line longer than the buffer
  * is cut and ends in "...". Writes that fail are ignored: there is nowhere
- * left to report them.
+ * left to report them. A message that repeats the one before is held back
+ * and counted ("last message repeated N times"), like syslogd does, so a
+ * failure that recurs every few milliseconds does not flood the log.
  */
 #include "log.h"
 
@@ -21,6 +23,7 @@
 #include "timeutil.h"
 
 #define LOG_LINE_MAX 2048
+#define LOG_REPEAT_WINDOW_MS 60000
 
 const char *const log_level_names[LOG_LEVEL_COUNT] = {
     [LOG_LEVEL_ERROR] = "error",
@@ -71,34 +74,83 @@ int log_level_parse(const char *name)
     return -1;
 }
 
-void log_write(enum log_level level, int err, const char *fmt, ...)
+/* Write "PREFIX MESSAGE\n" as one line with a single write(2). */
+static void write_line(enum log_level level, const char *message, size_t message_len)
 {
     char line[LOG_LINE_MAX];
     char when[TIME_ISO_LEN];
-    size_t len;
-    int n;
-    va_list ap;
+    int n = snprintf(line, sizeof(line),
+                     "%s [%s] %d %s: ", time_format_iso(time_real_ms(), when),
+                     log_level_names[level], (int)getpid(), log_role);
+    size_t len = (size_t)n;
 
-    n = snprintf(line, sizeof(line),
-                 "%s [%s] %d %s: ", time_format_iso(time_real_ms(), when),
-                 log_level_names[level], (int)getpid(), log_role);
-    len = (size_t)n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(line + len, sizeof(line) - len, fmt, ap);
-    va_end(ap);
-    len = n < 0 ? len : len + (size_t)n;
-
-    if (err != 0 && len < sizeof(line)) {
-        n = snprintf(line + len, sizeof(line) - len, " (%d: %s)", err, strerror(err));
-        len = n < 0 ? len : len + (size_t)n;
-    }
-    if (len >= sizeof(line) - 1) {
-        len = sizeof(line) - 1;
-        line[len - 3] = line[len - 2] = line[len - 1] = '.';
-    }
+    if (message_len > sizeof(line) - 1 - len)
+        message_len = sizeof(line) - 1 - len;
+    memcpy(line + len, message, message_len);
+    len += message_len;
     line[len++] = '\n';
 
     ssize_t written = write(log_fd, line, len);
     (void)written;
+}
+
+/*
+ * A message identical to the one before (same level and text) is counted,
+ * not written, for up to LOG_REPEAT_WINDOW_MS; the next different message
+ * (or the same one after the window) first says how many were held back.
+ */
+static struct {
+    enum log_level level;
+    size_t len;
+    char text[LOG_LINE_MAX];
+    unsigned long repeats;
+    int64_t first_ms;
+} last;
+
+static void flush_repeats(void)
+{
+    char note[96];
+    int n;
+
+    if (last.repeats == 0)
+        return;
+    n = snprintf(note, sizeof(note), "last message repeated %lu time%s", last.repeats,
+                 last.repeats == 1 ? "" : "s");
+    write_line(last.level, note, (size_t)n);
+    last.repeats = 0;
+}
+
+void log_write(enum log_level level, int err, const char *fmt, ...)
+{
+    char message[LOG_LINE_MAX];
+    size_t len;
+    int n;
+    int64_t now = time_mono_ms();
+    va_list ap;
+
+    va_start(ap, fmt);
+    n = vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    len = n < 0 ? 0 : (size_t)n;
+    if (err != 0 && len < sizeof(message)) {
+        n = snprintf(message + len, sizeof(message) - len, " (%d: %s)", err,
+                     strerror(err));
+        len = n < 0 ? len : len + (size_t)n;
+    }
+    if (len >= sizeof(message) - 1) {
+        len = sizeof(message) - 1;
+        message[len - 3] = message[len - 2] = message[len - 1] = '.';
+    }
+
+    if (level == last.level && len == last.len && memcmp(message, last.text, len) == 0 &&
+        now - last.first_ms < LOG_REPEAT_WINDOW_MS) {
+        last.repeats++;
+        return;
+    }
+    flush_repeats();
+    write_line(level, message, len);
+    last.level = level;
+    last.len = len;
+    memcpy(last.text, message, len);
+    last.first_ms = now;
 }

@@ -81,6 +81,41 @@ const char *const counter_names[COUNTER_COUNT] = {
     [COUNTER_BYTES_SENT] = "bytes_sent",
 };
 
+const char *const endpoint_names[ENDPOINT_COUNT] = {
+    [ENDPOINT_STATUS] = "status",
+    [ENDPOINT_HEALTH] = "health",
+    [ENDPOINT_SESSIONS] = "sessions",
+    [ENDPOINT_SESSION] = "session",
+    [ENDPOINT_QR] = "qr",
+    [ENDPOINT_CONFIG] = "config",
+    [ENDPOINT_WEBHOOK] = "webhook",
+    [ENDPOINT_EVENTS] = "events",
+    [ENDPOINT_STATS] = "stats",
+    [ENDPOINT_METRICS] = "metrics",
+    [ENDPOINT_STATIC] = "static",
+    [ENDPOINT_OTHER] = "other",
+};
+
+const int64_t latency_bucket_us[LATENCY_BUCKETS - 1] = {
+    50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000, 250000, 1000000,
+};
+
+const char *const upstream_endpoint_names[UPSTREAM_ENDPOINT_COUNT] = {
+    [UPSTREAM_SESSION] = "session", [UPSTREAM_SESSIONS] = "sessions",
+    [UPSTREAM_HEALTH] = "health",   [UPSTREAM_PING] = "ping",
+    [UPSTREAM_QR] = "qr",
+};
+
+const char *const upstream_result_names[RESULT_COUNT] = {
+    [RESULT_OK] = "ok",           [RESULT_HTTP_ERROR] = "http_error",
+    [RESULT_INVALID] = "invalid", [RESULT_TIMEOUT] = "timeout",
+    [RESULT_NETWORK] = "network",
+};
+
+const int64_t upstream_bucket_ms[UPSTREAM_BUCKETS - 1] = {
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
+};
+
 /* Offsets are rounded up to a cache line so entries do not share lines. */
 #define REGION_ALIGN 64
 
@@ -631,6 +666,70 @@ int region_find_session(const struct region *r, const char *name)
             return i;
     }
     return -1;
+}
+
+static void add(_Atomic uint64_t *counter, uint64_t n)
+{
+    atomic_store_explicit(counter,
+                          atomic_load_explicit(counter, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+void region_count_request(struct region_proc *p, enum endpoint endpoint, int status,
+                          int64_t latency_us)
+{
+    int bucket = 0;
+    int class = status < 300 ? 0 : status < 400 ? 1 : status < 500 ? 2 : 3;
+
+    while (bucket < LATENCY_BUCKETS - 1 && latency_us > latency_bucket_us[bucket])
+        bucket++;
+    add(&p->counters[COUNTER_REQUESTS], 1);
+    if (status >= 500)
+        add(&p->counters[COUNTER_ERRORS], 1);
+    add(&p->requests[endpoint][class], 1);
+    add(&p->latency[bucket], 1);
+    add(&p->latency_sum_us, latency_us > 0 ? (uint64_t)latency_us : 0);
+}
+
+void region_count_upstream(struct region *r, struct region_proc *p,
+                           enum upstream_endpoint endpoint, enum upstream_result result,
+                           int64_t latency_ms)
+{
+    struct region_header *h = region_header(r);
+    int64_t second = time_mono_ms() / 1000;
+    int i = (int)(second % REGION_CALL_RING);
+    int bucket = 0;
+
+    while (bucket < UPSTREAM_BUCKETS - 1 && latency_ms > upstream_bucket_ms[bucket])
+        bucket++;
+    add(&p->counters[COUNTER_UPSTREAM_CALLS], 1);
+    if (result != RESULT_OK)
+        add(&p->counters[COUNTER_UPSTREAM_ERRORS], 1);
+    add(&p->upstream[endpoint][result], 1);
+    add(&p->upstream_latency[bucket], 1);
+    add(&p->upstream_latency_sum_ms, latency_ms > 0 ? (uint64_t)latency_ms : 0);
+    /* The ring's slot for this second: start it over if it holds an older
+     * second. (Two fetchers overlap for a moment during a reload; the
+     * figure is a rate, a lost call then does not matter.) */
+    if (atomic_load(&h->call_ring[i].second) != second) {
+        atomic_store(&h->call_ring[i].calls, 0);
+        atomic_store(&h->call_ring[i].second, second);
+    }
+    atomic_fetch_add(&h->call_ring[i].calls, 1);
+}
+
+uint64_t region_calls_last_minute(const struct region *r)
+{
+    struct region_header *h = region_header(r);
+    int64_t now = time_mono_ms() / 1000;
+    uint64_t sum = 0;
+
+    for (int i = 0; i < REGION_CALL_RING; i++) {
+        int64_t second = atomic_load(&h->call_ring[i].second);
+        if (now - second < REGION_CALL_RING && second <= now)
+            sum += atomic_load(&h->call_ring[i].calls);
+    }
+    return sum;
 }
 
 uint64_t region_counter_sum(const struct region *r, enum counter c)

@@ -164,7 +164,7 @@ enum counter {
     COUNTER_CACHE_MISSES,
     COUNTER_NOT_MODIFIED,
     COUNTER_RATE_LIMITED,
-    COUNTER_ERRORS, /* answers with status >= 400 */
+    COUNTER_ERRORS, /* answers with status >= 500 */
     COUNTER_UPSTREAM_CALLS,
     COUNTER_UPSTREAM_ERRORS,
     COUNTER_UPSTREAM_RETRIES,
@@ -177,6 +177,58 @@ enum counter {
 
 extern const char *const counter_names[COUNTER_COUNT];
 
+/* What a request asked for: the label of the request counters. */
+enum endpoint {
+    ENDPOINT_STATUS = 0,
+    ENDPOINT_HEALTH,
+    ENDPOINT_SESSIONS,
+    ENDPOINT_SESSION,
+    ENDPOINT_QR,
+    ENDPOINT_CONFIG,
+    ENDPOINT_WEBHOOK,
+    ENDPOINT_EVENTS,
+    ENDPOINT_STATS,
+    ENDPOINT_METRICS,
+    ENDPOINT_STATIC,
+    ENDPOINT_OTHER,
+    ENDPOINT_COUNT
+};
+
+extern const char *const endpoint_names[ENDPOINT_COUNT];
+
+/* 1xx-2xx, 3xx, 4xx, 5xx. */
+#define STATUS_CLASS_COUNT 4
+
+/* Upper bounds of the request latency buckets, in microseconds (+Inf last). */
+#define LATENCY_BUCKETS 12
+extern const int64_t latency_bucket_us[LATENCY_BUCKETS - 1];
+
+/* Calls to WAHA, by what was asked and how it ended. */
+enum upstream_endpoint {
+    UPSTREAM_SESSION = 0,
+    UPSTREAM_SESSIONS,
+    UPSTREAM_HEALTH,
+    UPSTREAM_PING,
+    UPSTREAM_QR,
+    UPSTREAM_ENDPOINT_COUNT
+};
+
+enum upstream_result {
+    RESULT_OK = 0,     /* a valid answer */
+    RESULT_HTTP_ERROR, /* an HTTP error status */
+    RESULT_INVALID,    /* a body that is not what WAHA sends */
+    RESULT_TIMEOUT,
+    RESULT_NETWORK, /* refused, reset, DNS... */
+    RESULT_COUNT
+};
+
+extern const char *const upstream_endpoint_names[UPSTREAM_ENDPOINT_COUNT];
+extern const char *const upstream_result_names[RESULT_COUNT];
+
+/* Upper bounds of the upstream latency buckets, in milliseconds (+Inf last). */
+#define UPSTREAM_BUCKETS 12
+extern const int64_t upstream_bucket_ms[UPSTREAM_BUCKETS - 1];
+
 struct region_proc {
     _Atomic int32_t pid;   /* 0: the slot's process is not running */
     _Atomic uint32_t role; /* enum proc_role */
@@ -184,7 +236,17 @@ struct region_proc {
     _Atomic int32_t in_flight;   /* requests being answered (gauge) */
     _Atomic int32_t sse_clients; /* gauge */
     _Atomic uint64_t counters[COUNTER_COUNT];
+    /* Breakdowns for /metrics (workers: requests; fetcher: upstream). */
+    _Atomic uint64_t requests[ENDPOINT_COUNT][STATUS_CLASS_COUNT];
+    _Atomic uint64_t latency[LATENCY_BUCKETS]; /* not cumulative */
+    _Atomic uint64_t latency_sum_us;
+    _Atomic uint64_t upstream[UPSTREAM_ENDPOINT_COUNT][RESULT_COUNT];
+    _Atomic uint64_t upstream_latency[UPSTREAM_BUCKETS]; /* not cumulative */
+    _Atomic uint64_t upstream_latency_sum_ms;
 };
+
+/* Calls to WAHA per second for the last minute (apiCallsPerMinute). */
+#define REGION_CALL_RING 60
 
 struct region_header {
     uint64_t magic;
@@ -206,6 +268,12 @@ struct region_header {
 
     _Atomic uint64_t table_generation; /* entries added or removed */
     _Atomic int32_t workers_running;
+
+    /* Calls to WAHA per monotonic second, a ring written by the fetcher. */
+    struct {
+        _Atomic int64_t second;
+        _Atomic uint64_t calls;
+    } call_ring[REGION_CALL_RING];
 
     /* WAHA's circuit breaker, written by the fetcher only. */
     _Atomic uint32_t circuit; /* enum circuit_state */
@@ -321,5 +389,17 @@ static inline void region_count(struct region_proc *p, enum counter c, uint64_t 
 }
 
 uint64_t region_counter_sum(const struct region *r, enum counter c);
+
+/* Record in slot P one request to ENDPOINT answered STATUS after LATENCY_US. */
+void region_count_request(struct region_proc *p, enum endpoint endpoint, int status,
+                          int64_t latency_us);
+
+/* Record in slot P one call to WAHA and count it in the region's ring. */
+void region_count_upstream(struct region *r, struct region_proc *p,
+                           enum upstream_endpoint endpoint, enum upstream_result result,
+                           int64_t latency_ms);
+
+/* Calls to WAHA during the last 60 s (from the ring). */
+uint64_t region_calls_last_minute(const struct region *r);
 
 #endif

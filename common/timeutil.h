@@ -17,6 +17,7 @@
 #define TIME_ISO_LEN 25
 
 int64_t time_mono_ms(void);
+int64_t time_mono_us(void);
 int64_t time_real_ms(void);
 
 /*

@@ -1,6 +1,7 @@
 #!/bin/sh
 # install-deps.sh - install the Debian (bookworm) packages wahagate needs to
-# build, test, run the demo and the benchmark. Idempotent: installs only what
+# build, test, run the demo and the benchmark (prometheus: its promtool
+# checks our /metrics in the tests; its service is not used). Idempotent: installs only what
 # is missing, and does nothing (not even apt-get update) when all is there.
 # Run as root, or as a user with sudo.
 #
@@ -13,6 +14,7 @@ PACKAGES="
   libcmocka-dev
   python3 python3-pytest
   curl wrk procps
+  prometheus
 "
 
 quiet=false

@@ -62,6 +62,7 @@ enum job_kind { JOB_SESSION, JOB_HEALTH, JOB_LIST, JOB_QR_VALUE, JOB_QR_IMAGE };
 struct job {
     bool active;
     bool probe; /* the breaker's half-open probe */
+    bool ping;  /* a health check that asked /ping */
     enum job_kind kind;
     int entry; /* region entry index */
     CURL *easy;
@@ -176,9 +177,7 @@ static const char *target_name(const struct job *j, char *out, size_t size)
     const char *name = f.snap[j->entry].name;
 
     switch (j->kind) {
-    case JOB_HEALTH:
-        snprintf(out, size, "GET %s", f.health_uses_ping ? "/ping" : "/health");
-        break;
+    case JOB_HEALTH: snprintf(out, size, "GET %s", j->ping ? "/ping" : "/health"); break;
     case JOB_LIST: snprintf(out, size, "GET /api/sessions"); break;
     case JOB_SESSION: snprintf(out, size, "GET /api/sessions/%s", name); break;
     default: snprintf(out, size, "GET /api/%s/auth/qr", name); break;
@@ -277,16 +276,16 @@ static enum outcome health_outcome(struct job *j, long http, char *why)
 {
     char status[16];
 
-    if (!f.health_uses_ping && http == 422) {
+    if (!j->ping && http == 422) {
         log_info("WAHA has no /health (WAHA Core answers 422); checking /ping instead");
         f.health_uses_ping = true;
         atomic_store(&region_entry(f.region, REGION_ENTRY_HEALTH)->wanted_ms,
                      time_mono_ms() + 1);
         return OUTCOME_NONE;
     }
-    if (upstream_health_verdict(f.health_uses_ping, http, j->body, j->len, status,
-                                sizeof(status), why) >= 0) {
-        store_health(f.region, f.health_uses_ping, status, j->body, j->len);
+    if (upstream_health_verdict(j->ping, http, j->body, j->len, status, sizeof(status),
+                                why) >= 0) {
+        store_health(f.region, j->ping, status, j->body, j->len);
         return OUTCOME_OK;
     }
     return http == 429 || http >= 500 || http == 200 ? OUTCOME_RETRYABLE : OUTCOME_FINAL;
@@ -347,6 +346,35 @@ static enum outcome qr_outcome(struct job *j, long http, char *why)
     return result;
 }
 
+/* Count the call J made: what it asked, how it ended, how long it took. */
+static void count_call(const struct job *j, CURLcode code, long http,
+                       enum outcome outcome)
+{
+    static const enum upstream_endpoint endpoints[] = {
+        [JOB_SESSION] = UPSTREAM_SESSION, [JOB_HEALTH] = UPSTREAM_HEALTH,
+        [JOB_LIST] = UPSTREAM_SESSIONS,   [JOB_QR_VALUE] = UPSTREAM_QR,
+        [JOB_QR_IMAGE] = UPSTREAM_QR,
+    };
+    enum upstream_endpoint endpoint = endpoints[j->kind];
+    enum upstream_result result;
+    curl_off_t total_us = 0;
+
+    if (j->ping)
+        endpoint = UPSTREAM_PING;
+    if (outcome == OUTCOME_OK || outcome == OUTCOME_CHAINED || outcome == OUTCOME_NONE)
+        result = RESULT_OK;
+    else if (j->too_large)
+        result = RESULT_INVALID;
+    else if (code == CURLE_OPERATION_TIMEDOUT)
+        result = RESULT_TIMEOUT;
+    else if (code != CURLE_OK)
+        result = RESULT_NETWORK;
+    else
+        result = http >= 200 && http < 300 ? RESULT_INVALID : RESULT_HTTP_ERROR;
+    curl_easy_getinfo(j->easy, CURLINFO_TOTAL_TIME_T, &total_us);
+    region_count_upstream(f.region, f.slot, endpoint, result, (int64_t)total_us / 1000);
+}
+
 static void handle_result(struct job *j, CURLcode code)
 {
     char why[UPSTREAM_WHY_MAX] = "";
@@ -357,7 +385,6 @@ static void handle_result(struct job *j, CURLcode code)
     curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &http);
     curl_easy_getinfo(j->easy, CURLINFO_RETRY_AFTER, &retry_after);
     j->body[j->len] = '\0';
-    region_count(f.slot, COUNTER_UPSTREAM_CALLS, 1);
 
     if (j->too_large) {
         snprintf(why, sizeof(why), "answer larger than %zu bytes", FETCHER_BODY_MAX);
@@ -382,6 +409,7 @@ static void handle_result(struct job *j, CURLcode code)
         }
     }
 
+    count_call(j, code, http, outcome);
     if (outcome == OUTCOME_NONE) {
         if (j->probe)
             f.breaker.probe_out = false;
@@ -392,8 +420,6 @@ static void handle_result(struct job *j, CURLcode code)
         breaker_record(&f.breaker, true, time_mono_ms());
         return;
     }
-    if (outcome != OUTCOME_OK)
-        region_count(f.slot, COUNTER_UPSTREAM_ERRORS, 1);
     if (outcome == OUTCOME_RETRYABLE &&
         schedule_retry(j, http, (int64_t)retry_after * 1000))
         return;
@@ -552,6 +578,7 @@ static int start_job(int index, enum job_kind kind, bool probe)
     j->kind = kind;
     j->entry = index;
     j->probe = probe;
+    j->ping = kind == JOB_HEALTH && f.health_uses_ping;
     j->len = 0;
     j->too_large = false;
     j->error[0] = '\0';
@@ -802,8 +829,7 @@ static int setup(const struct heritage *h)
     f.cfg = h->cfg;
     f.region = h->region;
     f.slot = region_proc(h->region, h->slot);
-    for (int i = 0; i < h->listen_count; i++)
-        close(h->listen_fds[i]); /* the fetcher serves no one */
+    listeners_close(&h->listeners, NULL); /* the fetcher serves no one */
     srandom((unsigned)(getpid() ^ time_real_ms()));
     breaker_init(&f.breaker, h->cfg, region_header(h->region));
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {

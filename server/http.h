@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "region.h"
+
 enum http_method { HTTP_GET = 0, HTTP_HEAD, HTTP_POST, HTTP_OPTIONS, HTTP_OTHER };
 
 /* What a handler may know about a request. All strings are NUL-terminated. */
@@ -21,6 +23,8 @@ struct http_request_view {
     const char *if_none_match; /* header value or NULL */
     const char *accept;        /* header value or NULL */
     const char *webhook_hmac;  /* X-Webhook-Hmac value or NULL */
+    const char *authorization; /* Authorization value or NULL */
+    bool admin;                /* arrived on a server.admin_listen socket */
     const char *body;          /* request body, NUL-terminated, or NULL */
     size_t body_len;
     bool body_too_large; /* the body was over the bound: not read */
@@ -44,6 +48,7 @@ struct http_header {
  */
 struct http_response {
     int status;
+    enum endpoint endpoint; /* for the request counters */
     const char *content_type;
     int header_count;
     struct http_header headers[HTTP_MAX_HEADERS];

@@ -6,7 +6,8 @@
  * libevent 2.1 does not use EPOLLEXCLUSIVE: all workers wake for a new
  * connection, one accept() wins and the others must get EAGAIN rather than
  * block. SO_REUSEADDR lets a restarted gateway bind while old connections
- * are in TIME_WAIT. "*" means every IPv4 address.
+ * are in TIME_WAIT. "*" means every IPv4 address. A reload passes the
+ * current set so that addresses that stay keep their sockets (and queues).
  */
 #include "listen.h"
 
@@ -68,23 +69,53 @@ fail:
     return -1;
 }
 
-int listen_open(const struct listen_addr *addrs, int count, int *fds)
+static int find(const struct listeners *set, const struct listen_addr *a, bool admin)
 {
-    for (int i = 0; i < count; i++) {
-        fds[i] = open_one(&addrs[i]);
-        if (fds[i] < 0) {
-            listen_close(fds, i);
-            return -1;
-        }
-    }
+    for (int i = 0; set != NULL && i < set->count; i++)
+        if (set->admin[i] == admin && set->addrs[i].port == a->port &&
+            strcmp(set->addrs[i].host, a->host) == 0)
+            return i;
+    return -1;
+}
+
+static int add(const struct listeners *current, struct listeners *next,
+               const struct listen_addr *a, bool admin)
+{
+    int i = next->count, old = find(current, a, admin);
+
+    next->addrs[i] = *a;
+    next->admin[i] = admin;
+    next->fds[i] = old >= 0 ? current->fds[old] : open_one(a);
+    if (next->fds[i] < 0)
+        return -1;
+    next->count++;
     return 0;
 }
 
-void listen_close(int *fds, int count)
+int listeners_open(const struct config *cfg, const struct listeners *current,
+                   struct listeners *next)
 {
-    for (int i = 0; i < count; i++) {
-        if (fds[i] >= 0)
-            close(fds[i]);
-        fds[i] = -1;
+    next->count = 0;
+    for (int i = 0; i < cfg->server.listen_count; i++)
+        if (add(current, next, &cfg->server.listen[i], false) != 0)
+            goto fail;
+    for (int i = 0; i < cfg->server.admin_listen_count; i++)
+        if (add(current, next, &cfg->server.admin_listen[i], true) != 0)
+            goto fail;
+    return 0;
+fail:
+    listeners_close(next, current);
+    next->count = 0;
+    return -1;
+}
+
+void listeners_close(const struct listeners *set, const struct listeners *keep)
+{
+    for (int i = 0; i < set->count; i++) {
+        bool kept = false;
+        for (int j = 0; keep != NULL && j < keep->count; j++)
+            kept |= keep->fds[j] == set->fds[i];
+        if (!kept && set->fds[i] >= 0)
+            close(set->fds[i]);
     }
 }

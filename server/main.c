@@ -20,12 +20,13 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: wahagate [-c FILE] [-t] [-V] [--stats]\n"
+    fprintf(out, "usage: wahagate [-c FILE] [-t] [-V] [--stats [--json]]\n"
                  "  -c, --config FILE  waha.ini to use (default: ./waha.ini if it\n"
                  "                     exists, else " INSTALLED_CONFIG ")\n"
                  "  -t, --test         check the configuration and exit\n"
                  "  -V, --version      print the version and exit\n"
                  "      --stats        print the running instance's counters\n"
+                 "      --json         with --stats: print the stats object\n"
                  "  -h, --help         this help\n");
 }
 
@@ -51,12 +52,16 @@ static int run(int argc, char **argv, const struct config *cfg)
 int main(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
-        {"version", no_argument, NULL, 'V'},      {"stats", no_argument, NULL, 'S'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"test", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'V'},
+        {"stats", no_argument, NULL, 'S'},
+        {"help", no_argument, NULL, 'h'},
+        {"json", no_argument, NULL, 'J'},
+        {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
-    bool test = false, stats = false;
+    bool test = false, stats = false, json = false;
     struct config *cfg;
     struct config_errors *errs;
     int opt, rc;
@@ -67,6 +72,7 @@ int main(int argc, char **argv)
         case 't': test = true; break;
         case 'V': printf("wahagate %s\n", WAHAGATE_VERSION); return 0;
         case 'S': stats = true; break;
+        case 'J': json = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -93,7 +99,7 @@ int main(int argc, char **argv)
         printf("configuration OK\n");
         rc = 0;
     } else if (stats) {
-        rc = stats_print(cfg);
+        rc = stats_print(cfg, json);
     } else {
         rc = run(argc, argv, cfg);
     }

@@ -313,49 +313,6 @@ static int track_sessions(const struct config *cfg)
     return missing == 0 ? 0 : -1;
 }
 
-/*
- * Listen sockets for FRESH: the current descriptor where an address stays,
- * a new socket where it is new. Returns 0 with FDS filled, or -1 (logged)
- * having closed what it opened.
- */
-static int reuse_or_open_listeners(const struct config *fresh, int *fds)
-{
-    const struct config *old = m.cfg;
-
-    for (int i = 0; i < fresh->server.listen_count; i++) {
-        const struct listen_addr *a = &fresh->server.listen[i];
-        fds[i] = -1;
-        for (int j = 0; j < old->server.listen_count; j++) {
-            if (strcmp(old->server.listen[j].host, a->host) == 0 &&
-                old->server.listen[j].port == a->port)
-                fds[i] = m.heritage.listen_fds[j];
-        }
-        if (fds[i] < 0 && listen_open(a, 1, &fds[i]) != 0) {
-            for (int k = 0; k < i; k++) {
-                bool reused = false;
-                for (int j = 0; j < old->server.listen_count; j++)
-                    reused |= fds[k] == m.heritage.listen_fds[j];
-                if (!reused)
-                    close(fds[k]);
-            }
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* Close the current sockets that FDS (the next set) does not keep. */
-static void close_dropped_listeners(const int *fds, int count)
-{
-    for (int j = 0; j < m.heritage.listen_count; j++) {
-        bool kept = false;
-        for (int i = 0; i < count; i++)
-            kept |= fds[i] == m.heritage.listen_fds[j];
-        if (!kept)
-            close(m.heritage.listen_fds[j]);
-    }
-}
-
 static void keep_restart_only_settings(struct config *fresh)
 {
     if (strcmp(fresh->server.shm_name, m.cfg->server.shm_name) != 0) {
@@ -379,7 +336,7 @@ static void reload(void)
 {
     struct config *fresh = malloc(sizeof(*fresh));
     struct config_errors *errs = malloc(sizeof(*errs));
-    int fds[CONFIG_MAX_LISTEN];
+    struct listeners next;
     int retired = 0;
 
     if (fresh == NULL || errs == NULL) {
@@ -394,7 +351,7 @@ static void reload(void)
         goto done;
     }
     keep_restart_only_settings(fresh);
-    if (reuse_or_open_listeners(fresh, fds) != 0) {
+    if (listeners_open(fresh, &m.heritage.listeners, &next) != 0) {
         log_error(0, "reload: cannot listen on the new addresses; keeping the "
                      "running configuration");
         goto done;
@@ -411,9 +368,8 @@ static void reload(void)
     log_set_level((enum log_level)fresh->log.level);
 
     /* Swap: from here on, spawn() starts children of the new generation. */
-    close_dropped_listeners(fds, fresh->server.listen_count);
-    memcpy(m.heritage.listen_fds, fds, sizeof(fds));
-    m.heritage.listen_count = fresh->server.listen_count;
+    listeners_close(&m.heritage.listeners, &next);
+    m.heritage.listeners = next;
     free(m.cfg);
     m.cfg = fresh;
     m.heritage.cfg = fresh;
@@ -484,15 +440,13 @@ static int start(void)
     m.heritage.cfg = m.cfg;
     m.heritage.region = &m.region;
     m.heritage.master_pid = getpid();
-    m.heritage.listen_count = m.cfg->server.listen_count;
     if (track_sessions(m.cfg) != 0 ||
-        listen_open(m.cfg->server.listen, m.cfg->server.listen_count,
-                    m.heritage.listen_fds) != 0) {
+        listeners_open(m.cfg, NULL, &m.heritage.listeners) != 0) {
         region_destroy(&m.region);
         return -1;
     }
     if (write_pid_file(m.cfg->server.pid_file) != 0) {
-        listen_close(m.heritage.listen_fds, m.heritage.listen_count);
+        listeners_close(&m.heritage.listeners, NULL);
         region_destroy(&m.region);
         return -1;
     }
@@ -511,7 +465,7 @@ static int start(void)
 
 static void finish(void)
 {
-    listen_close(m.heritage.listen_fds, m.heritage.listen_count);
+    listeners_close(&m.heritage.listeners, NULL);
     if (m.cfg->server.pid_file[0] != '\0')
         unlink(m.cfg->server.pid_file);
     region_destroy(&m.region);

@@ -13,6 +13,7 @@
 #include <stdnoreturn.h>
 
 #include "config.h"
+#include "listen.h"
 #include "region.h"
 
 /* Exit codes of children. */
@@ -22,11 +23,10 @@ enum proc_exit {
 };
 
 struct heritage {
-    const struct config *cfg;          /* the master's copy, read-only */
-    struct region *region;             /* mapped before fork, same address */
-    int listen_fds[CONFIG_MAX_LISTEN]; /* non-blocking, shared by workers */
-    int listen_count;
-    int slot; /* the child's stat slot in the region */
+    const struct config *cfg;   /* the master's copy, read-only */
+    struct region *region;      /* mapped before fork, same address */
+    struct listeners listeners; /* non-blocking, shared by the workers */
+    int slot;                   /* the child's stat slot in the region */
     int master_pid;
 };
 

@@ -29,12 +29,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "cache.h"
 #include "json.h"
 #include "log.h"
 #include "replica.h"
+#include "stats.h"
 #include "store.h"
 #include "timeutil.h"
 #include "webhook.h"
@@ -51,6 +53,7 @@ static struct {
     char *scratch; /* SCRATCH_MAX bytes */
     size_t config_body_len;
     char config_body[256];
+    unsigned char stats_token_sha256[32]; /* of server.stats_token */
 } rt;
 
 static void count(enum counter c)
@@ -655,6 +658,108 @@ static enum route_result serve_webhook(const struct http_request_view *req,
 }
 
 /*========================================================================
+ * The gateway's own figures: stats and metrics.
+ */
+
+/* server.stats_token, when set, as "Authorization: Bearer <token>". */
+static bool token_ok(const struct http_request_view *req)
+{
+    unsigned char got[32];
+    const char *presented;
+
+    if (rt.cfg->server.stats_token[0] == '\0')
+        return true;
+    if (req->authorization == NULL || strncmp(req->authorization, "Bearer ", 7) != 0)
+        return false;
+    presented = req->authorization + 7;
+    /* Digests have one length, so the comparison time tells nothing. */
+    EVP_Digest(presented, strlen(presented), got, NULL, EVP_sha256(), NULL);
+    return CRYPTO_memcmp(got, rt.stats_token_sha256, sizeof(got)) == 0;
+}
+
+static bool admin_checks(const struct http_request_view *req, struct http_response *resp)
+{
+    if (token_ok(req))
+        return true;
+    http_response_error(resp, 401, "unauthorized",
+                        "this resource needs Authorization: Bearer <server.stats_token>");
+    http_response_header(resp, "WWW-Authenticate", "Bearer realm=\"wahagate\"");
+    return false;
+}
+
+static enum route_result serve_stats(const struct http_request_view *req,
+                                     struct http_response *resp)
+{
+    struct jbuf b;
+
+    if (!admin_checks(req, resp))
+        return ROUTE_DONE;
+    jbuf_init(&b, rt.scratch, SCRATCH_MAX);
+    stats_render_json(rt.region, rt.cfg, &b);
+    http_response_header(resp, "Cache-Control", "no-store");
+    json_body(resp, b.data, b.len);
+    return ROUTE_DONE;
+}
+
+/* Per-session gauges, from this worker's copies of the entries. */
+static void session_metrics(struct jbuf *b, int64_t now)
+{
+    static const char *const names[] = {"session_authenticated", "session_status",
+                                        "session_data_age_seconds", "session_stale"};
+    static const char *const helps[] = {
+        "1 while the session's published status is WORKING.",
+        "1 for the session's published status.", "Age of the cached data of the session.",
+        "1 while the session's data is older than backend.status_cache_duration."};
+
+    for (int m = 0; m < 4; m++) {
+        jbuf_printf(b, "# HELP wahagate_%s %s\n# TYPE wahagate_%s gauge\n", names[m],
+                    helps[m], names[m]);
+        for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
+            const struct local_entry *le =
+                replica_is_session(i) ? replica_entry(i) : NULL;
+            int64_t age;
+            if (le == NULL || !le->d.has_data)
+                continue;
+            age = cache_age_ms(le->d.fetched_mono_ms, now);
+            if (m == 0)
+                jbuf_printf(b, "wahagate_%s{session=\"%s\"} %d\n", names[m], le->d.name,
+                            strcmp(le->d.status, "WORKING") == 0);
+            else if (m == 1)
+                jbuf_printf(b, "wahagate_%s{session=\"%s\",status=\"%s\"} 1\n", names[m],
+                            le->d.name, le->d.status);
+            else if (m == 2)
+                jbuf_printf(b, "wahagate_%s{session=\"%s\"} %.3f\n", names[m], le->d.name,
+                            age / 1000.0);
+            else
+                jbuf_printf(b, "wahagate_%s{session=\"%s\"} %d\n", names[m], le->d.name,
+                            age >= rt.cfg->backend.status_cache_duration);
+        }
+    }
+}
+
+static enum route_result serve_metrics(const struct http_request_view *req,
+                                       struct http_response *resp)
+{
+    struct jbuf b;
+
+    if (!admin_checks(req, resp))
+        return ROUTE_DONE;
+    jbuf_init(&b, rt.scratch, SCRATCH_MAX);
+    stats_render_metrics(rt.region, rt.cfg, &b);
+    session_metrics(&b, req->now_mono_ms);
+    if (b.overflow) {
+        http_response_error(resp, 500, "internal", "metrics do not fit the buffer");
+        return ROUTE_DONE;
+    }
+    resp->status = 200;
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    resp->body = b.data;
+    resp->body_len = b.len;
+    http_response_header(resp, "Cache-Control", "no-store");
+    return ROUTE_DONE;
+}
+
+/*========================================================================
  * Dispatch.
  */
 
@@ -663,15 +768,29 @@ static const char sessions_prefix[] = "/api/waha/sessions/";
 static const struct route {
     const char *path;
     enum http_method method; /* GET also answers HEAD */
+    enum endpoint endpoint;
     enum route_result (*handler)(const struct http_request_view *req,
                                  struct http_response *resp);
 } routes[] = {
-    {"/api/waha/status", HTTP_GET, serve_status},
-    {"/api/waha/health", HTTP_GET, serve_health},
-    {"/api/waha/sessions", HTTP_GET, serve_sessions},
-    {"/api/waha/config", HTTP_GET, serve_config},
-    {"/api/waha/webhook", HTTP_POST, serve_webhook},
+    {"/api/waha/status", HTTP_GET, ENDPOINT_STATUS, serve_status},
+    {"/api/waha/health", HTTP_GET, ENDPOINT_HEALTH, serve_health},
+    {"/api/waha/sessions", HTTP_GET, ENDPOINT_SESSIONS, serve_sessions},
+    {"/api/waha/config", HTTP_GET, ENDPOINT_CONFIG, serve_config},
+    {"/api/waha/webhook", HTTP_POST, ENDPOINT_WEBHOOK, serve_webhook},
+    {"/api/waha/monitoring/stats", HTTP_GET, ENDPOINT_STATS, serve_stats},
+    {"/metrics", HTTP_GET, ENDPOINT_METRICS, serve_metrics},
 };
+
+/* With server.admin_listen, the stats and metrics live there and only there. */
+static bool served_here(const struct route *route, const struct http_request_view *req)
+{
+    bool admin_route =
+        route->endpoint == ENDPOINT_STATS || route->endpoint == ENDPOINT_METRICS;
+
+    if (rt.cfg->server.admin_listen_count == 0)
+        return true;
+    return admin_route == req->admin;
+}
 
 static void method_not_allowed(struct http_response *resp, enum http_method allowed)
 {
@@ -698,6 +817,7 @@ static bool dispatch_session_path(const struct http_request_view *req,
         return false;
     memcpy(name, rest, len);
     name[len] = '\0';
+    resp->endpoint = slash ? ENDPOINT_QR : ENDPOINT_SESSION;
     if (!read_method) {
         method_not_allowed(resp, HTTP_GET);
         *result = ROUTE_DONE;
@@ -717,14 +837,16 @@ static enum route_result dispatch(const struct http_request_view *req,
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (strcmp(path, routes[i].path) != 0)
             continue;
-        if (routes[i].method == HTTP_POST && !rt.cfg->webhook.enabled)
-            break; /* the receiver is off: no such resource */
+        if ((routes[i].method == HTTP_POST && !rt.cfg->webhook.enabled) ||
+            !served_here(&routes[i], req))
+            break; /* no such resource here */
+        resp->endpoint = routes[i].endpoint;
         if (routes[i].method == HTTP_GET ? read_method : req->method == routes[i].method)
             return routes[i].handler(req, resp);
         method_not_allowed(resp, routes[i].method);
         return ROUTE_DONE;
     }
-    if (strncmp(path, sessions_prefix, sizeof(sessions_prefix) - 1) == 0) {
+    if (!req->admin && strncmp(path, sessions_prefix, sizeof(sessions_prefix) - 1) == 0) {
         enum route_result result;
         if (dispatch_session_path(req, resp, path + sizeof(sessions_prefix) - 1,
                                   read_method, &result))
@@ -742,16 +864,12 @@ enum route_result routes_handle(const struct http_request_view *req,
     enum route_result result;
 
     resp->status = 200;
+    resp->endpoint = ENDPOINT_OTHER;
     resp->content_type = "application/json";
     resp->header_count = 0;
     resp->body = NULL;
     resp->body_len = 0;
     result = dispatch(req, resp);
-    if (result == ROUTE_WAIT)
-        return result;
-    count(COUNTER_REQUESTS);
-    if (resp->status >= 400)
-        count(COUNTER_ERRORS);
     return result;
 }
 
@@ -779,6 +897,8 @@ int routes_init(const struct config *cfg, struct region *region, struct region_p
                 (long long)cfg->frontend.authenticated_interval,
                 (long long)cfg->frontend.max_interval, cfg->frontend.backoff_multiplier);
     rt.config_body_len = b.len;
+    EVP_Digest(cfg->server.stats_token, strlen(cfg->server.stats_token),
+               rt.stats_token_sha256, NULL, EVP_sha256(), NULL);
     return 0;
 }
 

@@ -1,17 +1,33 @@
 /*
- * stats.h - `wahagate --stats`: read the running instance's counters from
- * its region, like varnishstat, without HTTP and without the cache lock.
+ * stats.h - what the gateway tells about itself: the stats object of
+ * GET /api/waha/monitoring/stats, the Prometheus exposition of GET
+ * /metrics, and `wahagate --stats`.
+ *
+ * Every figure is computed from the region: per-process counters (one
+ * writer each, summed here), the breaker's state and the call ring in the
+ * header. Nothing here takes the region lock, so a reader can never stall
+ * the server, and `wahagate --stats` can use a read-only mapping.
  */
 #ifndef WAHAGATE_STATS_H
 #define WAHAGATE_STATS_H
 
+#include <stdbool.h>
+
 #include "config.h"
+#include "json.h"
+#include "region.h"
+
+/* stats_render_json - the contract's stats object into B. */
+void stats_render_json(struct region *r, const struct config *cfg, struct jbuf *b);
+
+/* stats_render_metrics - the process-wide metrics, Prometheus text format. */
+void stats_render_metrics(struct region *r, const struct config *cfg, struct jbuf *b);
 
 /*
- * stats_print - attach CFG's region read-only and print the counters of
- * every process slot and their sums. Returns the exit code: 0, or 1 when no
+ * stats_print - attach CFG's region read-only and print its counters as a
+ * table, or (JSON) the stats object. Returns the exit code: 0, or 1 when no
  * instance runs with server.shm_name.
  */
-int stats_print(const struct config *cfg);
+int stats_print(const struct config *cfg, bool json);
 
 #endif

@@ -48,13 +48,16 @@
 struct pending {
     struct evhttp_request *req;
     int64_t arrived_mono_ms;
+    int64_t arrived_us;
     enum http_method method;
-    bool has_query, has_inm, has_accept, has_hmac;
+    bool has_query, has_inm, has_accept, has_hmac, has_authorization;
+    bool admin; /* came in on an admin_listen socket */
     char path[PATH_MAX_LEN];
     char query[QUERY_MAX_LEN];
     char if_none_match[HEADER_COPY_MAX];
     char accept[HEADER_COPY_MAX];
     char hmac[HEADER_COPY_MAX];
+    char authorization[HEADER_COPY_MAX];
 };
 
 static struct {
@@ -63,7 +66,8 @@ static struct {
     struct region_proc *slot;
     struct event_base *base;
     struct evhttp *http;
-    struct evhttp_bound_socket *bound[CONFIG_MAX_LISTEN];
+    struct evhttp *admin_http; /* server.admin_listen; NULL without it */
+    struct evhttp_bound_socket *bound[LISTEN_MAX];
     struct event *park_timer;
     struct event *drain_timer;
     struct event *signals[4];
@@ -110,11 +114,15 @@ static int read_request(struct evhttp_request *req, struct pending *p)
     char *decoded;
 
     p->req = req;
-    p->arrived_mono_ms = time_mono_ms();
+    p->path[0] = '\0';
+    p->has_query = false;
+    p->arrived_us = time_mono_us();
+    p->arrived_mono_ms = p->arrived_us / 1000;
     p->method = method_of(req);
     copy_header(req, "If-None-Match", p->if_none_match, &p->has_inm);
     copy_header(req, "Accept", p->accept, &p->has_accept);
     copy_header(req, "X-Webhook-Hmac", p->hmac, &p->has_hmac);
+    copy_header(req, "Authorization", p->authorization, &p->has_authorization);
     if (uri == NULL)
         return 400;
     if (raw_path == NULL || raw_path[0] == '\0')
@@ -137,9 +145,13 @@ static int read_request(struct evhttp_request *req, struct pending *p)
     return 0;
 }
 
-static void send_response(struct evhttp_request *req, const struct http_response *resp)
+/* Send RESP for P, count it, and log it when log.access is on. */
+static void send_response(const struct pending *p, const struct http_response *resp)
 {
+    static const char *const names[] = {"GET", "HEAD", "POST", "OPTIONS", "OTHER"};
+    struct evhttp_request *req = p->req;
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    int64_t latency_us = time_mono_us() - p->arrived_us;
 
     if (resp->content_type != NULL && resp->status != 304)
         evhttp_add_header(out, "Content-Type", resp->content_type);
@@ -150,17 +162,12 @@ static void send_response(struct evhttp_request *req, const struct http_response
     if (resp->body_len > 0 && resp->status != 304)
         evbuffer_add(evhttp_request_get_output_buffer(req), resp->body, resp->body_len);
     region_count(w.slot, COUNTER_BYTES_SENT, resp->body_len);
-    evhttp_send_reply(req, resp->status, http_reason(resp->status), NULL);
-}
-
-static void log_access(const struct pending *p, const struct http_response *resp)
-{
-    static const char *const names[] = {"GET", "HEAD", "POST", "OPTIONS", "OTHER"};
-
+    region_count_request(w.slot, resp->endpoint, resp->status, latency_us);
     if (w.cfg->log.access)
-        log_msg(LOG_LEVEL_INFO, 0, "%s %s%s%s %d %zu %lldms", names[p->method], p->path,
+        log_msg(LOG_LEVEL_INFO, 0, "%s %s%s%s %d %zu %.3fms", names[p->method], p->path,
                 p->has_query ? "?" : "", p->has_query ? p->query : "", resp->status,
-                resp->body_len, (long long)(time_mono_ms() - p->arrived_mono_ms));
+                resp->body_len, latency_us / 1000.0);
+    evhttp_send_reply(req, resp->status, http_reason(resp->status), NULL);
 }
 
 /*
@@ -178,6 +185,8 @@ static bool try_answer(struct pending *p, bool parked, bool may_wait)
         .if_none_match = p->has_inm ? p->if_none_match : NULL,
         .accept = p->has_accept ? p->accept : NULL,
         .webhook_hmac = p->has_hmac ? p->hmac : NULL,
+        .authorization = p->has_authorization ? p->authorization : NULL,
+        .admin = p->admin,
         .now_mono_ms = time_mono_ms(),
         .parked = parked,
         .may_wait = may_wait,
@@ -198,8 +207,7 @@ static bool try_answer(struct pending *p, bool parked, bool may_wait)
 
     if (routes_handle(&view, &resp) == ROUTE_WAIT)
         return false;
-    log_access(p, &resp);
-    send_response(p->req, &resp);
+    send_response(p, &resp);
     return true;
 }
 
@@ -258,21 +266,20 @@ static void on_request(struct evhttp_request *req, void *arg)
     struct pending p;
     int bad;
 
-    (void)arg;
     w.unfinished++;
     atomic_store_explicit(&w.slot->in_flight, w.unfinished, memory_order_relaxed);
     evhttp_request_set_on_complete_cb(req, on_complete, NULL);
 
     bad = read_request(req, &p);
+    p.admin = *(const bool *)arg;
     if (bad != 0) {
         struct http_response resp;
         http_response_error(&resp, bad, bad == 414 ? "uri_too_long" : "bad_request",
                             bad == 414 ? "the request target is too long"
                                        : "the request target cannot be decoded");
         resp.header_count = 0;
-        region_count(w.slot, COUNTER_REQUESTS, 1);
-        region_count(w.slot, COUNTER_ERRORS, 1);
-        send_response(req, &resp);
+        resp.endpoint = ENDPOINT_OTHER;
+        send_response(&p, &resp);
         return;
     }
     if (try_answer(&p, false, !w.draining && w.parked_count < WORKER_MAX_PARKED))
@@ -297,9 +304,10 @@ static void start_drain(void)
     if (w.draining)
         return;
     w.draining = true;
-    for (int i = 0; i < w.h->listen_count; i++) {
+    for (int i = 0; i < w.h->listeners.count; i++) {
         if (w.bound[i] != NULL)
-            evhttp_del_accept_socket(w.http, w.bound[i]);
+            evhttp_del_accept_socket(w.h->listeners.admin[i] ? w.admin_http : w.http,
+                                     w.bound[i]);
         w.bound[i] = NULL;
     }
     park_tick(-1, 0, NULL); /* answers every parked request now */
@@ -319,10 +327,32 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     }
 }
 
+/* An evhttp for the API (ADMIN false) or for the admin listeners. */
+static struct evhttp *new_http(const struct config *cfg, bool admin)
+{
+    static const bool is_admin = true, is_api = false;
+    struct timeval timeout = time_timeval(cfg->server.client_timeout);
+    struct evhttp *http = evhttp_new(w.base);
+
+    if (http == NULL)
+        return NULL;
+    evhttp_set_timeout_tv(http, &timeout);
+    evhttp_set_max_headers_size(http, 8192);
+    /* Bodies between WEBHOOK_BODY_MAX and this get our JSON 413. */
+    evhttp_set_max_body_size(http, WORKER_MAX_BODY);
+    /* Every method reaches the handlers, which answer 405 in JSON. */
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                         EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_default_content_type(http, "application/json");
+    evhttp_set_gencb(http, on_request, (void *)(admin ? &is_admin : &is_api));
+    return http;
+}
+
 static int setup(const struct heritage *h)
 {
     static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1, SIGHUP};
-    struct timeval timeout = time_timeval(h->cfg->server.client_timeout);
+    const struct listeners *ls = &h->listeners;
 
     w.h = h;
     w.cfg = h->cfg;
@@ -330,26 +360,21 @@ static int setup(const struct heritage *h)
     w.parked = calloc(WORKER_MAX_PARKED, sizeof(*w.parked));
     w.body = malloc(WEBHOOK_BODY_MAX + 1);
     w.base = event_base_new();
-    w.http = w.base ? evhttp_new(w.base) : NULL;
-    if (w.parked == NULL || w.body == NULL || w.http == NULL) {
+    if (w.parked == NULL || w.body == NULL || w.base == NULL ||
+        (w.http = new_http(h->cfg, false)) == NULL ||
+        (h->cfg->server.admin_listen_count > 0 &&
+         (w.admin_http = new_http(h->cfg, true)) == NULL)) {
         log_error(0, "cannot create the event loop");
         return -1;
     }
     if (routes_init(h->cfg, h->region, w.slot) != 0)
         return -1;
-    evhttp_set_timeout_tv(w.http, &timeout);
-    evhttp_set_max_headers_size(w.http, 8192);
-    /* Bodies between WEBHOOK_BODY_MAX and this get our JSON 413. */
-    evhttp_set_max_body_size(w.http, WORKER_MAX_BODY);
-    evhttp_set_allowed_methods(
-        w.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-                    EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    evhttp_set_default_content_type(w.http, "application/json");
-    evhttp_set_gencb(w.http, on_request, NULL);
-    for (int i = 0; i < h->listen_count; i++) {
-        w.bound[i] = evhttp_accept_socket_with_handle(w.http, h->listen_fds[i]);
+    for (int i = 0; i < ls->count; i++) {
+        w.bound[i] = evhttp_accept_socket_with_handle(
+            ls->admin[i] ? w.admin_http : w.http, ls->fds[i]);
         if (w.bound[i] == NULL) {
-            log_error(0, "evhttp cannot accept on listen socket %d", i);
+            log_error(0, "evhttp cannot accept on %s:%u", ls->addrs[i].host,
+                      ls->addrs[i].port);
             return -1;
         }
     }
@@ -376,6 +401,8 @@ static void teardown(void)
         event_free(w.drain_timer);
     if (w.http)
         evhttp_free(w.http);
+    if (w.admin_http)
+        evhttp_free(w.admin_http);
     if (w.base)
         event_base_free(w.base);
     routes_free();
