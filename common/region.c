@@ -243,10 +243,13 @@ bool entry_observe_status(struct entry_data *d, const char *raw, int64_t now_mon
 bool entry_release_held_status(struct entry_data *d, int64_t now_mono, int64_t now_real,
                                int64_t flap_hold_ms)
 {
+    char raw[REGION_STATUS_MAX];
+
     if (d->pending_since_mono_ms == 0 ||
         now_mono - d->pending_since_mono_ms < flap_hold_ms)
         return false;
-    return entry_observe_status(d, d->raw_status, now_mono, now_real, flap_hold_ms);
+    memcpy(raw, d->raw_status, sizeof(raw)); /* observe writes raw_status */
+    return entry_observe_status(d, raw, now_mono, now_real, flap_hold_ms);
 }
 
 void entry_data_copy(struct entry_data *dst, const struct entry_data *src)
@@ -647,8 +650,8 @@ bool region_webhook_seen(struct region *r, const char *id)
     struct region_header *h = region_header(r);
 
     region_assert_held(r);
-    if (id[0] == '\0')
-        return false;
+    if (id[0] == '\0' || strlen(id) >= REGION_WEBHOOK_ID_MAX)
+        return false; /* no id, or one too long to keep: cannot tell */
     for (int i = 0; i < REGION_WEBHOOK_IDS; i++)
         if (strncmp(h->webhook_ids[i], id, REGION_WEBHOOK_ID_MAX) == 0)
             return true;

@@ -356,8 +356,9 @@ void region_qr_clear(struct region_qr *q);
 
 /*
  * region_webhook_seen - true when envelope ID was recorded already; else
- * records it (the oldest of REGION_WEBHOOK_IDS goes). An empty ID is never
- * a duplicate. Lock held.
+ * records it (the oldest of REGION_WEBHOOK_IDS goes). An empty ID, or one
+ * of REGION_WEBHOOK_ID_MAX characters or more, is never a duplicate. Lock
+ * held.
  */
 bool region_webhook_seen(struct region *r, const char *id);
 

@@ -57,7 +57,11 @@ void store_session(struct region *r, const struct config *cfg, int index,
     struct entry_data *d = &e->d;
     const char *me = rec ? rec->me_json : "null";
     int64_t now_mono = time_mono_ms(), now_real = time_real_ms();
+    char error[REGION_ERROR_MAX] = "";
     bool changed;
+
+    if (rec == NULL)
+        snprintf(error, sizeof(error), "WAHA has no session \"%s\"", name);
 
     if (region_lock(r) != 0)
         return;
@@ -66,7 +70,7 @@ void store_session(struct region *r, const struct config *cfg, int index,
         return;
     }
     region_entry_begin_write(r, e);
-    changed = !d->has_data || !d->healthy || d->last_error[0] != '\0' ||
+    changed = !d->has_data || !d->healthy || strcmp(d->last_error, error) != 0 ||
               d->exists != (rec != NULL) || strcmp(d->me_json, me) != 0;
     changed |= entry_observe_status(d, rec ? rec->status : "UNKNOWN", now_mono, now_real,
                                     cfg->backend.flap_hold);
@@ -78,15 +82,13 @@ void store_session(struct region *r, const struct config *cfg, int index,
     d->fetched_mono_ms = now_mono;
     d->last_success_real_ms = now_real;
     snprintf(d->me_json, sizeof(d->me_json), "%s", me);
+    memcpy(d->last_error, error, sizeof(d->last_error));
     if (rec != NULL) {
         memcpy(d->body, rec->body, rec->body_len + 1);
         d->body_len = (uint32_t)rec->body_len;
-        d->last_error[0] = '\0';
     } else {
         d->body[0] = '\0';
         d->body_len = 0;
-        snprintf(d->last_error, sizeof(d->last_error), "WAHA has no session \"%s\"",
-                 d->name);
     }
     region_entry_end_write(r, e, changed);
     if (!is_scan(d->raw_status))
@@ -259,14 +261,14 @@ enum store_webhook_result store_webhook(struct region *r, const struct config *c
 
     if (region_lock(r) != 0)
         return STORE_WEBHOOK_UNTRACKED;
-    if (region_webhook_seen(r, ev->id)) {
-        region_unlock(r);
-        return STORE_WEBHOOK_DUPLICATE;
-    }
     index = region_find_session(r, ev->session);
     if (index < 0) {
         region_unlock(r);
         return STORE_WEBHOOK_UNTRACKED;
+    }
+    if (region_webhook_seen(r, ev->id)) {
+        region_unlock(r);
+        return STORE_WEBHOOK_DUPLICATE;
     }
     e = region_entry(r, index);
     d = &e->d;
