@@ -34,7 +34,8 @@ LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lpthread
 COMMON_SRC := $(wildcard common/*.c)
 SERVER_SRC := $(wildcard server/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
-SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/assets.o
+ASSETS     := $(wildcard server/assets/*)
 # Server objects the unit tests may link (everything but main and the roles).
 TESTABLE_SERVER_OBJ := $(BUILD)/server/upstream.o $(BUILD)/server/http.o \
                        $(BUILD)/server/backoff.o $(BUILD)/server/webhook.o \
@@ -49,13 +50,23 @@ else
 Q := @
 endif
 
-.PHONY: all test unit integration sanitize demo bench lint format deps clean
+.PHONY: all test unit integration browser-deps sanitize demo bench lint format deps clean
 
 all: $(BUILD)/wahagate
 
 $(BUILD)/wahagate: $(COMMON_OBJ) $(SERVER_OBJ)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The dashboard and the poller, compiled into the binary.
+$(BUILD)/assets.c: $(ASSETS) scripts/embed_assets.py
+	@mkdir -p $(dir $@)
+	@echo "  GEN   $@"
+	$(Q)$(PYTHON) scripts/embed_assets.py $@ $(ASSETS)
+
+$(BUILD)/assets.o: $(BUILD)/assets.c
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -70,10 +81,16 @@ $(BUILD)/tests/%: tests/unit/%.c $(COMMON_OBJ) $(TESTABLE_SERVER_OBJ)
 
 test: unit integration
 
+# playwright-core for the browser tests (tests/browser), from the lock file.
+browser-deps: tests/browser/node_modules/.package-lock.json
+
+tests/browser/node_modules/.package-lock.json: tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund
+
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "  UNIT  $$t"; $$t; done
 
-integration: $(BUILD)/wahagate
+integration: $(BUILD)/wahagate browser-deps
 	GATEWAY_BIN=$(CURDIR)/$(BUILD)/wahagate $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 sanitize:

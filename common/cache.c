@@ -94,6 +94,8 @@ bool cache_refresh_due(bool has_data, int64_t fetched_mono_ms, int64_t last_read
         return true;
     if (!has_data)
         return false;
-    return last_read_ms >= fetched_mono_ms &&
+    /* Hot: read since the last fetch and since the last attempt, so that a
+     * WAHA that keeps failing is not called for an entry nobody reads. */
+    return last_read_ms >= fetched_mono_ms && last_read_ms >= attempt_done_ms &&
            cache_age_ms(fetched_mono_ms, now_ms) >= ahead;
 }

@@ -65,9 +65,10 @@ bool cache_etag_matches(const char *header, const char *etag);
 /*
  * cache_refresh_due - the fetcher's rule for one entry. An entry is due when
  * a reader waits for it (WANTED_MS after the last attempt), or when it was
- * read since it was fetched (hot) and has reached REFRESH_AHEAD_PERMILLE of
- * PERIOD_MS, so readers find fresh data without waiting. An entry nobody
- * reads is never due: no calls to WAHA when no one is looking.
+ * read since it was fetched and since the fetcher last tried (hot) and has
+ * reached REFRESH_AHEAD_PERMILLE of PERIOD_MS, so readers find fresh data
+ * without waiting. An entry nobody reads is never due: no calls to WAHA
+ * when no one is looking, even while WAHA fails.
  */
 #define CACHE_REFRESH_AHEAD_PERMILLE 800
 bool cache_refresh_due(bool has_data, int64_t fetched_mono_ms, int64_t last_read_ms,

@@ -7,9 +7,10 @@
  * role. The destination is opened O_APPEND so that one write(2) per line
  * keeps lines from several processes whole. A line longer than the buffer
  * is cut and ends in "...". Writes that fail are ignored: there is nowhere
- * left to report them. A message that repeats the one before is held back
- * and counted ("last message repeated N times"), like syslogd does, so a
- * failure that recurs every few milliseconds does not flood the log.
+ * left to report them. A warning or error that repeats the one before is
+ * held back and counted ("last message repeated N times"), like syslogd
+ * does, so a failure that recurs every few milliseconds does not flood the
+ * log.
  */
 #include "log.h"
 
@@ -95,8 +96,8 @@ static void write_line(enum log_level level, const char *message, size_t message
 }
 
 /*
- * A message identical to the one before (same level and text) is counted,
- * not written, for up to LOG_REPEAT_WINDOW_MS; the next different message
+ * A warning or error identical to the one before (same level and text) is
+ * counted, not written, for up to LOG_REPEAT_WINDOW_MS; the next different message
  * (or the same one after the window) first says how many were held back.
  */
 static struct {
@@ -142,7 +143,8 @@ void log_write(enum log_level level, int err, const char *fmt, ...)
         message[len - 3] = message[len - 2] = message[len - 1] = '.';
     }
 
-    if (level == last.level && len == last.len && memcmp(message, last.text, len) == 0 &&
+    if (level <= LOG_LEVEL_WARN && level == last.level && len == last.len &&
+        memcmp(message, last.text, len) == 0 &&
         now - last.first_ms < LOG_REPEAT_WINDOW_MS) {
         last.repeats++;
         return;

@@ -1,7 +1,8 @@
 #!/bin/sh
 # install-deps.sh - install the Debian (bookworm) packages wahagate needs to
 # build, test, run the demo and the benchmark (prometheus: its promtool
-# checks our /metrics in the tests; its service is not used). Idempotent: installs only what
+# checks our /metrics in the tests, its service is not used; chromium: the
+# browser tests drive it). Idempotent: installs only what
 # is missing, and does nothing (not even apt-get update) when all is there.
 # Run as root, or as a user with sudo.
 #
@@ -15,6 +16,7 @@ PACKAGES="
   python3 python3-pytest
   curl wrk procps
   prometheus
+  chromium
 "
 
 quiet=false
@@ -26,6 +28,12 @@ for p in $PACKAGES; do
         missing="$missing $p"
     fi
 done
+
+# The browser tests need Node.js >= 20 and npm (the machines have them; a
+# Debian-only machine gets Debian's, which the tests will report too old).
+if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
+    missing="$missing nodejs npm"
+fi
 
 if [ -z "$missing" ]; then
     $quiet || echo "install-deps: everything is installed"

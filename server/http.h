@@ -24,6 +24,8 @@ struct http_request_view {
     const char *accept;        /* header value or NULL */
     const char *webhook_hmac;  /* X-Webhook-Hmac value or NULL */
     const char *authorization; /* Authorization value or NULL */
+    const char *origin;        /* Origin value or NULL (CORS) */
+    const char *last_event_id; /* Last-Event-ID value or NULL (SSE) */
     bool admin;                /* arrived on a server.admin_listen socket */
     const char *body;          /* request body, NUL-terminated, or NULL */
     size_t body_len;
@@ -33,7 +35,7 @@ struct http_request_view {
     bool may_wait; /* false: answer now with what is there */
 };
 
-#define HTTP_MAX_HEADERS 12
+#define HTTP_MAX_HEADERS 16
 #define HTTP_HEADER_VALUE_MAX 192
 #define HTTP_SMALL_BODY_MAX 1024
 
@@ -49,6 +51,7 @@ struct http_header {
 struct http_response {
     int status;
     enum endpoint endpoint; /* for the request counters */
+    int stream_session;     /* ROUTE_STREAM: entry index, or -1 for all */
     const char *content_type;
     int header_count;
     struct http_header headers[HTTP_MAX_HEADERS];

@@ -28,10 +28,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "assets.h"
 #include "cache.h"
 #include "json.h"
 #include "log.h"
@@ -240,11 +242,31 @@ static void render_status_prefix(struct local_entry *le, enum circuit_state circ
     le->rendered_circuit = circuit;
 }
 
+/* The status object of LE: its pre-rendered part and the clock's numbers. */
+static void append_status(struct jbuf *b, const struct local_entry *le, bool stale,
+                          int64_t age, enum circuit_state circuit)
+{
+    int64_t next_ms = strcmp(le->d.status, "WORKING") == 0
+                          ? rt.cfg->frontend.authenticated_interval
+                          : rt.cfg->frontend.base_interval;
+
+    if (stale || !le->d.healthy || circuit != CIRCUIT_CLOSED) {
+        double backed_off = (double)next_ms * rt.cfg->frontend.backoff_multiplier;
+        next_ms = backed_off > (double)rt.cfg->frontend.max_interval
+                      ? rt.cfg->frontend.max_interval
+                      : (int64_t)backed_off;
+    }
+    jbuf_mem(b, le->prefix, le->prefix_len);
+    jbuf_printf(b, "%lld,\"maxAgeMs\":%lld,\"stale\":%s},\"poll\":{\"nextMs\":%lld}}",
+                (long long)age, (long long)rt.cfg->backend.status_cache_duration,
+                stale ? "true" : "false", (long long)next_ms);
+}
+
 static enum route_result serve_status(const struct http_request_view *req,
                                       struct http_response *resp)
 {
     enum circuit_state circuit = replica_circuit();
-    int64_t now = req->now_mono_ms, max_age, age, next_ms;
+    int64_t now = req->now_mono_ms, max_age, age;
     struct local_entry *le;
     enum cache_verdict v;
     bool stale;
@@ -280,23 +302,39 @@ static enum route_result serve_status(const struct http_request_view *req,
     if (cache_headers(resp, index, le->generation, stale,
                       rt.cfg->backend.status_cache_duration, age, req))
         return ROUTE_DONE;
-
-    next_ms = strcmp(le->d.status, "WORKING") == 0
-                  ? rt.cfg->frontend.authenticated_interval
-                  : rt.cfg->frontend.base_interval;
-    if (stale || !le->d.healthy || circuit != CIRCUIT_CLOSED) {
-        double backed_off = (double)next_ms * rt.cfg->frontend.backoff_multiplier;
-        next_ms = backed_off > (double)rt.cfg->frontend.max_interval
-                      ? rt.cfg->frontend.max_interval
-                      : (int64_t)backed_off;
-    }
     jbuf_init(&b, rt.scratch, SCRATCH_MAX);
-    jbuf_mem(&b, le->prefix, le->prefix_len);
-    jbuf_printf(&b, "%lld,\"maxAgeMs\":%lld,\"stale\":%s},\"poll\":{\"nextMs\":%lld}}",
-                (long long)age, (long long)rt.cfg->backend.status_cache_duration,
-                stale ? "true" : "false", (long long)next_ms);
+    append_status(&b, le, stale, age, circuit);
     json_body(resp, b.data, b.len);
     return ROUTE_DONE;
+}
+
+void routes_note_reader(int index, int64_t now)
+{
+    struct local_entry *le = replica_entry(index);
+
+    if (le == NULL)
+        return;
+    replica_mark_read(index, false, now);
+    replica_judge(index, false, le->d.has_data, le->d.fetched_mono_ms,
+                  session_max_age(&le->d, rt.cfg->backend.status_cache_duration, now),
+                  rt.cfg->backend.stale_if_error, now, false);
+}
+
+bool routes_render_status(int index, int64_t now, struct jbuf *b)
+{
+    enum circuit_state circuit = replica_circuit();
+    struct local_entry *le = replica_entry(index);
+    int64_t age, max_age;
+
+    if (le == NULL || le->d.kind != ENTRY_SESSION)
+        return false;
+    if (le->rendered_seq != le->seq || le->rendered_circuit != circuit ||
+        le->prefix_len == 0)
+        render_status_prefix(le, circuit);
+    age = le->d.has_data ? cache_age_ms(le->d.fetched_mono_ms, now) : 0;
+    max_age = session_max_age(&le->d, rt.cfg->backend.status_cache_duration, now);
+    append_status(b, le, le->d.has_data && age >= max_age, age, circuit);
+    return !b->overflow;
 }
 
 /*========================================================================
@@ -658,6 +696,28 @@ static enum route_result serve_webhook(const struct http_request_view *req,
 }
 
 /*========================================================================
+ * Server-Sent Events: the stream itself is sse.c's.
+ */
+
+static enum route_result serve_events(const struct http_request_view *req,
+                                      struct http_response *resp)
+{
+    char name[REGION_NAME_MAX];
+    int param = http_query_param(req->query, "session", name, sizeof(name));
+    int index = -1;
+
+    if (param != -1) {
+        index = session_of_query(req, resp);
+        if (index == -2)
+            return ROUTE_WAIT;
+        if (index < 0)
+            return ROUTE_DONE;
+    }
+    resp->stream_session = index;
+    return ROUTE_STREAM;
+}
+
+/*========================================================================
  * The gateway's own figures: stats and metrics.
  */
 
@@ -779,7 +839,32 @@ static const struct route {
     {"/api/waha/webhook", HTTP_POST, ENDPOINT_WEBHOOK, serve_webhook},
     {"/api/waha/monitoring/stats", HTTP_GET, ENDPOINT_STATS, serve_stats},
     {"/metrics", HTTP_GET, ENDPOINT_METRICS, serve_metrics},
+    {"/api/waha/events", HTTP_GET, ENDPOINT_EVENTS, serve_events},
 };
+
+/* The dashboard and the poller (assets.h); false when PATH is neither. */
+static bool serve_asset(const struct http_request_view *req, struct http_response *resp)
+{
+    for (int i = 0; i < asset_count; i++) {
+        const struct asset *a = &assets[i];
+        if (strcmp(req->path, a->path) != 0)
+            continue;
+        resp->endpoint = ENDPOINT_STATIC;
+        http_response_header(resp, "ETag", "%s", a->etag);
+        http_response_header(resp, "Cache-Control", "no-cache");
+        if (cache_etag_matches(req->if_none_match, a->etag)) {
+            resp->status = 304;
+            count(COUNTER_NOT_MODIFIED);
+            return true;
+        }
+        resp->status = 200;
+        resp->content_type = a->content_type;
+        resp->body = (const char *)a->data;
+        resp->body_len = a->len;
+        return true;
+    }
+    return false;
+}
 
 /* With server.admin_listen, the stats and metrics live there and only there. */
 static bool served_here(const struct route *route, const struct http_request_view *req)
@@ -846,6 +931,8 @@ static enum route_result dispatch(const struct http_request_view *req,
         method_not_allowed(resp, routes[i].method);
         return ROUTE_DONE;
     }
+    if (!req->admin && read_method && serve_asset(req, resp))
+        return ROUTE_DONE;
     if (!req->admin && strncmp(path, sessions_prefix, sizeof(sessions_prefix) - 1) == 0) {
         enum route_result result;
         if (dispatch_session_path(req, resp, path + sizeof(sessions_prefix) - 1,
@@ -858,18 +945,67 @@ static enum route_result dispatch(const struct http_request_view *req,
     return ROUTE_DONE;
 }
 
+/*========================================================================
+ * Cross-origin requests (server.cors_origins).
+ */
+
+static bool origin_allowed(const char *origin)
+{
+    if (origin == NULL || rt.cfg->server.cors_origin_count + rt.cfg->server.cors_any == 0)
+        return false;
+    if (rt.cfg->server.cors_any)
+        return true;
+    for (int i = 0; i < rt.cfg->server.cors_origin_count; i++)
+        if (strcasecmp(origin, rt.cfg->server.cors_origins[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The origin is echoed, never "*": answers may carry credentials. */
+static void cors_headers(const struct http_request_view *req, struct http_response *resp)
+{
+    if (!origin_allowed(req->origin))
+        return;
+    http_response_header(resp, "Access-Control-Allow-Origin", "%s", req->origin);
+    http_response_header(resp, "Access-Control-Allow-Credentials", "true");
+    http_response_header(resp, "Access-Control-Expose-Headers", "ETag, Age, Retry-After");
+    http_response_header(resp, "Vary", "Origin");
+}
+
+/* OPTIONS: a browser's preflight before a cross-origin request. */
+static void preflight(const struct http_request_view *req, struct http_response *resp)
+{
+    resp->status = 204;
+    resp->content_type = NULL;
+    http_response_header(resp, "Allow", "GET, HEAD, POST, OPTIONS");
+    if (!origin_allowed(req->origin))
+        return;
+    http_response_header(resp, "Access-Control-Allow-Methods",
+                         "GET, HEAD, POST, OPTIONS");
+    http_response_header(resp, "Access-Control-Allow-Headers",
+                         "If-None-Match, Cache-Control, Last-Event-ID, Authorization, "
+                         "X-Api-Key, Content-Type");
+    http_response_header(resp, "Access-Control-Max-Age", "600");
+}
+
 enum route_result routes_handle(const struct http_request_view *req,
                                 struct http_response *resp)
 {
-    enum route_result result;
+    enum route_result result = ROUTE_DONE;
 
     resp->status = 200;
     resp->endpoint = ENDPOINT_OTHER;
+    resp->stream_session = -1;
     resp->content_type = "application/json";
     resp->header_count = 0;
     resp->body = NULL;
     resp->body_len = 0;
-    result = dispatch(req, resp);
+    if (req->method == HTTP_OPTIONS)
+        preflight(req, resp);
+    else
+        result = dispatch(req, resp);
+    if (result != ROUTE_WAIT)
+        cors_headers(req, resp);
     return result;
 }
 

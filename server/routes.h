@@ -12,9 +12,14 @@
 
 #include "config.h"
 #include "http.h"
+#include "json.h"
 #include "region.h"
 
-enum route_result { ROUTE_DONE, ROUTE_WAIT };
+enum route_result {
+    ROUTE_DONE,  /* RESP is the answer */
+    ROUTE_WAIT,  /* park the request and ask again */
+    ROUTE_STREAM /* hand the request to sse_subscribe() with RESP's headers */
+};
 
 /*
  * routes_init - remember the configuration, the region and the stat slot of
@@ -27,6 +32,20 @@ int routes_init(const struct config *cfg, struct region *region,
 /* routes_handle - answer REQ into RESP, or ROUTE_WAIT (see above). */
 enum route_result routes_handle(const struct http_request_view *req,
                                 struct http_response *resp);
+
+/*
+ * routes_render_status - append the status object of session entry INDEX,
+ * as /api/waha/status would serve it at NOW (without waiting), to B. For
+ * the event stream (sse.c). False when INDEX is not a session.
+ */
+bool routes_render_status(int index, int64_t now, struct jbuf *b);
+
+/*
+ * routes_note_reader - a reader that does not ask (an event stream) watches
+ * session entry INDEX: record the read, and ask the fetcher for fresh data
+ * when the entry is cold, as a request would.
+ */
+void routes_note_reader(int index, int64_t now);
 
 /* routes_free - release what routes_init() allocated. */
 void routes_free(void);

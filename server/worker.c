@@ -37,6 +37,7 @@
 #include "http.h"
 #include "log.h"
 #include "routes.h"
+#include "sse.h"
 #include "timeutil.h"
 #include "webhook.h"
 
@@ -50,7 +51,8 @@ struct pending {
     int64_t arrived_mono_ms;
     int64_t arrived_us;
     enum http_method method;
-    bool has_query, has_inm, has_accept, has_hmac, has_authorization;
+    bool has_query, has_inm, has_accept, has_hmac, has_authorization, has_origin,
+        has_last_event_id;
     bool admin; /* came in on an admin_listen socket */
     char path[PATH_MAX_LEN];
     char query[QUERY_MAX_LEN];
@@ -58,6 +60,8 @@ struct pending {
     char accept[HEADER_COPY_MAX];
     char hmac[HEADER_COPY_MAX];
     char authorization[HEADER_COPY_MAX];
+    char origin[HEADER_COPY_MAX];
+    char last_event_id[HEADER_COPY_MAX];
 };
 
 static struct {
@@ -93,7 +97,6 @@ static void copy_header(struct evhttp_request *req, const char *name, char *out,
                         bool *present)
 {
     const char *v = evhttp_find_header(evhttp_request_get_input_headers(req), name);
-
     size_t len = v ? strlen(v) : 0;
 
     *present = v != NULL && len < HEADER_COPY_MAX;
@@ -123,6 +126,8 @@ static int read_request(struct evhttp_request *req, struct pending *p)
     copy_header(req, "Accept", p->accept, &p->has_accept);
     copy_header(req, "X-Webhook-Hmac", p->hmac, &p->has_hmac);
     copy_header(req, "Authorization", p->authorization, &p->has_authorization);
+    copy_header(req, "Origin", p->origin, &p->has_origin);
+    copy_header(req, "Last-Event-ID", p->last_event_id, &p->has_last_event_id);
     if (uri == NULL)
         return 400;
     if (raw_path == NULL || raw_path[0] == '\0')
@@ -171,6 +176,27 @@ static void send_response(const struct pending *p, const struct http_response *r
 }
 
 /*
+ * Hand P over to sse.c as an event stream. A stream is not an unfinished
+ * reply: it ends when the client or the worker ends it.
+ */
+static void start_stream(const struct pending *p, struct http_response *resp)
+{
+    if (w.draining ||
+        sse_subscribe(p->req, resp->stream_session,
+                      p->has_last_event_id ? p->last_event_id : NULL, resp) != 0) {
+        resp->header_count = 0;
+        http_response_error(resp, 503, "busy", "this worker cannot hold another stream");
+        http_response_header(resp, "Retry-After", "1");
+        send_response(p, resp);
+        return;
+    }
+    evhttp_request_set_on_complete_cb(p->req, NULL, NULL);
+    w.unfinished--;
+    atomic_store_explicit(&w.slot->in_flight, w.unfinished, memory_order_relaxed);
+    region_count_request(w.slot, ENDPOINT_EVENTS, 200, time_mono_us() - p->arrived_us);
+}
+
+/*
  * Ask the handlers about P; true when P was answered. A POST's body is read
  * into the worker's body buffer (no handler that reads a body waits, so one
  * buffer is enough).
@@ -186,6 +212,8 @@ static bool try_answer(struct pending *p, bool parked, bool may_wait)
         .accept = p->has_accept ? p->accept : NULL,
         .webhook_hmac = p->has_hmac ? p->hmac : NULL,
         .authorization = p->has_authorization ? p->authorization : NULL,
+        .origin = p->has_origin ? p->origin : NULL,
+        .last_event_id = p->has_last_event_id ? p->last_event_id : NULL,
         .admin = p->admin,
         .now_mono_ms = time_mono_ms(),
         .parked = parked,
@@ -205,10 +233,12 @@ static bool try_answer(struct pending *p, bool parked, bool may_wait)
         }
     }
 
-    if (routes_handle(&view, &resp) == ROUTE_WAIT)
-        return false;
-    send_response(p, &resp);
-    return true;
+    switch (routes_handle(&view, &resp)) {
+    case ROUTE_WAIT: return false;
+    case ROUTE_STREAM: start_stream(p, &resp); return true;
+    case ROUTE_DONE:
+    default: send_response(p, &resp); return true;
+    }
 }
 
 static void park_tick(evutil_socket_t fd, short what, void *arg);
@@ -311,6 +341,7 @@ static void start_drain(void)
         w.bound[i] = NULL;
     }
     park_tick(-1, 0, NULL); /* answers every parked request now */
+    sse_close_all();        /* the clients reconnect to another worker */
     evtimer_add(w.drain_timer, &limit);
     check_drained();
 }
@@ -367,7 +398,8 @@ static int setup(const struct heritage *h)
         log_error(0, "cannot create the event loop");
         return -1;
     }
-    if (routes_init(h->cfg, h->region, w.slot) != 0)
+    if (routes_init(h->cfg, h->region, w.slot) != 0 ||
+        sse_init(w.base, h->cfg, h->region, w.slot) != 0)
         return -1;
     for (int i = 0; i < ls->count; i++) {
         w.bound[i] = evhttp_accept_socket_with_handle(
@@ -405,6 +437,7 @@ static void teardown(void)
         evhttp_free(w.admin_http);
     if (w.base)
         event_base_free(w.base);
+    sse_free();
     routes_free();
     free(w.parked);
     free(w.body);

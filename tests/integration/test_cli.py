@@ -113,18 +113,23 @@ def test_stats_of_a_running_instance(simulator, gateway):
     code, out, err = run_gateway_cli(["--stats", "-c", gw.ini_path])
     assert code == 0, (out, err)
     lines = out.splitlines()
-    header = next((l.split() for l in lines if l.split()[:3] == ["slot", "role", "pid"]), None)
+    # A header "counter total role/slot..." then one row per counter.
+    header = next((l.split() for l in lines if l.split()[:2] == ["counter", "total"]), None)
     assert header, out
-    total = next((l.split() for l in lines if l.split()[:1] == ["total"]), None)
-    assert total, out
-    counters = header[3:]
-    assert "requests" in counters, header
-    values = dict(zip(counters, total[1:]))
-    assert len(total) - 1 == len(counters), (header, total)
-    assert all(v.isdigit() for v in values.values()), total
-    assert int(values["requests"]) >= made, out
-    # One row per process: the master, the fetcher and the workers.
-    roles = [l.split()[1] for l in lines if re.match(r"^\d+\s", l)]
+    processes = header[2:]
+    rows = {}
+    for line in lines:
+        fields = line.split()
+        if fields and fields[0] in ("requests", "cache_hits", "upstream_calls"):
+            rows[fields[0]] = fields[1:]
+    assert set(rows) == {"requests", "cache_hits", "upstream_calls"}, out
+    assert all(len(v) == 1 + len(processes) and all(x.isdigit() for x in v)
+               for v in rows.values()), out
+    assert int(rows["requests"][0]) >= made, out
+    # The total is the sum of the processes' columns.
+    assert int(rows["requests"][0]) == sum(int(x) for x in rows["requests"][1:]), out
+    # One column per process: the master, the fetcher and the workers.
+    roles = [p.split("/")[0] for p in processes]
     assert roles.count("worker") == 2 and roles.count("fetcher") == 1, out
     assert roles.count("master") == 1, out
 

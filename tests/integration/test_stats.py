@@ -239,11 +239,12 @@ def test_repeated_warnings_are_collapsed(simulator, gateway):
                        "circuit": {"failure_threshold": 1000}})
     assert gw.get("/api/waha/status")[0] == 200
     sim.fault("error", status=500)
-    made = 0
-    while made < 60:
-        gw.get("/api/waha/status")
-        made += 1
-    assert wait_until(lambda: sim.stats()["calls"].get("GET /api/sessions/{name}", 0) >= 4, 20)
+
+    def failed_again_and_again():
+        gw.get("/api/waha/status")  # a reader keeps the session in demand
+        return sim.stats()["calls"].get("GET /api/sessions/{name}", 0) >= 5
+
+    assert wait_until(failed_again_and_again, 30, 0.05), sim.stats()
     text = gw.log_text()
     failure_lines = [l for l in text.splitlines() if "GET /api/sessions/default failed" in l]
     assert len(failure_lines) == 1, failure_lines

@@ -1,0 +1,345 @@
+/*
+ * sse.c - Server-Sent Events streams in a worker (see sse.h).
+ *
+ * DESIGN
+ * Streams are evhttp requests answered with evhttp_send_reply_start() and
+ * kept open; events are written with evhttp_send_reply_chunk(). A timer
+ * (SSE_TICK_MS) compares, for each session, the entry's generation and the
+ * breaker's transition count with what was last sent: the cost of a quiet
+ * tick is two atomic loads per session. When something changed, the status
+ * object is rendered once (routes_render_status()) and written to every
+ * stream whose scope holds that session, so a change reaches all
+ * subscribers within one tick of the region update.
+ *
+ * Event ids: a stream's version is the sum of the generations of the
+ * sessions in its scope plus the breaker's transitions. Both only grow, so
+ * the version grows with every change a subscriber can see. A client that
+ * reconnects with Last-Event-ID equal to the current version has missed
+ * nothing and gets no initial events; otherwise it gets the current status
+ * of every session in scope.
+ *
+ * Bounds: at most server.max_connections streams per worker; a stream whose
+ * connection holds more than SSE_MAX_BUFFERED unsent bytes is dropped
+ * rather than allowed to grow memory. Streams count as readers of their
+ * sessions (last_read_ms), so the fetcher keeps them fresh.
+ *
+ * A stream ends in one of two ways: the client goes away (evhttp calls
+ * on_close(), the request is detached from its connection and freed by
+ * evhttp_send_reply_end()), or the worker ends it (dropped, or stopping:
+ * the close callback is cleared first, then the reply is ended).
+ */
+#include "sse.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/keyvalq_struct.h>
+
+#include "json.h"
+#include "log.h"
+#include "replica.h"
+#include "routes.h"
+#include "timeutil.h"
+
+#define EVENT_MAX (REPLICA_PREFIX_MAX + 512)
+
+struct stream {
+    struct evhttp_request *req;
+    int session; /* entry index, or -1: every session */
+};
+
+static struct {
+    const struct config *cfg;
+    struct region *region;
+    struct region_proc *slot;
+    struct event *tick;
+    struct stream *streams; /* server.max_connections */
+    int count;
+    int max;
+    int watchers[REGION_MAX_ENTRIES]; /* streams of one session */
+    int watchers_all;                 /* streams of every session */
+    uint64_t sent_generation[REGION_MAX_ENTRIES];
+    uint64_t sent_transitions;
+    int64_t last_heartbeat_ms;
+} s;
+
+static uint64_t transitions(void)
+{
+    return atomic_load(&region_header(s.region)->circuit_transitions);
+}
+
+static uint64_t generation_of(int index)
+{
+    return atomic_load(&region_entry(s.region, index)->generation);
+}
+
+static bool in_scope(const struct stream *st, int index)
+{
+    return st->session < 0 ? replica_is_session(index) : st->session == index;
+}
+
+/* The version of a stream of scope SESSION (-1: all): see DESIGN. */
+static uint64_t version_of(int session)
+{
+    uint64_t v = transitions();
+
+    if (session >= 0)
+        return v + generation_of(session);
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++)
+        if (replica_is_session(i))
+            v += generation_of(i);
+    return v;
+}
+
+static void publish_count(void)
+{
+    atomic_store_explicit(&s.slot->sse_clients, s.count, memory_order_relaxed);
+}
+
+static void watch(int session, int delta)
+{
+    if (session < 0)
+        s.watchers_all += delta;
+    else
+        s.watchers[session] += delta;
+}
+
+/* Forget stream I (its request is gone or ended). */
+static void remove_stream(int i)
+{
+    watch(s.streams[i].session, -1);
+    s.streams[i] = s.streams[--s.count];
+    publish_count();
+}
+
+static int find_stream(const struct evhttp_request *req)
+{
+    for (int i = 0; i < s.count; i++)
+        if (s.streams[i].req == req)
+            return i;
+    return -1;
+}
+
+/* The client went away: the request was detached; ending it frees it. */
+static void on_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct evhttp_request *req = arg;
+    int i = find_stream(req);
+
+    (void)evcon;
+    if (i < 0)
+        return;
+    remove_stream(i);
+    evhttp_send_reply_end(req);
+}
+
+/* End stream I from our side, with TEXT as its last words (may be NULL). */
+static void end_stream(int i, const char *text)
+{
+    struct evhttp_request *req = s.streams[i].req;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+
+    remove_stream(i);
+    if (evcon != NULL)
+        evhttp_connection_set_closecb(evcon, NULL, NULL);
+    if (text != NULL) {
+        struct evbuffer *buf = evbuffer_new();
+        if (buf != NULL) {
+            evbuffer_add(buf, text, strlen(text));
+            evhttp_send_reply_chunk(req, buf);
+            evbuffer_free(buf);
+        }
+    }
+    evhttp_send_reply_end(req);
+}
+
+static size_t unsent_bytes(struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+
+    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+}
+
+/* Write TEXT to stream I; false when the stream was dropped for being slow. */
+static bool send_text(int i, const char *text, size_t len)
+{
+    struct evbuffer *buf;
+
+    if (unsent_bytes(s.streams[i].req) > SSE_MAX_BUFFERED) {
+        log_debug("dropping a slow event stream (%zu bytes unsent)",
+                  unsent_bytes(s.streams[i].req));
+        end_stream(i, NULL);
+        return false;
+    }
+    buf = evbuffer_new();
+    if (buf == NULL)
+        return true;
+    evbuffer_add(buf, text, len);
+    evhttp_send_reply_chunk(s.streams[i].req, buf);
+    evbuffer_free(buf);
+    return true;
+}
+
+/* "id: V\nevent: status\ndata: {...}\n\n" for session INDEX into OUT. */
+static size_t render_event(int index, uint64_t version, int64_t now, char *out,
+                           size_t size)
+{
+    struct jbuf b;
+
+    jbuf_init(&b, out, size);
+    jbuf_printf(&b, "id: %llu\nevent: status\ndata: ", (unsigned long long)version);
+    if (!routes_render_status(index, now, &b))
+        return 0;
+    jbuf_raw(&b, "\n\n");
+    return b.overflow ? 0 : b.len;
+}
+
+/*
+ * Send session INDEX's new status to every stream that watches it. The
+ * event is rendered once for the streams of all sessions and once for the
+ * streams of this session alone: only their ids differ.
+ */
+static void broadcast(int index, uint64_t version_all, int64_t now)
+{
+    static char all[EVENT_MAX], one[EVENT_MAX];
+    size_t all_len = 0, one_len = 0;
+
+    for (int i = 0; i < s.count;) {
+        const struct stream *st = &s.streams[i];
+        bool sent_ok = true;
+
+        if (st->session < 0 && replica_is_session(index)) {
+            if (all_len == 0)
+                all_len = render_event(index, version_all, now, all, sizeof(all));
+            sent_ok = all_len == 0 || send_text(i, all, all_len);
+        } else if (st->session == index) {
+            if (one_len == 0)
+                one_len = render_event(index, version_of(index), now, one, sizeof(one));
+            sent_ok = one_len == 0 || send_text(i, one, one_len);
+        }
+        if (sent_ok)
+            i++; /* else stream I was dropped and another took its place */
+    }
+}
+
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+    uint64_t trans = transitions();
+    bool breaker_moved = trans != s.sent_transitions;
+    uint64_t version_all = version_of(-1);
+    int64_t now = time_mono_ms();
+
+    (void)fd;
+    (void)what;
+    (void)arg;
+    for (int index = REGION_ENTRY_FIRST_SESSION; index < REGION_MAX_ENTRIES; index++) {
+        uint64_t gen = generation_of(index);
+        bool watched = s.watchers_all > 0 || s.watchers[index] > 0;
+
+        if (!replica_is_session(index))
+            continue;
+        if (watched)
+            routes_note_reader(index, now); /* subscribers are readers */
+        if (watched && (gen != s.sent_generation[index] || breaker_moved))
+            broadcast(index, version_all, now);
+        s.sent_generation[index] = gen;
+    }
+    s.sent_transitions = trans;
+    if (now - s.last_heartbeat_ms >= SSE_HEARTBEAT_MS) {
+        s.last_heartbeat_ms = now;
+        for (int i = 0; i < s.count;)
+            if (send_text(i, ": keep-alive\n\n", 14))
+                i++;
+    }
+}
+
+int sse_subscribe(struct evhttp_request *req, int session, const char *last_event_id,
+                  const struct http_response *resp)
+{
+    static char event[EVENT_MAX];
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    uint64_t version = version_of(session);
+    char text[64];
+    int64_t now = time_mono_ms();
+    int i;
+
+    if (s.count == s.max)
+        return -1;
+    evhttp_add_header(out, "Content-Type", "text/event-stream");
+    evhttp_add_header(out, "Cache-Control", "no-cache");
+    evhttp_add_header(out, "X-Accel-Buffering", "no"); /* nginx: do not buffer */
+    for (int h = 0; h < resp->header_count; h++)
+        evhttp_add_header(out, resp->headers[h].name, resp->headers[h].value);
+    evhttp_send_reply_start(req, 200, "OK");
+    evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_close, req);
+    i = s.count++;
+    s.streams[i] = (struct stream){.req = req, .session = session};
+    watch(session, 1);
+    publish_count();
+
+    /* Reconnect after 1 to 3 s, so that clients of a worker that went away
+     * do not all come back in the same millisecond. */
+    snprintf(text, sizeof(text), "retry: %ld\n\n", 1000 + random() % 2000);
+    if (!send_text(i, text, strlen(text)))
+        return 0;
+    if (last_event_id != NULL && strtoull(last_event_id, NULL, 10) == version)
+        return 0; /* nothing happened since the client's last event */
+    for (int index = REGION_ENTRY_FIRST_SESSION; index < REGION_MAX_ENTRIES; index++) {
+        size_t len;
+        if (!in_scope(&s.streams[i], index))
+            continue;
+        routes_note_reader(index, now);
+        len = render_event(index, version, now, event, sizeof(event));
+        if (len > 0 && !send_text(i, event, len))
+            break;
+    }
+    return 0;
+}
+
+int sse_count(void)
+{
+    return s.count;
+}
+
+void sse_close_all(void)
+{
+    while (s.count > 0)
+        end_stream(s.count - 1, "retry: 500\n\n");
+}
+
+int sse_init(struct event_base *base, const struct config *cfg, struct region *region,
+             struct region_proc *slot)
+{
+    struct timeval tv = time_timeval(SSE_TICK_MS);
+
+    memset(&s, 0, sizeof(s));
+    s.cfg = cfg;
+    s.region = region;
+    s.slot = slot;
+    s.max = (int)cfg->server.max_connections;
+    s.streams = calloc((size_t)s.max, sizeof(*s.streams));
+    s.tick = event_new(base, -1, EV_PERSIST, tick, NULL);
+    s.last_heartbeat_ms = time_mono_ms();
+    s.sent_transitions = transitions();
+    if (s.streams == NULL || s.tick == NULL || event_add(s.tick, &tv) != 0) {
+        log_error(0, "cannot set up event streams");
+        return -1;
+    }
+    for (int i = 0; i < REGION_MAX_ENTRIES; i++)
+        s.sent_generation[i] = generation_of(i);
+    publish_count();
+    return 0;
+}
+
+void sse_free(void)
+{
+    if (s.tick != NULL)
+        event_free(s.tick);
+    free(s.streams);
+    memset(&s, 0, sizeof(s));
+}
