@@ -8,7 +8,7 @@
 # all wahagate processes at the end of the run. Both processes are stopped
 # by pid at the end.
 #
-#   scripts/bench.sh [build/wahagate]    BENCH_SECONDS=10 BENCH_THREADS=2
+#   scripts/bench.sh [build/wahagate]    BENCH_SECONDS=10 BENCH_THREADS=2 BENCH_SSE=5000
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,6 +49,12 @@ shm_name = /wahagate-bench-$$
 [upstream]
 url = $sim_url
 api_key = bench
+[backend]
+; the SSE check times a WORKING -> STARTING change: publish it at once
+flap_hold = 0
+[ratelimit]
+; every wrk connection comes from 127.0.0.1
+enabled = false
 [log]
 level = warn
 INI
@@ -94,3 +100,10 @@ for conns in 64 256; do
         grep 'Non-2xx\|Socket errors' "$dir/wrk.out"
     fi
 done
+
+# Push: many subscribers on /api/waha/events, one status change.
+curl -fs -X POST -H 'Content-Type: application/json' \
+    -d "{\"webhookUrl\": \"http://127.0.0.1:$port/api/waha/webhook\"}" \
+    "$sim_url/_sim/config" > /dev/null
+/usr/bin/python3 "$top/scripts/bench/sse_load.py" "http://127.0.0.1:$port" "$sim_url" \
+    "${BENCH_SSE:-5000}" "$gw_pid"

@@ -52,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -428,6 +429,28 @@ static void start_due_children(int64_t now)
  * Start and main loop.
  */
 
+/*
+ * Each worker may hold server.max_connections client connections, plus its
+ * listen sockets and a few others: raise the open-file limit (inherited by
+ * the children) to that, as far as the hard limit allows.
+ */
+static void raise_file_limit(void)
+{
+    rlim_t need = (rlim_t)m.cfg->server.max_connections + 64;
+    struct rlimit lim;
+
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= need)
+        return;
+    lim.rlim_cur = need < lim.rlim_max ? need : lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0)
+        log_warn(errno, "setrlimit(RLIMIT_NOFILE, %llu) failed",
+                 (unsigned long long)lim.rlim_cur);
+    else if (lim.rlim_cur < need)
+        log_warn(0, "open files are limited to %llu (hard limit); server.max_connections "
+                 "%lld needs %llu", (unsigned long long)lim.rlim_cur,
+                 (long long)m.cfg->server.max_connections, (unsigned long long)need);
+}
+
 static int start(void)
 {
     struct region_proc *self;
@@ -435,6 +458,7 @@ static int start(void)
     if (getuid() == 0 && m.cfg->server.user[0] == '\0')
         log_warn(0, "running as root without server.user; set it to drop "
                     "privileges after binding");
+    raise_file_limit();
     if (region_create(&m.region, m.cfg->server.shm_name) != 0)
         return -1;
     m.heritage.cfg = m.cfg;

@@ -1,0 +1,216 @@
+"""Server-Sent Events (issue 5): /api/waha/events from a plain socket.
+
+A tiny SSE reader (stdlib only) parses the stream into events so the tests
+can check what a browser's EventSource would see: the status of every
+tracked session on connect, an event for each change pushed within a moment
+of the region update, ids that make Last-Event-ID resume without a
+duplicate, the retry hint, the subscriber count in the stats, and streams
+that end cleanly when the gateway stops.
+"""
+
+import json
+import signal
+import socket
+import time
+
+from conftest import wait_until
+
+
+class Stream:
+    """An SSE client on a raw socket: events as (id, event, data dict)."""
+
+    def __init__(self, port, path="/api/waha/events", last_event_id=None, timeout=15):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        headers = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+        if last_event_id is not None:
+            headers += f"Last-Event-ID: {last_event_id}\r\n"
+        self.sock.sendall((headers + "\r\n").encode())
+        self.buf = b""
+        self.status_line, self.headers = self._read_head()
+        self.retry = None
+        self.closed = False
+
+    def _read_head(self):
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            assert chunk, f"closed before the headers: {self.buf!r}"
+            self.buf += chunk
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        return lines[0], {k.lower(): v for k, v in (l.split(": ", 1) for l in lines[1:])}
+
+    def _text(self):
+        """The body so far, with chunked framing removed when it is used."""
+        if self.headers.get("transfer-encoding") != "chunked":
+            return self.buf.decode(errors="replace")
+        out, rest = [], self.buf
+        while True:
+            size_line, sep, after = rest.partition(b"\r\n")
+            if not sep:
+                break
+            size = int(size_line, 16)
+            if size == 0:
+                self.closed = True
+                break
+            if len(after) < size + 2:
+                break
+            out.append(after[:size])
+            rest = after[size + 2:]
+        return b"".join(out).decode(errors="replace")
+
+    def events(self, wait=0.0):
+        """Every complete event received so far, after reading for WAIT s."""
+        deadline = time.monotonic() + wait
+        self.sock.settimeout(0.05)
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    self.closed = True
+                self.buf += chunk
+            except socket.timeout:
+                pass
+            if time.monotonic() >= deadline or self.closed:
+                break
+        out = []
+        for block in self._text().split("\n\n")[:-1]:
+            ev = {"id": None, "event": "message", "data": []}
+            for line in block.split("\n"):
+                if line.startswith(":"):
+                    continue
+                field, _, value = line.partition(": ")
+                if field == "retry":
+                    self.retry = int(value)
+                elif field == "data":
+                    ev["data"].append(value)
+                elif field in ("id", "event"):
+                    ev[field] = value
+            if ev["data"]:
+                out.append((ev["id"], ev["event"], json.loads("\n".join(ev["data"]))))
+        return out
+
+    def wait_for(self, predicate, timeout):
+        return wait_until(lambda: [e for e in self.events(0.05) if predicate(e)], timeout, 0)
+
+    def close(self):
+        self.sock.close()
+
+
+def test_stream_sends_each_session_on_connect_then_changes(simulator, gateway):
+    sim = simulator("--sessions", "default:WORKING,shop:SCAN_QR_CODE")
+    gw = gateway(sim, {"upstream": {"sessions": "default,shop"}})
+    sim.control("POST", "/_sim/config", {"webhookUrl": gw.url + "/api/waha/webhook"})
+    s = Stream(gw.port)
+    try:
+        assert s.status_line.endswith("200 OK"), s.status_line
+        assert s.headers["content-type"] == "text/event-stream", s.headers
+        assert s.headers["cache-control"] == "no-cache", s.headers
+        first = s.wait_for(lambda e: True, 10)
+        assert first, "no event on connect"
+        assert wait_until(lambda: {e[2]["session"] for e in s.events(0.05)} == {"default", "shop"}
+                          and all(e[2]["status"] != "UNKNOWN" for e in s.events()[-2:]), 10), \
+            s.events()
+        assert 1000 <= s.retry <= 3000, s.retry
+        for _, event, data in s.events():
+            assert event == "status"
+            assert set(data) >= {"session", "status", "authenticated", "me", "upstream",
+                                 "cache", "poll"}, data
+        before = len(s.events())
+        t0 = time.monotonic()
+        sim.set_session("shop", "WORKING", me={"id": "123@c.us", "pushName": "Shop"})
+        got = s.wait_for(lambda e: e[2]["session"] == "shop" and e[2]["status"] == "WORKING",
+                         10)
+        took = time.monotonic() - t0
+        assert got, s.events()
+        assert took < 2.0, took  # webhook + one SSE tick; generous for a busy machine
+        newer = s.events()[before:]
+        assert all(e[2]["session"] == "shop" for e in newer), newer
+        ids = [int(e[0]) for e in s.events()]
+        assert ids == sorted(ids), ids
+    finally:
+        s.close()
+
+
+def test_stream_of_one_session(simulator, gateway):
+    sim = simulator("--sessions", "default:WORKING,shop:SCAN_QR_CODE")
+    gw = gateway(sim, {"upstream": {"sessions": "default,shop"}})
+    s = Stream(gw.port, "/api/waha/events?session=shop")
+    try:
+        assert s.wait_for(lambda e: e[2]["status"] == "SCAN_QR_CODE", 10), s.events()
+        assert {e[2]["session"] for e in s.events(0.3)} == {"shop"}
+    finally:
+        s.close()
+    code, _, body = gw.get("/api/waha/events?session=nobody")
+    assert code == 404 and json.loads(body)["error"]["code"] == "session_not_found"
+
+
+def test_last_event_id_resumes_without_duplicate(simulator, gateway):
+    sim = simulator()
+    gw = gateway(sim, {"backend": {"status_cache_duration": 60000,
+                                   "session_cache_duration": 60000}})
+    sim.control("POST", "/_sim/config", {"webhookUrl": gw.url + "/api/waha/webhook"})
+    s = Stream(gw.port)
+    assert s.wait_for(lambda e: e[2]["status"] == "WORKING", 10), s.events()
+    last_id = s.events()[-1][0]
+    s.close()
+    # Nothing changed: reconnecting with the last id brings no event.
+    again = Stream(gw.port, last_event_id=last_id)
+    try:
+        assert again.events(1.0) == [], again.events()
+    finally:
+        again.close()
+    # Something changed while away: the current status comes at once.
+    sim.set_session("default", "STARTING")
+    assert wait_until(lambda: gw.status()["status"] == "STARTING", 10)
+    resumed = Stream(gw.port, last_event_id=last_id)
+    try:
+        got = resumed.wait_for(lambda e: e[2]["status"] == "STARTING", 10)
+        assert got and int(got[0][0]) > int(last_id), resumed.events()
+    finally:
+        resumed.close()
+
+
+def test_subscribers_are_counted(simulator, gateway):
+    sim = simulator()
+    gw = gateway(sim)
+    streams = [Stream(gw.port) for _ in range(5)]
+    try:
+        assert wait_until(lambda: gw.json("/api/waha/monitoring/stats")["sseClients"] == 5, 10)
+    finally:
+        for s in streams[:3]:
+            s.close()
+    assert wait_until(lambda: gw.json("/api/waha/monitoring/stats")["sseClients"] == 2, 10), \
+        gw.json("/api/waha/monitoring/stats")
+    for s in streams[3:]:
+        s.close()
+
+
+def test_streams_keep_their_sessions_fresh(simulator, gateway):
+    """A subscriber is a reader: the fetcher keeps refreshing its session."""
+    sim = simulator()
+    gw = gateway(sim, {"backend": {"status_cache_duration": 500, "session_cache_duration": 500}})
+    s = Stream(gw.port)
+    try:
+        assert s.wait_for(lambda e: e[2]["status"] == "WORKING", 10)
+        calls = sim.session_calls()
+        assert wait_until(lambda: sim.session_calls() >= calls + 3, 10), sim.stats()
+        sim.set_session("default", "FAILED")  # no webhook: the refresh finds it
+        assert s.wait_for(lambda e: e[2]["status"] == "FAILED", 10), s.events()
+    finally:
+        s.close()
+
+
+def test_sigterm_ends_streams_and_exits_zero(simulator, gateway):
+    sim = simulator()
+    gw = gateway(sim)
+    streams = [Stream(gw.port) for _ in range(3)]
+    for s in streams:
+        assert s.wait_for(lambda e: True, 10)
+    t0 = time.monotonic()
+    gw.proc.send_signal(signal.SIGTERM)
+    assert gw.proc.wait(timeout=10) == 0
+    assert time.monotonic() - t0 < 5
+    for s in streams:
+        s.events(0.5)
+        assert s.closed, "a stream stayed open after the gateway stopped"
+        s.close()
