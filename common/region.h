@@ -132,6 +132,7 @@ struct qr_data {
     int64_t fetched_real_ms;
     int64_t fetched_mono_ms;
     char value[REGION_QR_VALUE_MAX]; /* WAHA's format=raw value */
+    bool png_current;                /* the image shows `value` (not the last code) */
     uint32_t png_len;                /* 0: no image yet */
     unsigned char png[REGION_QR_PNG_MAX];
 };

@@ -95,7 +95,7 @@ struct snapshot {
     uint64_t qr_seq;
     bool qr_valid;
     bool qr_has_value;
-    bool qr_has_png;
+    bool qr_png_current;
     int64_t qr_fetched_mono_ms;
 };
 
@@ -593,7 +593,10 @@ static int start_job(int index, enum job_kind kind, bool probe)
     curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS, (long)f.cfg->limits.request_timeout);
     curl_easy_setopt(j->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(j->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* A fresh connection per call: on a kept-alive connection that WAHA
+     * (Node's 5 s keep-alive timeout) closes just then, libcurl silently
+     * sends the request again, and WAHA would see more calls than we make. */
+    curl_easy_setopt(j->easy, CURLOPT_FORBID_REUSE, 1L);
     if (curl_multi_add_handle(f.multi, j->easy) != CURLM_OK) {
         curl_easy_cleanup(j->easy);
         j->easy = NULL;
@@ -642,7 +645,7 @@ static void snapshot_entries(void)
             s->qr_valid = true;
             s->qr_seq = atomic_load(&q->seq);
             s->qr_has_value = q->d.value[0] != '\0';
-            s->qr_has_png = q->d.png_len > 0;
+            s->qr_png_current = q->d.png_current;
             s->qr_fetched_mono_ms = q->d.fetched_mono_ms;
         }
     }
@@ -677,7 +680,7 @@ static bool qr_due(int index, int64_t now, int *priority)
     *priority = 1;
     if (atomic_load(&q->wanted_ms) > atomic_load(&q->attempt_done_ms))
         return true;
-    if (s->qr_has_value && !s->qr_has_png)
+    if (s->qr_has_value && !s->qr_png_current)
         return true; /* a new code whose image is still to come */
     *priority = 2;
     if ((qr_read > read ? qr_read : read) < now - period)
@@ -708,7 +711,7 @@ static enum job_kind job_kind_of(const struct candidate *c)
     const struct snapshot *s = &f.snap[c->entry];
 
     if (c->qr)
-        return s->qr_has_value && !s->qr_has_png ? JOB_QR_IMAGE : JOB_QR_VALUE;
+        return s->qr_has_value && !s->qr_png_current ? JOB_QR_IMAGE : JOB_QR_VALUE;
     if (c->entry == REGION_ENTRY_HEALTH)
         return JOB_HEALTH;
     return c->entry == REGION_ENTRY_LIST ? JOB_LIST : JOB_SESSION;

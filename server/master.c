@@ -446,8 +446,10 @@ static void raise_file_limit(void)
         log_warn(errno, "setrlimit(RLIMIT_NOFILE, %llu) failed",
                  (unsigned long long)lim.rlim_cur);
     else if (lim.rlim_cur < need)
-        log_warn(0, "open files are limited to %llu (hard limit); server.max_connections "
-                 "%lld needs %llu", (unsigned long long)lim.rlim_cur,
+        log_warn(0,
+                 "open files are limited to %llu (hard limit); server.max_connections "
+                 "%lld needs %llu",
+                 (unsigned long long)lim.rlim_cur,
                  (long long)m.cfg->server.max_connections, (unsigned long long)need);
 }
 

@@ -216,6 +216,7 @@ void store_qr_png(struct region *r, int index, const unsigned char *png, size_t 
     changed = q->d.png_len != len || memcmp(q->d.png, png, len) != 0;
     memcpy(q->d.png, png, len);
     q->d.png_len = (uint32_t)len;
+    q->d.png_current = true;
     q->d.has_qr = q->d.value[0] != '\0';
     region_qr_end_write(r, q, changed);
     region_unlock(r);
@@ -232,11 +233,12 @@ bool store_qr_value(struct region *r, int index, const char *value)
     changed = strcmp(q->d.value, value) != 0;
     snprintf(q->d.value, sizeof(q->d.value), "%s", value);
     if (changed)
-        q->d.png_len = 0; /* a new code: its image is fetched next */
+        q->d.png_current = false; /* a new code: its image is fetched next, the
+                                   * last one is served meanwhile */
     q->d.has_qr = q->d.png_len > 0;
     q->d.fetched_real_ms = time_real_ms();
     q->d.fetched_mono_ms = time_mono_ms();
-    image_needed = q->d.png_len == 0;
+    image_needed = !q->d.png_current;
     region_qr_end_write(r, q, changed);
     region_unlock(r);
     return image_needed;

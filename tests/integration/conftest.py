@@ -38,7 +38,21 @@ SIMULATOR = str(REPO / "scripts" / "waha_sim.py")
 PYTHON = "/usr/bin/python3"
 API_KEY = "simkey"
 SHM_PREFIX = f"wgtest-{os.getpid()}-"
-SANITIZED = "sanitize" in GATEWAY_BIN
+
+
+def _sanitized(path):
+    """A sanitized build: "sanitize" in its path, or AddressSanitizer linked in
+    (so that build/it-helper-san and the like are recognised too)."""
+    if "sanitize" in path:
+        return True
+    try:
+        with open(path, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+SANITIZED = _sanitized(GATEWAY_BIN)
 
 # Generous bounds: the sanitized build is several times slower.
 START_TIMEOUT = 10.0
@@ -611,3 +625,87 @@ def poller(procs):
         p._stop.set()
     for p in started:
         p._thread.join(timeout=HTTP_TIMEOUT + 5)
+
+
+# --------------------------------------------------------------------------- WAHA call timeline
+
+class StatsSampler:
+    """A thread that reads the simulator's /_sim/stats every INTERVAL seconds
+    and records (monotonic time, stats): when WAHA was called, to within an
+    interval, without any help from the gateway."""
+
+    def __init__(self, sim, interval=0.01, max_samples=200000):
+        import threading
+        self.sim, self.interval, self.max_samples = sim, interval, max_samples
+        self.samples = []
+        self.errors = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        n = 0
+        while not self._stop.is_set() and n < self.max_samples:
+            n += 1
+            try:
+                stats = self.sim.stats()
+            except (OSError, AssertionError, ValueError, http.client.HTTPException) as exc:
+                self.errors.append(repr(exc))
+            else:
+                with self._lock:
+                    self.samples.append((time.monotonic(), stats))
+            self._stop.wait(self.interval)
+
+    @staticmethod
+    def count_of(stats, key=None):
+        """The total number of calls, or those of route KEY ("GET /api/sessions/{name}")."""
+        return stats["total"] if key is None else stats["calls"].get(key, 0)
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.samples)
+
+    def count(self, key=None):
+        snap = self.snapshot()
+        return self.count_of(snap[-1][1], key) if snap else 0
+
+    def call_times(self, key=None):
+        """One time per call: the first sample that counted it (a reset of
+        the simulator's counters starts the count again)."""
+        times, last = [], 0
+        for t, stats in self.snapshot():
+            n = self.count_of(stats, key)
+            if n < last:
+                last = 0
+            times.extend([t] * (n - last))
+            last = n
+        return times
+
+    def wait_calls(self, n, timeout, key=None):
+        """Wait until at least N calls were seen; returns the call times or None."""
+        ok = wait_until(lambda: self.count(key) >= n, timeout, 0.005)
+        return self.call_times(key) if ok else None
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=HTTP_TIMEOUT + 5)
+        assert not self._thread.is_alive(), "stats sampler thread did not stop"
+        return self.snapshot()
+
+
+@pytest.fixture
+def stats_sampler(procs):
+    """Factory: stats_sampler(sim, interval=0.01) -> StatsSampler, stopped at
+    teardown (before the processes)."""
+    started = []
+
+    def make(sim, interval=0.01, **kw):
+        s = StatsSampler(sim, interval, **kw)
+        started.append(s)
+        return s
+    yield make
+    for s in started:
+        s._stop.set()
+    for s in started:
+        s._thread.join(timeout=HTTP_TIMEOUT + 5)

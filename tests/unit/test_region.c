@@ -1936,16 +1936,19 @@ static void test_store_qr(void **state)
     store_qr_png(&reg, i, png1, sizeof(png1));
     assert_int_equal(q->generation, gen + 2);
 
-    /* A new code: the old image goes until the new one is fetched. */
+    /* A new code: the last image is served until the new one is fetched,
+     * so readers never go without a QR during a rotation. */
     assert_true(store_qr_value(&reg, i, "2@second,code=="));
-    assert_false(q->d.has_qr);
-    assert_int_equal(q->d.png_len, 0);
+    assert_true(q->d.has_qr);
+    assert_false(q->d.png_current);
+    assert_int_equal(q->d.png_len, sizeof(png1));
     assert_string_equal(q->d.value, "2@second,code==");
     assert_int_equal(q->generation, gen + 3);
     /* ...and asking again still says the image is needed. */
     assert_true(store_qr_value(&reg, i, "2@second,code=="));
     store_qr_png(&reg, i, png2, sizeof(png2));
     assert_true(q->d.has_qr);
+    assert_true(q->d.png_current);
     assert_int_equal(q->d.png_len, sizeof(png2));
     assert_int_equal(q->generation, gen + 4);
 
@@ -1981,10 +1984,11 @@ static void test_store_qr_png_before_value(void **state)
     assert_false(q->d.has_qr);
     assert_int_equal(q->d.png_len, sizeof(png));
     /* ...and a value arriving afterwards is a new code: its image is
-     * fetched again. */
+     * fetched again (the one there is served meanwhile). */
     assert_true(store_qr_value(&reg, i, "2@late"));
-    assert_false(q->d.has_qr);
-    assert_int_equal(q->d.png_len, 0);
+    assert_false(q->d.png_current);
+    assert_true(q->d.has_qr);
+    assert_int_equal(q->d.png_len, sizeof(png));
 }
 
 static void test_store_session_drops_qr(void **state)
