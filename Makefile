@@ -29,7 +29,7 @@ CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Wshadow \
            -MMD -MP $(SANFLAGS) -DWAHAGATE_VERSION='"$(VERSION)"' \
            -Icommon -Iserver $(shell pkg-config --cflags $(PKGS))
 LDFLAGS := $(SANFLAGS)
-LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lpthread
+LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lpthread
 
 COMMON_SRC := $(wildcard common/*.c)
 SERVER_SRC := $(wildcard server/*.c)

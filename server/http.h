@@ -13,11 +13,17 @@
 
 #include "region.h"
 
-enum http_method { HTTP_GET = 0, HTTP_HEAD, HTTP_POST, HTTP_OPTIONS, HTTP_OTHER };
+enum request_method {
+    METHOD_GET = 0,
+    METHOD_HEAD,
+    METHOD_POST,
+    METHOD_OPTIONS,
+    METHOD_OTHER
+};
 
 /* What a handler may know about a request. All strings are NUL-terminated. */
 struct http_request_view {
-    enum http_method method;
+    enum request_method method;
     const char *path;          /* decoded path, no query: "/api/waha/status" */
     const char *query;         /* raw query string without '?', or NULL */
     const char *if_none_match; /* header value or NULL */

@@ -827,19 +827,19 @@ static const char sessions_prefix[] = "/api/waha/sessions/";
 
 static const struct route {
     const char *path;
-    enum http_method method; /* GET also answers HEAD */
+    enum request_method method; /* GET also answers HEAD */
     enum endpoint endpoint;
     enum route_result (*handler)(const struct http_request_view *req,
                                  struct http_response *resp);
 } routes[] = {
-    {"/api/waha/status", HTTP_GET, ENDPOINT_STATUS, serve_status},
-    {"/api/waha/health", HTTP_GET, ENDPOINT_HEALTH, serve_health},
-    {"/api/waha/sessions", HTTP_GET, ENDPOINT_SESSIONS, serve_sessions},
-    {"/api/waha/config", HTTP_GET, ENDPOINT_CONFIG, serve_config},
-    {"/api/waha/webhook", HTTP_POST, ENDPOINT_WEBHOOK, serve_webhook},
-    {"/api/waha/monitoring/stats", HTTP_GET, ENDPOINT_STATS, serve_stats},
-    {"/metrics", HTTP_GET, ENDPOINT_METRICS, serve_metrics},
-    {"/api/waha/events", HTTP_GET, ENDPOINT_EVENTS, serve_events},
+    {"/api/waha/status", METHOD_GET, ENDPOINT_STATUS, serve_status},
+    {"/api/waha/health", METHOD_GET, ENDPOINT_HEALTH, serve_health},
+    {"/api/waha/sessions", METHOD_GET, ENDPOINT_SESSIONS, serve_sessions},
+    {"/api/waha/config", METHOD_GET, ENDPOINT_CONFIG, serve_config},
+    {"/api/waha/webhook", METHOD_POST, ENDPOINT_WEBHOOK, serve_webhook},
+    {"/api/waha/monitoring/stats", METHOD_GET, ENDPOINT_STATS, serve_stats},
+    {"/metrics", METHOD_GET, ENDPOINT_METRICS, serve_metrics},
+    {"/api/waha/events", METHOD_GET, ENDPOINT_EVENTS, serve_events},
 };
 
 /* The dashboard and the poller (assets.h); false when PATH is neither. */
@@ -877,13 +877,14 @@ static bool served_here(const struct route *route, const struct http_request_vie
     return admin_route == req->admin;
 }
 
-static void method_not_allowed(struct http_response *resp, enum http_method allowed)
+static void method_not_allowed(struct http_response *resp, enum request_method allowed)
 {
     http_response_error(resp, 405, "method_not_allowed",
-                        allowed == HTTP_POST ? "this resource only answers POST"
-                                             : "this resource only answers GET and HEAD");
+                        allowed == METHOD_POST
+                            ? "this resource only answers POST"
+                            : "this resource only answers GET and HEAD");
     http_response_header(resp, "Allow", "%s",
-                         allowed == HTTP_POST ? "POST" : "GET, HEAD");
+                         allowed == METHOD_POST ? "POST" : "GET, HEAD");
 }
 
 /*
@@ -904,7 +905,7 @@ static bool dispatch_session_path(const struct http_request_view *req,
     name[len] = '\0';
     resp->endpoint = slash ? ENDPOINT_QR : ENDPOINT_SESSION;
     if (!read_method) {
-        method_not_allowed(resp, HTTP_GET);
+        method_not_allowed(resp, METHOD_GET);
         *result = ROUTE_DONE;
     } else {
         *result = slash ? serve_qr(req, resp, name) : serve_session(req, resp, name);
@@ -916,17 +917,18 @@ static enum route_result dispatch(const struct http_request_view *req,
                                   struct http_response *resp)
 {
     const char *path = req->path;
-    bool read_method = req->method == HTTP_GET || req->method == HTTP_HEAD;
+    bool read_method = req->method == METHOD_GET || req->method == METHOD_HEAD;
     char message[160], shown[121];
 
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (strcmp(path, routes[i].path) != 0)
             continue;
-        if ((routes[i].method == HTTP_POST && !rt.cfg->webhook.enabled) ||
+        if ((routes[i].method == METHOD_POST && !rt.cfg->webhook.enabled) ||
             !served_here(&routes[i], req))
             break; /* no such resource here */
         resp->endpoint = routes[i].endpoint;
-        if (routes[i].method == HTTP_GET ? read_method : req->method == routes[i].method)
+        if (routes[i].method == METHOD_GET ? read_method
+                                           : req->method == routes[i].method)
             return routes[i].handler(req, resp);
         method_not_allowed(resp, routes[i].method);
         return ROUTE_DONE;
@@ -1000,7 +1002,7 @@ enum route_result routes_handle(const struct http_request_view *req,
     resp->header_count = 0;
     resp->body = NULL;
     resp->body_len = 0;
-    if (req->method == HTTP_OPTIONS)
+    if (req->method == METHOD_OPTIONS)
         preflight(req, resp);
     else
         result = dispatch(req, resp);

@@ -2,8 +2,8 @@
  * sse.c - Server-Sent Events streams in a worker (see sse.h).
  *
  * DESIGN
- * Streams are evhttp requests answered with evhttp_send_reply_start() and
- * kept open; events are written with evhttp_send_reply_chunk(). A timer
+ * Streams are connections of conn.c answered with conn_stream_start() and
+ * kept open; events are written with conn_stream_write(). A timer
  * (SSE_TICK_MS) compares, for each session, the entry's generation and the
  * breaker's transition count with what was last sent: the cost of a quiet
  * tick is two atomic loads per session. When something changed, the status
@@ -23,10 +23,10 @@
  * rather than allowed to grow memory. Streams count as readers of their
  * sessions (last_read_ms), so the fetcher keeps them fresh.
  *
- * A stream ends in one of two ways: the client goes away (evhttp calls
- * on_close(), the request is detached from its connection and freed by
- * evhttp_send_reply_end()), or the worker ends it (dropped, or stopping:
- * the close callback is cleared first, then the reply is ended).
+ * A stream ends in one of two ways: the client goes away (conn.c calls the
+ * worker's on_gone(), which calls sse_forget()), or the worker ends it
+ * (dropped for being slow, or stopping: conn_close() after a last retry
+ * hint).
  */
 #include "sse.h"
 
@@ -34,10 +34,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/keyvalq_struct.h>
 
 #include "json.h"
 #include "log.h"
@@ -48,7 +44,7 @@
 #define EVENT_MAX (REPLICA_PREFIX_MAX + 512)
 
 struct stream {
-    struct evhttp_request *req;
+    struct conn *conn;
     int session; /* entry index, or -1: every session */
 };
 
@@ -116,73 +112,34 @@ static void remove_stream(int i)
     publish_count();
 }
 
-static int find_stream(const struct evhttp_request *req)
+void sse_forget(struct conn *c)
 {
-    for (int i = 0; i < s.count; i++)
-        if (s.streams[i].req == req)
-            return i;
-    return -1;
-}
-
-/* The client went away: the request was detached; ending it frees it. */
-static void on_close(struct evhttp_connection *evcon, void *arg)
-{
-    struct evhttp_request *req = arg;
-    int i = find_stream(req);
-
-    (void)evcon;
-    if (i < 0)
-        return;
-    remove_stream(i);
-    evhttp_send_reply_end(req);
-}
-
-/* End stream I from our side, with TEXT as its last words (may be NULL). */
-static void end_stream(int i, const char *text)
-{
-    struct evhttp_request *req = s.streams[i].req;
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-
-    remove_stream(i);
-    if (evcon != NULL)
-        evhttp_connection_set_closecb(evcon, NULL, NULL);
-    if (text != NULL) {
-        struct evbuffer *buf = evbuffer_new();
-        if (buf != NULL) {
-            evbuffer_add(buf, text, strlen(text));
-            evhttp_send_reply_chunk(req, buf);
-            evbuffer_free(buf);
+    for (int i = 0; i < s.count; i++) {
+        if (s.streams[i].conn == c) {
+            remove_stream(i);
+            return;
         }
     }
-    evhttp_send_reply_end(req);
 }
 
-static size_t unsent_bytes(struct evhttp_request *req)
+/* End stream I from our side, with TEXT as its last words. */
+static void end_stream(int i, const char *text)
 {
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    struct conn *c = s.streams[i].conn;
 
-    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+    remove_stream(i);
+    if (conn_stream_write(c, text, strlen(text), SSE_MAX_BUFFERED) == 0)
+        conn_close(c);
 }
 
 /* Write TEXT to stream I; false when the stream was dropped for being slow. */
 static bool send_text(int i, const char *text, size_t len)
 {
-    struct evbuffer *buf;
-
-    if (unsent_bytes(s.streams[i].req) > SSE_MAX_BUFFERED) {
-        log_debug("dropping a slow event stream (%zu bytes unsent)",
-                  unsent_bytes(s.streams[i].req));
-        end_stream(i, NULL);
-        return false;
-    }
-    buf = evbuffer_new();
-    if (buf == NULL)
+    if (conn_stream_write(s.streams[i].conn, text, len, SSE_MAX_BUFFERED) == 0)
         return true;
-    evbuffer_add(buf, text, len);
-    evhttp_send_reply_chunk(s.streams[i].req, buf);
-    evbuffer_free(buf);
-    return true;
+    log_debug("dropped a slow event stream");
+    remove_stream(i); /* conn.c closed it */
+    return false;
 }
 
 /* "id: V\nevent: status\ndata: {...}\n\n" for session INDEX into OUT. */
@@ -258,11 +215,11 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-int sse_subscribe(struct evhttp_request *req, int session, const char *last_event_id,
+int sse_subscribe(struct conn *c, int session, const char *last_event_id,
                   const struct http_response *resp)
 {
     static char event[EVENT_MAX];
-    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    struct http_response head = *resp;
     uint64_t version = version_of(session);
     char text[64];
     int64_t now = time_mono_ms();
@@ -270,15 +227,11 @@ int sse_subscribe(struct evhttp_request *req, int session, const char *last_even
 
     if (s.count == s.max)
         return -1;
-    evhttp_add_header(out, "Content-Type", "text/event-stream");
-    evhttp_add_header(out, "Cache-Control", "no-cache");
-    evhttp_add_header(out, "X-Accel-Buffering", "no"); /* nginx: do not buffer */
-    for (int h = 0; h < resp->header_count; h++)
-        evhttp_add_header(out, resp->headers[h].name, resp->headers[h].value);
-    evhttp_send_reply_start(req, 200, "OK");
-    evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_close, req);
+    http_response_header(&head, "Cache-Control", "no-cache");
+    http_response_header(&head, "X-Accel-Buffering", "no"); /* nginx: do not buffer */
+    conn_stream_start(c, &head);
     i = s.count++;
-    s.streams[i] = (struct stream){.req = req, .session = session};
+    s.streams[i] = (struct stream){.conn = c, .session = session};
     watch(session, 1);
     publish_count();
 

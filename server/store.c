@@ -18,6 +18,7 @@
  */
 #include "store.h"
 
+#include <assert.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -60,6 +61,7 @@ void store_session(struct region *r, const struct config *cfg, int index,
     char error[REGION_ERROR_MAX] = "";
     bool changed;
 
+    assert(name != NULL);
     if (rec == NULL)
         snprintf(error, sizeof(error), "WAHA has no session \"%s\"", name);
 

@@ -1,0 +1,94 @@
+/*
+ * conn.h - wahagate's HTTP/1.1 transport: client connections on libevent
+ * bufferevents, requests parsed with http_parser (Debian libhttp-parser).
+ *
+ * A worker runs one conn server. It accepts on the listen sockets it
+ * inherited, parses each request into a struct http_request_view and hands
+ * it to the worker's callback, which answers through conn_send() (now or
+ * later, for a parked request) or turns the connection into an event stream
+ * (conn_stream_start()). Requests of one connection are answered in order;
+ * pipelined requests wait in the input buffer. Everything the transport
+ * refuses (a malformed request, oversized headers, target or body, too many
+ * connections, a client that is too slow) gets a JSON error when an answer
+ * is still possible.
+ */
+#ifndef WAHAGATE_CONN_H
+#define WAHAGATE_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "http.h"
+#include "listen.h"
+
+/* The request head (request line and headers) may not be larger. */
+#define CONN_MAX_HEAD 8192
+/* Nor may it have more header fields than this. */
+#define CONN_MAX_HEADERS 100
+/* Request targets (path and query) longer than this get 414. */
+#define CONN_MAX_TARGET 2048
+
+struct conn;
+
+/*
+ * Called for each complete request. VIEW (and the strings it points to)
+ * is valid during the call only. The callee must eventually call
+ * conn_send() or conn_stream_start() for C, or the connection stays busy.
+ */
+typedef void (*conn_request_cb)(struct conn *c, const struct http_request_view *view);
+
+/* Called when connection C closes while the worker holds on to it (a
+ * parked request or an event stream), so the worker can forget it. */
+typedef void (*conn_gone_cb)(struct conn *c);
+
+/*
+ * conn_server_start - accept on every socket of LISTENERS and serve with
+ * CFG's limits (server.max_connections, server.client_timeout), calling
+ * ON_REQUEST and ON_GONE. Returns 0 or -1 (logged).
+ */
+int conn_server_start(struct event_base *base, const struct config *cfg,
+                      const struct listeners *listeners, struct region_proc *slot,
+                      conn_request_cb on_request, conn_gone_cb on_gone);
+
+/*
+ * conn_send - answer C's current request with RESP (HEAD: without the
+ * body), then go on with C's next pipelined request, or close C when the
+ * request or the server asked for that.
+ */
+void conn_send(struct conn *c, const struct http_response *resp);
+
+/*
+ * conn_stream_start - answer C's current request with the head of an event
+ * stream (200, text/event-stream, RESP's headers, no length: the stream ends
+ * with the connection). From then on C only takes conn_stream_write().
+ */
+void conn_stream_start(struct conn *c, const struct http_response *resp);
+
+/*
+ * conn_stream_write - append LEN bytes of TEXT to stream C. Returns 0, or -1
+ * when C has more than MAX_UNSENT bytes waiting for a slow client: then C
+ * is closed (ON_GONE is not called for it) and must be forgotten.
+ */
+int conn_stream_write(struct conn *c, const char *text, size_t len, size_t max_unsent);
+
+/* conn_close - close C once what is queued for it is written (or at once,
+ * when the client is not reading). ON_GONE is not called for it. */
+void conn_close(struct conn *c);
+
+/*
+ * conn_server_drain - stop accepting; close idle connections now and the
+ * others once their current answer is written. Returns the number of
+ * connections still open.
+ */
+int conn_server_drain(void);
+
+/* conn_server_open - connections still open (streams included). */
+int conn_server_open(void);
+
+/* conn_server_stop - close everything and free the server. */
+void conn_server_stop(void);
+
+#endif
