@@ -1,7 +1,7 @@
 /*
  * http.h - the request view and the prepared response that connect the
- * transport (worker.c, on libevent's evhttp) with the route handlers
- * (routes.c). Handlers never see evhttp types, so the transport can be
+ * transport (conn.c and worker.c) with the route handlers (routes.c).
+ * Handlers never see the transport's types, so the transport can be
  * replaced without touching them.
  */
 #ifndef WAHAGATE_HTTP_H

@@ -13,8 +13,6 @@
 #define WORKER_PARK_TICK_MS 10
 /* Parked requests per worker; beyond this a request is answered at once. */
 #define WORKER_MAX_PARKED 4096
-/* Request bodies evhttp reads at all (larger: evhttp's own 413). */
-#define WORKER_MAX_BODY (1024 * 1024)
 /* After SIGTERM, at most this long to finish replies already started. */
 #define WORKER_DRAIN_MS 3000
 
