@@ -24,12 +24,17 @@ endif
 
 PKGS    := libevent json-c inih libcurl libcrypto
 CC      ?= cc
-CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Wshadow \
+# Test builds (make faults) compile the fault points in (common/fault.h).
+ifeq ($(WAHAGATE_FAULTS),1)
+FAULTFLAGS := -DWAHAGATE_FAULTS
+endif
+
+CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Wshadow $(FAULTFLAGS) \
            -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings \
            -MMD -MP $(SANFLAGS) -DWAHAGATE_VERSION='"$(VERSION)"' \
            -Icommon -Iserver $(shell pkg-config --cflags $(PKGS))
 LDFLAGS := $(SANFLAGS)
-LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lpthread
+LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lpthread -lm
 
 COMMON_SRC := $(wildcard common/*.c)
 SERVER_SRC := $(wildcard server/*.c)
@@ -50,7 +55,7 @@ else
 Q := @
 endif
 
-.PHONY: all test unit integration browser-deps sanitize demo bench lint format deps clean
+.PHONY: all test unit integration faults browser-deps sanitize demo bench lint format deps clean
 
 all: $(BUILD)/wahagate
 
@@ -90,8 +95,14 @@ tests/browser/node_modules/.package-lock.json: tests/browser/package.json tests/
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "  UNIT  $$t"; $$t; done
 
-integration: $(BUILD)/wahagate browser-deps
-	GATEWAY_BIN=$(CURDIR)/$(BUILD)/wahagate $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+# The same program with its fault points, for the tests that kill a
+# process inside the region's critical section.
+faults:
+	$(MAKE) BUILD=$(BUILD)/faults WAHAGATE_FAULTS=1 all
+
+integration: $(BUILD)/wahagate faults browser-deps
+	GATEWAY_BIN=$(CURDIR)/$(BUILD)/wahagate FAULTS_BIN=$(CURDIR)/$(BUILD)/faults/wahagate \
+		$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 sanitize:
 	$(MAKE) test SANITIZE=1

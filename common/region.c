@@ -79,6 +79,8 @@ const char *const counter_names[COUNTER_COUNT] = {
     [COUNTER_WEBHOOKS_REJECTED] = "webhooks_rejected",
     [COUNTER_WEBHOOKS_DUPLICATE] = "webhooks_duplicate",
     [COUNTER_BYTES_SENT] = "bytes_sent",
+    [COUNTER_SCALE_UP] = "scale_up",
+    [COUNTER_SCALE_DOWN] = "scale_down",
 };
 
 const char *const endpoint_names[ENDPOINT_COUNT] = {
@@ -139,9 +141,19 @@ static size_t procs_offset(void)
     return qrs_offset() + align_up(sizeof(struct region_qr)) * REGION_SESSION_MAX;
 }
 
-static size_t region_size(void)
+static size_t ratelimit_offset(void)
 {
     return procs_offset() + align_up(sizeof(struct region_proc)) * REGION_MAX_PROCS;
+}
+
+static size_t region_size(void)
+{
+    return ratelimit_offset() + align_up(sizeof(struct ratelimit_table));
+}
+
+struct ratelimit_table *region_ratelimit(const struct region *r)
+{
+    return (struct ratelimit_table *)((char *)r->base + ratelimit_offset());
 }
 
 struct region_header *region_header(const struct region *r)
@@ -383,6 +395,8 @@ int region_create(struct region *r, const char *name)
         goto fail;
     }
     rc = init_mutex(&region_header(r)->lock);
+    if (rc == 0 && ratelimit_init(region_ratelimit(r)) != 0)
+        rc = EINVAL;
     if (rc != 0) {
         log_error(rc, "pthread_mutex_init() for the region failed");
         goto fail;

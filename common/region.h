@@ -10,6 +10,7 @@
  *                             [0] health, [1] session list, [2..] sessions
  *   struct region_qr[]        one QR slot per session entry
  *   struct region_proc[]      REGION_MAX_PROCS per-process stat slots
+ *   struct ratelimit_table    per-client token buckets, with their own lock
  *
  * Writers (the fetcher, and workers applying a webhook) change an entry
  * only while holding the lock, between region_entry_begin_write() and
@@ -39,8 +40,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "ratelimit.h"
+
 #define REGION_MAGIC 0x4554414741484157ull /* "WAHAGATE", little endian */
-#define REGION_LAYOUT_VERSION 2
+#define REGION_LAYOUT_VERSION 3
 
 #define REGION_SESSION_MAX 64
 #define REGION_ENTRY_HEALTH 0
@@ -173,6 +176,8 @@ enum counter {
     COUNTER_WEBHOOKS_REJECTED,
     COUNTER_WEBHOOKS_DUPLICATE,
     COUNTER_BYTES_SENT,
+    COUNTER_SCALE_UP,   /* workers added for load (master) */
+    COUNTER_SCALE_DOWN, /* workers retired after a quiet period (master) */
     COUNTER_COUNT
 };
 
@@ -236,6 +241,8 @@ struct region_proc {
     _Atomic int64_t started_mono_ms;
     _Atomic int32_t in_flight;   /* requests being answered (gauge) */
     _Atomic int32_t sse_clients; /* gauge */
+    _Atomic int32_t connections; /* open client connections (gauge) */
+    _Atomic uint64_t busy_us;    /* CPU time used, updated each second (scaling) */
     _Atomic uint64_t counters[COUNTER_COUNT];
     /* Breakdowns for /metrics (workers: requests; fetcher: upstream). */
     _Atomic uint64_t requests[ENDPOINT_COUNT][STATUS_CLASS_COUNT];
@@ -325,6 +332,7 @@ struct region_header *region_header(const struct region *r);
 struct region_entry *region_entry(const struct region *r, int index);
 struct region_proc *region_proc(const struct region *r, int slot);
 struct region_qr *region_qr(const struct region *r, int entry_index);
+struct ratelimit_table *region_ratelimit(const struct region *r);
 
 /*
  * region_lock - take the robust mutex; FUNC and LINE are recorded for

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,7 +59,8 @@ struct conn {
     struct bufferevent *bev;
     struct conn *prev, *next;
     enum conn_state state;
-    bool admin;             /* accepted on a server.admin_listen socket */
+    bool admin; /* accepted on a server.admin_listen socket */
+    struct client_addr peer;
     bool keep_alive;        /* of the current request */
     bool head;              /* the current request is a HEAD */
     int64_t activity_ms;    /* last request answered, or accepted */
@@ -74,13 +76,14 @@ struct parsed {
     size_t field_len;
     int header_count;
     bool too_many_headers, target_too_long, body_too_large, expect_continue;
-    bool has_inm, has_accept, has_hmac, has_authorization, has_origin, has_last_event_id;
+    bool has_inm, has_accept, has_hmac, has_authorization, has_origin, has_last_event_id,
+        has_xff;
     size_t body_len;
     bool complete;
     /* Fields from here on are valid only when their has_ flag is set, so
      * they are not cleared between requests. */
     char if_none_match[256], accept[256], hmac[256], authorization[256], origin[256],
-        last_event_id[64];
+        last_event_id[64], xff[512];
 };
 
 static struct {
@@ -119,6 +122,7 @@ static void free_conn(struct conn *c)
     bufferevent_free(c->bev);
     free(c);
     cs.open--;
+    atomic_store_explicit(&cs.slot->connections, cs.open, memory_order_relaxed);
 }
 
 /* The client went away, or the connection failed. */
@@ -325,6 +329,8 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     else if (field_is("Last-Event-ID"))
         copy_value(r->last_event_id, sizeof(r->last_event_id), &r->has_last_event_id, at,
                    len);
+    else if (field_is("X-Forwarded-For"))
+        copy_value(r->xff, sizeof(r->xff), &r->has_xff, at, len);
     else if (field_is("Expect"))
         r->expect_continue = len == 12 && strncasecmp(at, "100-continue", 12) == 0;
     return 0;
@@ -418,6 +424,7 @@ static void dispatch(struct conn *c, const http_parser *p)
         .body_len = r->body_len,
         .now_mono_ms = time_mono_ms(),
     };
+    ratelimit_client(cs.cfg, &c->peer, r->has_xff ? r->xff : NULL, &view.client);
     cs.body[r->body_len] = '\0';
     c->state = CONN_BUSY;
     c->head = p->method == HTTP_HEAD;
@@ -499,7 +506,6 @@ static void on_read(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
 
-    (void)bev;
     if (c->state == CONN_READING)
         parse_next(c);
     else if (c->state == CONN_STREAM)
@@ -546,7 +552,6 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd,
     struct conn *c;
 
     (void)listener;
-    (void)addr;
     (void)socklen;
     if (cs.open >= cs.cfg->server.max_connections || cs.draining) {
         ssize_t sent = send(fd, full, sizeof(full) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -565,6 +570,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd,
         return;
     }
     c->admin = *(const bool *)arg;
+    ratelimit_addr_from_sockaddr(addr, &c->peer);
     c->state = CONN_READING;
     c->activity_ms = time_mono_ms();
     c->next = cs.all;
@@ -572,6 +578,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd,
         cs.all->prev = c;
     cs.all = c;
     cs.open++;
+    atomic_store_explicit(&cs.slot->connections, cs.open, memory_order_relaxed);
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
@@ -599,6 +606,19 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
         pause_listeners(false);
 }
 
+/* The load the master scales by: the CPU time this worker has used. */
+static void publish_cpu_time(void)
+{
+    struct rusage ru;
+
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return;
+    atomic_store_explicit(&cs.slot->busy_us,
+                          (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+                              (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec),
+                          memory_order_relaxed);
+}
+
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     int64_t now = time_mono_ms(), limit = cs.cfg->server.client_timeout;
@@ -606,6 +626,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
+    publish_cpu_time();
     for (struct conn *c = cs.all, *next; c != NULL; c = next) {
         next = c->next;
         if (c->write_since_ms != 0 && now - c->write_since_ms > limit) {
@@ -668,12 +689,19 @@ int conn_server_drain(void)
             evconnlistener_free(cs.listeners[i]);
         cs.listeners[i] = NULL;
     }
+    return cs.open;
+}
+
+void conn_server_close_idle(int64_t grace_ms)
+{
+    int64_t now = time_mono_ms();
+
     for (struct conn *c = cs.all, *next; c != NULL; c = next) {
         next = c->next;
-        if (c->state == CONN_READING && c->started_ms == 0)
-            close_after_write(c); /* idle: nothing to finish */
+        if (c->state == CONN_READING && c->started_ms == 0 &&
+            now - c->activity_ms >= grace_ms)
+            close_after_write(c);
     }
-    return cs.open;
 }
 
 int conn_server_open(void)

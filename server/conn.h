@@ -79,11 +79,18 @@ int conn_stream_write(struct conn *c, const char *text, size_t len, size_t max_u
 void conn_close(struct conn *c);
 
 /*
- * conn_server_drain - stop accepting; close idle connections now and the
- * others once their current answer is written. Returns the number of
- * connections still open.
+ * conn_server_drain - stop accepting; from now on every answer closes its
+ * connection. Returns the number of connections still open.
  */
 int conn_server_drain(void);
+
+/*
+ * conn_server_close_idle - close the connections that have had no request
+ * for GRACE_MS. While draining, a client that had just connected (or just
+ * got an answer) still gets its next request answered, so a retiring worker
+ * drops no request.
+ */
+void conn_server_close_idle(int64_t grace_ms);
 
 /* conn_server_open - connections still open (streams included). */
 int conn_server_open(void);

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ratelimit.h"
 #include "region.h"
 
 enum request_method {
@@ -32,6 +33,7 @@ struct http_request_view {
     const char *authorization; /* Authorization value or NULL */
     const char *origin;        /* Origin value or NULL (CORS) */
     const char *last_event_id; /* Last-Event-ID value or NULL (SSE) */
+    struct client_addr client; /* who the request counts as (rate limits) */
     bool admin;                /* arrived on a server.admin_listen socket */
     const char *body;          /* request body, NUL-terminated, or NULL */
     size_t body_len;

@@ -52,6 +52,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,6 +69,15 @@
 #define RESPAWN_FIRST_DELAY_MS 100
 #define RESPAWN_MAX_DELAY_MS 30000
 #define STOP_KILL_MS 4500
+/* Scaling: sample the workers' load every second; add a worker after
+ * SCALE_UP_SAMPLES busy samples in a row, retire the most idle one after
+ * SCALE_DOWN_SAMPLES quiet ones; no two decisions within SCALE_COOLDOWN_MS. */
+#define SCALE_SAMPLE_MS 1000
+#define SCALE_UP_BUSY 0.75
+#define SCALE_UP_SAMPLES 3
+#define SCALE_DOWN_BUSY 0.15
+#define SCALE_DOWN_SAMPLES 10
+#define SCALE_COOLDOWN_MS 5000
 
 struct process {
     pid_t pid;           /* 0: not running */
@@ -77,6 +88,7 @@ struct process {
     int64_t started_ms;
     int quick_deaths;      /* in a row */
     int64_t respawn_at_ms; /* 0: no start scheduled */
+    uint64_t last_busy_us; /* the slot's busy_us at the last sample */
 };
 
 static volatile sig_atomic_t got_stop, got_child, got_reopen, got_reload;
@@ -89,6 +101,9 @@ static struct {
     struct process procs[REGION_MAX_PROCS];
     bool stopping;
     int64_t kill_at_ms;
+    int64_t last_sample_ms;
+    int busy_samples, quiet_samples;
+    int64_t last_scale_ms;
 } m;
 
 /*========================================================================
@@ -157,6 +172,7 @@ static void spawn(int slot)
     p->pid = pid;
     p->started_ms = time_mono_ms();
     p->respawn_at_ms = 0;
+    p->last_busy_us = atomic_load(&region_proc(&m.region, slot)->busy_us);
     log_debug("started %s %d in slot %d (generation %u)", proc_role_names[p->role],
               (int)pid, slot, p->generation);
 }
@@ -270,6 +286,105 @@ static void begin_stop(void)
     m.stopping = true;
     m.kill_at_ms = time_mono_ms() + STOP_KILL_MS;
     signal_children(SIGTERM);
+}
+
+/*========================================================================
+ * Scaling the workers with load.
+ */
+
+/* Connections waiting in the API listen queues (TCP_INFO of a listening
+ * socket gives its accept queue length in tcpi_unacked). */
+static unsigned accept_backlog(void)
+{
+    unsigned total = 0;
+
+    for (int i = 0; i < m.heritage.listeners.count; i++) {
+        struct tcp_info info;
+        socklen_t len = sizeof(info);
+        if (!m.heritage.listeners.admin[i] &&
+            getsockopt(m.heritage.listeners.fds[i], IPPROTO_TCP, TCP_INFO, &info, &len) ==
+                0)
+            total += info.tcpi_unacked;
+    }
+    return total;
+}
+
+static int running_workers(void)
+{
+    int n = 0;
+
+    for (int i = SLOT_MASTER + 1; i < REGION_MAX_PROCS; i++)
+        n += m.procs[i].role == ROLE_WORKER && !m.procs[i].retiring;
+    return n;
+}
+
+/*
+ * Once a second: how busy were the workers (the share of the last second
+ * each spent on the CPU, which they publish in their stat slots) and is
+ * anything waiting in the listen queue? Busy for a few
+ * seconds adds a worker; quiet for longer retires the most idle one. The
+ * two thresholds are far apart and decisions are spaced, so it does not
+ * flap.
+ */
+static void sample_load(int64_t now)
+{
+    int64_t elapsed_us = (now - m.last_sample_ms) * 1000;
+    double total = 0, idlest_busy = 2.0;
+    int workers = 0, idlest = -1;
+    unsigned backlog;
+
+    if (m.stopping || elapsed_us < SCALE_SAMPLE_MS * 1000)
+        return;
+    m.last_sample_ms = now;
+    for (int i = SLOT_MASTER + 1; i < REGION_MAX_PROCS; i++) {
+        struct process *p = &m.procs[i];
+        uint64_t busy;
+        double share;
+
+        if (p->role != ROLE_WORKER || p->retiring || p->pid == 0)
+            continue;
+        busy = atomic_load(&region_proc(&m.region, i)->busy_us);
+        share = (double)(busy - p->last_busy_us) / (double)elapsed_us;
+        p->last_busy_us = busy;
+        total += share;
+        workers++;
+        if (share < idlest_busy) {
+            idlest_busy = share;
+            idlest = i;
+        }
+    }
+    if (workers == 0)
+        return;
+    backlog = accept_backlog();
+    m.busy_samples =
+        total / workers >= SCALE_UP_BUSY || backlog > 0 ? m.busy_samples + 1 : 0;
+    m.quiet_samples =
+        total / workers <= SCALE_DOWN_BUSY && backlog == 0 ? m.quiet_samples + 1 : 0;
+    if (now - m.last_scale_ms < SCALE_COOLDOWN_MS)
+        return;
+    if (m.busy_samples >= SCALE_UP_SAMPLES &&
+        running_workers() < m.cfg->server.max_workers) {
+        log_info("scaling up to %d workers: they were %.0f%% busy with %u connections "
+                 "waiting",
+                 running_workers() + 1, 100.0 * total / workers, backlog);
+        add_child(ROLE_WORKER);
+        region_count(region_proc(&m.region, SLOT_MASTER), COUNTER_SCALE_UP, 1);
+    } else if (m.quiet_samples >= SCALE_DOWN_SAMPLES &&
+               running_workers() > m.cfg->server.min_workers && idlest >= 0) {
+        log_info("scaling down to %d workers: they were %.0f%% busy for %d s; worker %d "
+                 "finishes its work and stops",
+                 running_workers() - 1, 100.0 * total / workers, m.quiet_samples,
+                 (int)m.procs[idlest].pid);
+        m.procs[idlest].retiring = true;
+        m.procs[idlest].stop_sent = true;
+        kill(m.procs[idlest].pid, SIGTERM);
+        region_count(region_proc(&m.region, SLOT_MASTER), COUNTER_SCALE_DOWN, 1);
+    } else {
+        return;
+    }
+    m.last_scale_ms = now;
+    m.busy_samples = m.quiet_samples = 0;
+    atomic_store(&region_header(&m.region)->workers_running, (int32_t)running_workers());
 }
 
 /*========================================================================
@@ -481,6 +596,7 @@ static int start(void)
     atomic_store(&self->started_mono_ms, time_mono_ms());
     atomic_store(&self->pid, getpid());
     m.procs[SLOT_MASTER].role = ROLE_MASTER;
+    m.last_sample_ms = time_mono_ms();
     add_child(ROLE_FETCHER);
     for (int i = 0; i < m.cfg->server.workers; i++)
         add_child(ROLE_WORKER);
@@ -578,6 +694,7 @@ int master_run(const struct config *cfg)
             }
         } else {
             start_due_children(now);
+            sample_load(now);
         }
         wait_for_events(&unblocked);
     }

@@ -990,6 +990,34 @@ static void preflight(const struct http_request_view *req, struct http_response 
     http_response_header(resp, "Access-Control-Max-Age", "600");
 }
 
+/*
+ * ratelimit.*: charge a request to its client. False when RESP is now the
+ * 429. WAHA's webhooks (signed) and the admin listener are not limited, and
+ * a parked request was charged when it arrived.
+ */
+static bool rate_ok(const struct http_request_view *req, struct http_response *resp)
+{
+    struct ratelimit_verdict v;
+
+    if (!rt.cfg->ratelimit.enabled || req->admin || req->parked ||
+        strcmp(req->path, "/api/waha/webhook") == 0)
+        return true;
+    ratelimit_take(region_ratelimit(rt.region), &req->client, rt.cfg->ratelimit.rate,
+                   rt.cfg->ratelimit.burst, req->now_mono_ms, &v);
+    if (!v.allowed) {
+        count(COUNTER_RATE_LIMITED);
+        http_response_error(resp, 429, "rate_limited",
+                            "too many requests from this client; see Retry-After");
+        http_response_header(resp, "Retry-After", "%lld",
+                             (long long)((v.retry_after_ms + 999) / 1000));
+    }
+    http_response_header(resp, "RateLimit-Limit", "%lld", (long long)v.limit);
+    http_response_header(resp, "RateLimit-Remaining", "%lld", (long long)v.remaining);
+    http_response_header(resp, "RateLimit-Reset", "%lld",
+                         (long long)((v.reset_ms + 999) / 1000));
+    return v.allowed;
+}
+
 enum route_result routes_handle(const struct http_request_view *req,
                                 struct http_response *resp)
 {
@@ -1002,7 +1030,9 @@ enum route_result routes_handle(const struct http_request_view *req,
     resp->header_count = 0;
     resp->body = NULL;
     resp->body_len = 0;
-    if (req->method == METHOD_OPTIONS)
+    if (!rate_ok(req, resp))
+        result = ROUTE_DONE;
+    else if (req->method == METHOD_OPTIONS)
         preflight(req, resp);
     else
         result = dispatch(req, resp);

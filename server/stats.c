@@ -258,6 +258,12 @@ void stats_render_metrics(struct region *r, const struct config *cfg, struct jbu
     gauge(b, "sse_clients", "Open Server-Sent Events connections.",
           (double)l.sse_clients);
     gauge(b, "workers", "Worker processes running.", l.workers);
+    help(b, "scaling_total", "counter",
+         "Workers added for load (up) or retired when quiet (down).");
+    jbuf_printf(b, "wahagate_scaling_total{direction=\"up\"} %llu\n",
+                (unsigned long long)region_counter_sum(r, COUNTER_SCALE_UP));
+    jbuf_printf(b, "wahagate_scaling_total{direction=\"down\"} %llu\n",
+                (unsigned long long)region_counter_sum(r, COUNTER_SCALE_DOWN));
     gauge(b, "workers_max", "server.max_workers.", (double)cfg->server.max_workers);
     gauge(b, "resident_memory_bytes", "Resident memory of all wahagate processes.",
           (double)l.rss_bytes);

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "fault.h"
 #include "timeutil.h"
 
 static bool is_scan(const char *status)
@@ -78,6 +79,7 @@ void store_session(struct region *r, const struct config *cfg, int index,
                                     cfg->backend.flap_hold);
     d->has_data = true;
     d->healthy = true;
+    fault_point("store_session"); /* test builds: die with the entry torn */
     d->exists = rec != NULL;
     d->source = SOURCE_POLL;
     d->fetched_real_ms = now_real;
@@ -285,6 +287,7 @@ enum store_webhook_result store_webhook(struct region *r, const struct config *c
         changed = true;
     }
     d->has_data = true;
+    fault_point("store_webhook"); /* test builds: a worker dies mid-write */
     d->exists = true;
     d->source = SOURCE_WEBHOOK;
     d->fetched_real_ms = now_real;

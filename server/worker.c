@@ -49,6 +49,7 @@ struct parked {
     int64_t arrived_us;
     enum request_method method;
     bool admin;
+    struct client_addr client;
     bool has_query, has_inm, has_accept, has_authorization, has_origin;
     char path[CONN_MAX_TARGET + 1];
     char query[CONN_MAX_TARGET + 1];
@@ -136,6 +137,7 @@ static void park(struct conn *c, const struct http_request_view *view, int64_t a
     p->arrived_mono_ms = arrived_us / 1000;
     p->method = view->method;
     p->admin = view->admin;
+    p->client = view->client;
     snprintf(p->path, sizeof(p->path), "%s", view->path);
     p->has_query = view->query != NULL;
     if (p->has_query)
@@ -184,6 +186,7 @@ static void park_tick(evutil_socket_t fd, short what, void *arg)
             .authorization = p->has_authorization ? p->authorization : NULL,
             .origin = p->has_origin ? p->origin : NULL,
             .admin = p->admin,
+            .client = p->client,
             .now_mono_ms = now,
             .parked = true,
             .may_wait =
@@ -218,6 +221,7 @@ static void check_drained(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    conn_server_close_idle(WORKER_DRAIN_IDLE_MS);
     if (conn_server_open() == 0 || time_mono_ms() >= *(int64_t *)arg) {
         if (conn_server_open() > 0)
             log_warn(0, "%d connections still open after %d ms; stopping anyway",

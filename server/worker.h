@@ -13,6 +13,8 @@
 #define WORKER_PARK_TICK_MS 10
 /* Parked requests per worker; beyond this a request is answered at once. */
 #define WORKER_MAX_PARKED 4096
+/* While draining, a connection without a request for this long is closed. */
+#define WORKER_DRAIN_IDLE_MS 500
 /* After SIGTERM, at most this long to finish replies already started. */
 #define WORKER_DRAIN_MS 3000
 
