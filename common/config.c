@@ -1095,3 +1095,19 @@ bool config_tracks_session(const struct config *cfg, const char *name)
             return true;
     return false;
 }
+
+bool config_key_allows(const struct auth_key *key, const char *session)
+{
+    size_t n = strlen(session);
+
+    if (key == NULL || key->all_sessions)
+        return true;
+    for (const char *p = key->sessions; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == n && strncmp(p, session, n) == 0)
+            return true;
+        p = comma ? comma + 1 : p + len;
+    }
+    return false;
+}

@@ -166,6 +166,12 @@ int config_set(struct config *cfg, const char *section, const char *key,
 /* config_tracks_session - true when NAME is in upstream.sessions (or *). */
 bool config_tracks_session(const struct config *cfg, const char *name);
 
+/*
+ * config_key_allows - may a client holding KEY see SESSION? A NULL KEY (no
+ * key needed: auth.required is false) may see every session.
+ */
+bool config_key_allows(const struct auth_key *key, const char *session);
+
 /* config_valid_session_name - WAHA's rule: [A-Za-z0-9_-]{1,54}. */
 bool config_valid_session_name(const char *name);
 

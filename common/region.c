@@ -79,6 +79,7 @@ const char *const counter_names[COUNTER_COUNT] = {
     [COUNTER_WEBHOOKS_REJECTED] = "webhooks_rejected",
     [COUNTER_WEBHOOKS_DUPLICATE] = "webhooks_duplicate",
     [COUNTER_BYTES_SENT] = "bytes_sent",
+    [COUNTER_AUTH_FAILURES] = "auth_failures",
     [COUNTER_SCALE_UP] = "scale_up",
     [COUNTER_SCALE_DOWN] = "scale_down",
 };

@@ -176,8 +176,9 @@ enum counter {
     COUNTER_WEBHOOKS_REJECTED,
     COUNTER_WEBHOOKS_DUPLICATE,
     COUNTER_BYTES_SENT,
-    COUNTER_SCALE_UP,   /* workers added for load (master) */
-    COUNTER_SCALE_DOWN, /* workers retired after a quiet period (master) */
+    COUNTER_AUTH_FAILURES, /* requests refused for no or an unknown key */
+    COUNTER_SCALE_UP,      /* workers added for load (master) */
+    COUNTER_SCALE_DOWN,    /* workers retired after a quiet period (master) */
     COUNTER_COUNT
 };
 

@@ -77,13 +77,13 @@ struct parsed {
     int header_count;
     bool too_many_headers, target_too_long, body_too_large, expect_continue;
     bool has_inm, has_accept, has_hmac, has_authorization, has_origin, has_last_event_id,
-        has_xff;
+        has_xff, has_api_key;
     size_t body_len;
     bool complete;
     /* Fields from here on are valid only when their has_ flag is set, so
      * they are not cleared between requests. */
     char if_none_match[256], accept[256], hmac[256], authorization[256], origin[256],
-        last_event_id[64], xff[512];
+        last_event_id[64], xff[512], api_key[256];
 };
 
 static struct {
@@ -329,6 +329,8 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     else if (field_is("Last-Event-ID"))
         copy_value(r->last_event_id, sizeof(r->last_event_id), &r->has_last_event_id, at,
                    len);
+    else if (field_is("X-Api-Key"))
+        copy_value(r->api_key, sizeof(r->api_key), &r->has_api_key, at, len);
     else if (field_is("X-Forwarded-For"))
         copy_value(r->xff, sizeof(r->xff), &r->has_xff, at, len);
     else if (field_is("Expect"))
@@ -417,6 +419,7 @@ static void dispatch(struct conn *c, const http_parser *p)
         .accept = r->has_accept ? r->accept : NULL,
         .webhook_hmac = r->has_hmac ? r->hmac : NULL,
         .authorization = r->has_authorization ? r->authorization : NULL,
+        .api_key = r->has_api_key ? r->api_key : NULL,
         .origin = r->has_origin ? r->origin : NULL,
         .last_event_id = r->has_last_event_id ? r->last_event_id : NULL,
         .admin = c->admin,

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "ratelimit.h"
 #include "region.h"
 
@@ -31,6 +32,7 @@ struct http_request_view {
     const char *accept;        /* header value or NULL */
     const char *webhook_hmac;  /* X-Webhook-Hmac value or NULL */
     const char *authorization; /* Authorization value or NULL */
+    const char *api_key;       /* X-Api-Key value or NULL */
     const char *origin;        /* Origin value or NULL (CORS) */
     const char *last_event_id; /* Last-Event-ID value or NULL (SSE) */
     struct client_addr client; /* who the request counts as (rate limits) */
@@ -58,8 +60,9 @@ struct http_header {
  */
 struct http_response {
     int status;
-    enum endpoint endpoint; /* for the request counters */
-    int stream_session;     /* ROUTE_STREAM: entry index, or -1 for all */
+    enum endpoint endpoint;            /* for the request counters */
+    int stream_session;                /* ROUTE_STREAM: entry index, or -1 for all */
+    const struct auth_key *stream_key; /* ROUTE_STREAM: the client's key, or NULL */
     const char *content_type;
     int header_count;
     struct http_header headers[HTTP_MAX_HEADERS];

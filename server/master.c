@@ -32,7 +32,7 @@
  * becomes the next generation: listen sockets are reused for addresses that
  * stay and opened for new ones, the session entries follow the new list,
  * new workers and a new fetcher are started with it, and only then are the
- * old children told to stop (SIGTERM: a worker stops accepting, finishes what
+ * old children told to retire (SIGUSR2: a worker stops accepting, finishes what
  * it has and exits). The new workers accept on the same sockets as the old,
  * so no connection is refused meanwhile. server.shm_name and server.user
  * cannot change without a restart: such changes are reported and ignored.
@@ -84,7 +84,7 @@ struct process {
     enum proc_role role; /* ROLE_NONE: slot unused */
     unsigned generation; /* of the configuration it runs */
     bool retiring;       /* of an old generation; not respawned */
-    bool stop_sent;      /* SIGTERM sent */
+    bool stop_sent;      /* told to stop (SIGUSR2 or SIGTERM) */
     int64_t started_ms;
     int quick_deaths;      /* in a row */
     int64_t respawn_at_ms; /* 0: no start scheduled */
@@ -377,7 +377,7 @@ static void sample_load(int64_t now)
                  (int)m.procs[idlest].pid);
         m.procs[idlest].retiring = true;
         m.procs[idlest].stop_sent = true;
-        kill(m.procs[idlest].pid, SIGTERM);
+        kill(m.procs[idlest].pid, SIGUSR2);
         region_count(region_proc(&m.region, SLOT_MASTER), COUNTER_SCALE_DOWN, 1);
     } else {
         return;
@@ -534,7 +534,9 @@ static void start_due_children(int64_t now)
     for (int i = SLOT_MASTER + 1; i < REGION_MAX_PROCS; i++) {
         struct process *p = &m.procs[i];
         if (p->retiring && p->pid != 0 && !p->stop_sent) {
-            kill(p->pid, SIGTERM);
+            /* Workers retire (SIGUSR2: parked requests still get their
+             * data); the old fetcher just stops. */
+            kill(p->pid, p->role == ROLE_WORKER ? SIGUSR2 : SIGTERM);
             p->stop_sent = true;
         }
     }

@@ -104,6 +104,12 @@ bool replica_is_session(int index)
     return rp.names[index].kind == ENTRY_SESSION;
 }
 
+const char *replica_session_name(int index)
+{
+    sync_names();
+    return rp.names[index].name;
+}
+
 struct local_entry *replica_entry(int index)
 {
     struct region_entry *e = region_entry(rp.region, index);

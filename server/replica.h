@@ -54,6 +54,9 @@ int replica_find_session(const char *name);
 int replica_first_session(void);
 bool replica_is_session(int index);
 
+/* The name of session entry INDEX (valid until the next replica call). */
+const char *replica_session_name(int index);
+
 /*
  * replica_entry / replica_qr - the up-to-date copy of entry INDEX (or of
  * its QR slot). NULL only when the lock is unusable and there is no earlier

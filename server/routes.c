@@ -56,6 +56,8 @@ static struct {
     size_t config_body_len;
     char config_body[256];
     unsigned char stats_token_sha256[32]; /* of server.stats_token */
+    /* The key of the request being answered; NULL when no key is needed. */
+    const struct auth_key *key;
 } rt;
 
 static void count(enum counter c)
@@ -146,6 +148,78 @@ static int64_t session_max_age(const struct entry_data *d, int64_t base, int64_t
     return base;
 }
 
+/*========================================================================
+ * Client keys ([auth]): who may see which session.
+ */
+
+/* The key REQ presents (Bearer, X-Api-Key or ?access_token=), or NULL. */
+static const struct auth_key *presented_key(const struct http_request_view *req,
+                                            bool *presented)
+{
+    char token[256];
+    const char *secret = NULL;
+    unsigned char digest[32];
+    const struct auth_key *found = NULL;
+
+    if (req->authorization != NULL && strncmp(req->authorization, "Bearer ", 7) == 0)
+        secret = req->authorization + 7;
+    else if (req->api_key != NULL)
+        secret = req->api_key;
+    else if (http_query_param(req->query, "access_token", token, sizeof(token)) == 0)
+        secret = token;
+    *presented = secret != NULL && secret[0] != '\0';
+    if (!*presented)
+        return NULL;
+    /* Digests of equal length, and every key compared: the time taken
+     * tells nothing about which key, or how much of one, matched. */
+    EVP_Digest(secret, strlen(secret), digest, NULL, EVP_sha256(), NULL);
+    for (int i = 0; i < rt.cfg->auth.key_count; i++)
+        if (CRYPTO_memcmp(digest, rt.cfg->auth.keys[i].secret_sha256, sizeof(digest)) ==
+            0)
+            found = &rt.cfg->auth.keys[i];
+    return found;
+}
+
+/*
+ * With auth.required, a request for session data needs a known key: sets
+ * rt.key, or answers 401 (counted and logged, without the secret).
+ */
+static bool authorize(const struct http_request_view *req, struct http_response *resp)
+{
+    bool presented;
+
+    rt.key = NULL;
+    if (!rt.cfg->auth.required)
+        return true;
+    rt.key = presented_key(req, &presented);
+    if (rt.key != NULL)
+        return true;
+    if (!req->parked) {
+        /* One line per kind, so that repeats collapse in the log. */
+        count(COUNTER_AUTH_FAILURES);
+        log_warn(0, "refused a request without a valid client key (%s)",
+                 presented ? "unknown key" : "no key");
+    }
+    http_response_error(resp, 401, "unauthorized",
+                        "this resource needs a client key: Authorization: Bearer <key>, "
+                        "X-Api-Key: <key> or ?access_token=<key>");
+    http_response_header(resp, "WWW-Authenticate", "Bearer realm=\"wahagate\"");
+    return false;
+}
+
+static bool in_scope(const char *session)
+{
+    return config_key_allows(rt.key, session);
+}
+
+static int first_session_in_scope(void)
+{
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++)
+        if (replica_is_session(i) && in_scope(replica_session_name(i)))
+            return i;
+    return -1;
+}
+
 /*
  * Find the session a request names (NAME, or the first tracked one when
  * NAME is NULL). With upstream.sessions = * an unknown name may be a session
@@ -156,9 +230,17 @@ static int64_t session_max_age(const struct entry_data *d, int64_t base, int64_t
 static int resolve_session(const char *name, struct http_response *resp,
                            const struct http_request_view *req)
 {
-    int index = name ? replica_find_session(name) : replica_first_session();
     char message[REGION_NAME_MAX + 64];
+    int index;
 
+    /* Out of scope is 403 whether or not the session exists: a key cannot
+     * probe for the sessions of others. */
+    if (name != NULL && !in_scope(name)) {
+        snprintf(message, sizeof(message), "this key may not see session \"%s\"", name);
+        http_response_error(resp, 403, "forbidden", message);
+        return -1;
+    }
+    index = name ? replica_find_session(name) : first_session_in_scope();
     if (index >= 0)
         return index;
     if (rt.cfg->upstream.all_sessions) {
@@ -424,7 +506,8 @@ static enum route_result serve_sessions(const struct http_request_view *req,
         struct local_entry *le;
         enum cache_verdict v;
 
-        if (!replica_is_session(i) || (le = replica_entry(i)) == NULL)
+        if (!replica_is_session(i) || !in_scope(replica_session_name(i)) ||
+            (le = replica_entry(i)) == NULL)
             continue;
         replica_mark_read(i, false, now);
         v = replica_judge(
@@ -442,7 +525,9 @@ static enum route_result serve_sessions(const struct http_request_view *req,
     jbuf_init(&b, rt.scratch, SCRATCH_MAX);
     jbuf_raw(&b, "[");
     for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
-        const struct local_entry *le = replica_is_session(i) ? replica_entry(i) : NULL;
+        const struct local_entry *le =
+            replica_is_session(i) && in_scope(replica_session_name(i)) ? replica_entry(i)
+                                                                       : NULL;
         if (le == NULL || !le->d.has_data || !le->d.exists || le->d.body_len == 0)
             continue;
         if (b.len > 1)
@@ -714,6 +799,7 @@ static enum route_result serve_events(const struct http_request_view *req,
             return ROUTE_DONE;
     }
     resp->stream_session = index;
+    resp->stream_key = rt.key;
     return ROUTE_STREAM;
 }
 
@@ -829,17 +915,18 @@ static const struct route {
     const char *path;
     enum request_method method; /* GET also answers HEAD */
     enum endpoint endpoint;
+    bool needs_key; /* session data, which [auth] protects */
     enum route_result (*handler)(const struct http_request_view *req,
                                  struct http_response *resp);
 } routes[] = {
-    {"/api/waha/status", METHOD_GET, ENDPOINT_STATUS, serve_status},
-    {"/api/waha/health", METHOD_GET, ENDPOINT_HEALTH, serve_health},
-    {"/api/waha/sessions", METHOD_GET, ENDPOINT_SESSIONS, serve_sessions},
-    {"/api/waha/config", METHOD_GET, ENDPOINT_CONFIG, serve_config},
-    {"/api/waha/webhook", METHOD_POST, ENDPOINT_WEBHOOK, serve_webhook},
-    {"/api/waha/monitoring/stats", METHOD_GET, ENDPOINT_STATS, serve_stats},
-    {"/metrics", METHOD_GET, ENDPOINT_METRICS, serve_metrics},
-    {"/api/waha/events", METHOD_GET, ENDPOINT_EVENTS, serve_events},
+    {"/api/waha/status", METHOD_GET, ENDPOINT_STATUS, true, serve_status},
+    {"/api/waha/health", METHOD_GET, ENDPOINT_HEALTH, false, serve_health},
+    {"/api/waha/sessions", METHOD_GET, ENDPOINT_SESSIONS, true, serve_sessions},
+    {"/api/waha/config", METHOD_GET, ENDPOINT_CONFIG, false, serve_config},
+    {"/api/waha/webhook", METHOD_POST, ENDPOINT_WEBHOOK, false, serve_webhook},
+    {"/api/waha/monitoring/stats", METHOD_GET, ENDPOINT_STATS, false, serve_stats},
+    {"/metrics", METHOD_GET, ENDPOINT_METRICS, false, serve_metrics},
+    {"/api/waha/events", METHOD_GET, ENDPOINT_EVENTS, true, serve_events},
 };
 
 /* The dashboard and the poller (assets.h); false when PATH is neither. */
@@ -907,6 +994,8 @@ static bool dispatch_session_path(const struct http_request_view *req,
     if (!read_method) {
         method_not_allowed(resp, METHOD_GET);
         *result = ROUTE_DONE;
+    } else if (!authorize(req, resp)) {
+        *result = ROUTE_DONE;
     } else {
         *result = slash ? serve_qr(req, resp, name) : serve_session(req, resp, name);
     }
@@ -928,8 +1017,12 @@ static enum route_result dispatch(const struct http_request_view *req,
             break; /* no such resource here */
         resp->endpoint = routes[i].endpoint;
         if (routes[i].method == METHOD_GET ? read_method
-                                           : req->method == routes[i].method)
+                                           : req->method == routes[i].method) {
+            rt.key = NULL;
+            if (routes[i].needs_key && !authorize(req, resp))
+                return ROUTE_DONE;
             return routes[i].handler(req, resp);
+        }
         method_not_allowed(resp, routes[i].method);
         return ROUTE_DONE;
     }

@@ -45,7 +45,8 @@
 
 struct stream {
     struct conn *conn;
-    int session; /* entry index, or -1: every session */
+    int session;                /* entry index, or -1: every session... */
+    const struct auth_key *key; /* ...that this key may see (NULL: all) */
 };
 
 static struct {
@@ -75,7 +76,10 @@ static uint64_t generation_of(int index)
 
 static bool in_scope(const struct stream *st, int index)
 {
-    return st->session < 0 ? replica_is_session(index) : st->session == index;
+    if (st->session >= 0)
+        return st->session == index;
+    return replica_is_session(index) &&
+           config_key_allows(st->key, replica_session_name(index));
 }
 
 /* The version of a stream of scope SESSION (-1: all): see DESIGN. */
@@ -170,7 +174,7 @@ static void broadcast(int index, uint64_t version_all, int64_t now)
         const struct stream *st = &s.streams[i];
         bool sent_ok = true;
 
-        if (st->session < 0 && replica_is_session(index)) {
+        if (st->session < 0 && in_scope(st, index)) {
             if (all_len == 0)
                 all_len = render_event(index, version_all, now, all, sizeof(all));
             sent_ok = all_len == 0 || send_text(i, all, all_len);
@@ -215,8 +219,8 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-int sse_subscribe(struct conn *c, int session, const char *last_event_id,
-                  const struct http_response *resp)
+int sse_subscribe(struct conn *c, int session, const struct auth_key *key,
+                  const char *last_event_id, const struct http_response *resp)
 {
     static char event[EVENT_MAX];
     struct http_response head = *resp;
@@ -231,7 +235,7 @@ int sse_subscribe(struct conn *c, int session, const char *last_event_id,
     http_response_header(&head, "X-Accel-Buffering", "no"); /* nginx: do not buffer */
     conn_stream_start(c, &head);
     i = s.count++;
-    s.streams[i] = (struct stream){.conn = c, .session = session};
+    s.streams[i] = (struct stream){.conn = c, .session = session, .key = key};
     watch(session, 1);
     publish_count();
 

@@ -31,12 +31,13 @@ int sse_init(struct event_base *base, const struct config *cfg, struct region *r
 
 /*
  * sse_subscribe - turn connection C into an event stream of SESSION (an
- * entry index, or -1 for every tracked session), answered with the headers
+ * entry index, or -1 for every tracked session that KEY may see; KEY NULL:
+ * every one), answered with the headers
  * of RESP (CORS) and resumed after LAST_EVENT_ID (may be NULL). Returns 0,
  * or -1 when the worker holds its maximum of streams (the caller answers 503).
  */
-int sse_subscribe(struct conn *c, int session, const char *last_event_id,
-                  const struct http_response *resp);
+int sse_subscribe(struct conn *c, int session, const struct auth_key *key,
+                  const char *last_event_id, const struct http_response *resp);
 
 /* sse_forget - the client of stream C went away. */
 void sse_forget(struct conn *c);

@@ -100,13 +100,14 @@ void stats_render_json(struct region *r, const struct config *cfg, struct jbuf *
     jbuf_printf(b,
                 "\"apiCalls\":%llu,\"apiCallErrors\":%llu,\"apiCallsPerMinute\":%llu,"
                 "\"avgApiCallsPerMinute\":%.2f,\"webhooksReceived\":%llu,"
-                "\"sseClients\":%lld,",
+                "\"sseClients\":%lld,\"authFailures\":%llu,",
                 (unsigned long long)calls,
                 (unsigned long long)region_counter_sum(r, COUNTER_UPSTREAM_ERRORS),
                 (unsigned long long)region_calls_last_minute(r),
                 uptime_ms > 0 ? (double)calls * 60000.0 / (double)uptime_ms : 0.0,
                 (unsigned long long)region_counter_sum(r, COUNTER_WEBHOOKS),
-                (long long)l.sse_clients);
+                (long long)l.sse_clients,
+                (unsigned long long)region_counter_sum(r, COUNTER_AUTH_FAILURES));
     jbuf_printf(b,
                 "\"circuit\":{\"state\":\"%s\",\"opens\":%llu},"
                 "\"workers\":{\"count\":%d,\"min\":%lld,\"max\":%lld},"
@@ -249,6 +250,9 @@ void stats_render_metrics(struct region *r, const struct config *cfg, struct jbu
             atomic_load(&h->circuit_opens));
     counter(b, "circuit_transitions_total", "Changes of the circuit breaker's state.",
             atomic_load(&h->circuit_transitions));
+    counter(b, "auth_failures_total",
+            "Requests refused for a missing or unknown client key.",
+            region_counter_sum(r, COUNTER_AUTH_FAILURES));
     counter(b, "webhooks_received_total", "WAHA webhooks received.",
             region_counter_sum(r, COUNTER_WEBHOOKS));
     counter(b, "webhooks_rejected_total", "Webhooks refused (HMAC, size, shape).",

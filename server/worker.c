@@ -18,10 +18,13 @@
  * parked connection that closes is forgotten (on_gone()). ROUTE_STREAM hands
  * the connection to sse.c.
  *
- * Stopping (SIGTERM/SIGINT): stop accepting, answer every parked request at
- * once, end the event streams (their clients reconnect elsewhere), close
- * idle connections, and leave the loop when no connection is left or after
- * WORKER_DRAIN_MS.
+ * Stopping (SIGTERM/SIGINT, the gateway stops) and retiring (SIGUSR2: a
+ * reload or scaling down): stop accepting, end the event streams (their
+ * clients reconnect elsewhere), answer what still arrives on open
+ * connections with Connection: close, close connections idle for
+ * WORKER_DRAIN_IDLE_MS, and leave the loop when none is left or after
+ * WORKER_DRAIN_MS. Stopping answers parked requests at once; retiring lets
+ * them wait for their data, as the fetcher goes on.
  */
 #include "worker.h"
 
@@ -50,11 +53,11 @@ struct parked {
     enum request_method method;
     bool admin;
     struct client_addr client;
-    bool has_query, has_inm, has_accept, has_authorization, has_origin;
+    bool has_query, has_inm, has_accept, has_authorization, has_origin, has_api_key;
     char path[CONN_MAX_TARGET + 1];
     char query[CONN_MAX_TARGET + 1];
     char if_none_match[COPY_MAX], accept[COPY_MAX], authorization[COPY_MAX],
-        origin[COPY_MAX];
+        origin[COPY_MAX], api_key[COPY_MAX];
 };
 
 static struct {
@@ -64,10 +67,11 @@ static struct {
     struct event_base *base;
     struct event *park_timer;
     struct event *drain_timer;
-    struct event *signals[4];
+    struct event *signals[5];
     struct parked *parked; /* WORKER_MAX_PARKED */
     int parked_count;
     bool draining;
+    bool retiring; /* draining while the gateway goes on */
 } w;
 
 static const char *const method_names[] = {"GET", "HEAD", "POST", "OPTIONS", "OTHER"};
@@ -95,8 +99,8 @@ static void answer(struct conn *c, const struct http_request_view *view,
 static void start_stream(struct conn *c, const struct http_request_view *view,
                          struct http_response *resp, int64_t arrived_us)
 {
-    if (w.draining ||
-        sse_subscribe(c, resp->stream_session, view->last_event_id, resp) != 0) {
+    if (w.draining || sse_subscribe(c, resp->stream_session, resp->stream_key,
+                                    view->last_event_id, resp) != 0) {
         resp->header_count = 0;
         http_response_error(resp, 503, "busy", "this worker cannot hold another stream");
         http_response_header(resp, "Retry-After", "1");
@@ -146,6 +150,7 @@ static void park(struct conn *c, const struct http_request_view *view, int64_t a
     copy(p->accept, view->accept, &p->has_accept);
     copy(p->authorization, view->authorization, &p->has_authorization);
     copy(p->origin, view->origin, &p->has_origin);
+    copy(p->api_key, view->api_key, &p->has_api_key);
     set_in_flight();
     if (!evtimer_pending(w.park_timer, NULL))
         evtimer_add(w.park_timer, &tick);
@@ -185,12 +190,13 @@ static void park_tick(evutil_socket_t fd, short what, void *arg)
             .accept = p->has_accept ? p->accept : NULL,
             .authorization = p->has_authorization ? p->authorization : NULL,
             .origin = p->has_origin ? p->origin : NULL,
+            .api_key = p->has_api_key ? p->api_key : NULL,
             .admin = p->admin,
             .client = p->client,
             .now_mono_ms = now,
             .parked = true,
-            .may_wait =
-                !w.draining && now - p->arrived_mono_ms < w.cfg->limits.request_timeout,
+            .may_wait = (!w.draining || w.retiring) &&
+                        now - p->arrived_mono_ms < w.cfg->limits.request_timeout,
         };
 
         /* With may_wait false the handlers always answer: the loop ends. */
@@ -232,7 +238,13 @@ static void check_drained(evutil_socket_t fd, short what, void *arg)
     evtimer_add(w.drain_timer, &again);
 }
 
-static void start_drain(void)
+/*
+ * Stop serving. RETIRING (SIGUSR2: a reload or scaling down; the gateway
+ * goes on) lets parked requests wait for their data as usual, since a
+ * fetcher still runs; stopping (SIGTERM: the whole gateway stops) answers
+ * them at once with what there is.
+ */
+static void start_drain(bool retiring)
 {
     static int64_t deadline;
     struct timeval now = {0, 0};
@@ -240,9 +252,11 @@ static void start_drain(void)
     if (w.draining)
         return;
     w.draining = true;
-    deadline = time_mono_ms() + WORKER_DRAIN_MS;
+    w.retiring = retiring;
+    deadline =
+        time_mono_ms() + WORKER_DRAIN_MS + (retiring ? w.cfg->limits.request_timeout : 0);
     conn_server_drain();
-    park_tick(-1, 0, NULL); /* answers every parked request now */
+    park_tick(-1, 0, NULL); /* stopping: answers every parked request now */
     sse_close_all();        /* the clients reconnect to another worker */
     event_assign(w.drain_timer, w.base, -1, 0, check_drained, &deadline);
     evtimer_add(w.drain_timer, &now);
@@ -252,8 +266,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     (void)arg;
-    if (sig == SIGTERM || sig == SIGINT) {
-        start_drain();
+    if (sig == SIGTERM || sig == SIGINT || sig == SIGUSR2) {
+        start_drain(sig == SIGUSR2);
     } else if (sig == SIGUSR1) {
         if (log_open(w.cfg->log.file) != 0)
             log_error(errno, "cannot reopen log file \"%s\"", w.cfg->log.file);
@@ -262,7 +276,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 static int setup(const struct heritage *h)
 {
-    static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1, SIGHUP};
+    static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP};
 
     w.h = h;
     w.cfg = h->cfg;

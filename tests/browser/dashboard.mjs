@@ -16,6 +16,9 @@
  *   qr      a session waiting for a scan shows its QR image
  *   cors    a page on another origin (127.0.0.1:N) imports /poller.js from
  *           the gateway and follows the status through the event stream
+ *   auth    the gateway needs a client key: the page asks for it once,
+ *           keeps it for the tab (a reload does not ask again), and sends it
+ *           on every call and on the event stream (a change still arrives)
  *
  * The pytest wrapper (tests/integration/test_browser.py) starts the
  * processes, chooses the configuration and stops everything by pid.
@@ -206,7 +209,29 @@ async function cors(page) {
   }
 }
 
-const scenarios = { render, sse, poll, qr, cors };
+async function auth(page) {
+  const key = opt("key");
+  await page.goto(gateway + "/");
+  await page.waitForSelector("#key-form:not([hidden])", { timeout: 15000 });
+  await page.fill("#key", "wrong-key");
+  await page.click("#key-form button");
+  await page.waitForSelector("#key-error:not([hidden])", { timeout: 15000 });
+  await page.fill("#key", key);
+  await page.click("#key-form button");
+  await waitForStatus(page, "default", "WORKING", 15000);
+  const stored = await page.evaluate(() => sessionStorage.getItem("wahagate.key"));
+  check(stored === key, "the key is not kept in sessionStorage");
+  await page.reload();
+  await waitForStatus(page, "default", "WORKING", 15000);
+  const asked = await page.isVisible("#key-form");
+  check(!asked, "the page asked for the key again after a reload");
+  await page.waitForFunction(() => document.getElementById("mode").textContent.startsWith("live"),
+                             null, { timeout: 10000 });
+  await simControl("POST", "/_sim/sessions/default", { status: "STARTING" });
+  await waitForStatus(page, "default", "STARTING", 5000);
+}
+
+const scenarios = { render, sse, poll, qr, cors, auth };
 
 async function main() {
   check(scenarios[scenario], `unknown scenario ${scenario}`);

@@ -74,3 +74,11 @@ def test_frontend_on_another_origin_follows_the_stream(simulator, gateway):
                        "backend": {"status_cache_duration": 300,
                                    "session_cache_duration": 300}})
     run_scenario("cors", gw, sim, "--origin-port", str(origin_port))
+
+
+def test_dashboard_asks_for_the_key_once(simulator, gateway):
+    sim = simulator()
+    gw = gateway(sim, {"auth": {"required": True, "key": ["tab : tab-secret-1 : *"]}})
+    sim.control("POST", "/_sim/config", {"webhookUrl": gw.url + "/api/waha/webhook"})
+    run_scenario("auth", gw, sim, "--key", "tab-secret-1")
+    assert "tab-secret-1" not in gw.log_text()

@@ -20,7 +20,8 @@ STATS = "/api/waha/monitoring/stats"
 STATS_KEYS = {"uptimeSeconds", "totalRequests", "cacheHits", "cacheMisses", "cacheHitRate",
               "notModified", "rateLimited", "errors", "errorRate", "apiCalls",
               "apiCallErrors", "apiCallsPerMinute", "avgApiCallsPerMinute",
-              "webhooksReceived", "sseClients", "circuit", "workers", "memory"}
+              "webhooksReceived", "sseClients", "authFailures", "circuit", "workers",
+              "memory"}
 
 
 def stats(gw, headers=None, port=None):
