@@ -243,6 +243,7 @@ struct region_proc {
     _Atomic int32_t in_flight;   /* requests being answered (gauge) */
     _Atomic int32_t sse_clients; /* gauge */
     _Atomic int32_t connections; /* open client connections (gauge) */
+    _Atomic int32_t serving;     /* a worker: accepting on the listen sockets */
     _Atomic uint64_t busy_us;    /* CPU time used, updated each second (scaling) */
     _Atomic uint64_t counters[COUNTER_COUNT];
     /* Breakdowns for /metrics (workers: requests; fetcher: upstream). */

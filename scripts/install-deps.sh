@@ -12,7 +12,7 @@ set -eu
 PACKAGES="
   gcc make pkg-config
   libevent-dev libcurl4-openssl-dev libjson-c-dev libinih-dev libssl-dev
-  libhttp-parser-dev
+  libhttp-parser-dev libsystemd-dev
   libcmocka-dev
   python3 python3-pytest
   curl wrk procps

@@ -58,6 +58,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "listen.h"
 #include "log.h"
 #include "proc.h"
@@ -104,6 +106,7 @@ static struct {
     int64_t last_sample_ms;
     int busy_samples, quiet_samples;
     int64_t last_scale_ms;
+    bool ready; /* told systemd (and the log) that workers serve */
 } m;
 
 /*========================================================================
@@ -282,10 +285,36 @@ static void begin_stop(void)
 {
     if (m.stopping)
         return;
+    sd_notify(0, "STOPPING=1");
     log_info("stopping: waiting for %d children to finish", children_alive());
     m.stopping = true;
     m.kill_at_ms = time_mono_ms() + STOP_KILL_MS;
     signal_children(SIGTERM);
+}
+
+/*========================================================================
+ * Readiness: systemd's Type=notify (sd_notify; a no-op without systemd).
+ */
+
+/* Once every worker of the current generation accepts, say so, once. */
+static void notify_when_ready(void)
+{
+    int serving = 0, wanted = 0;
+
+    if (m.ready)
+        return;
+    for (int i = SLOT_MASTER + 1; i < REGION_MAX_PROCS; i++) {
+        if (m.procs[i].role != ROLE_WORKER || m.procs[i].retiring)
+            continue;
+        wanted++;
+        serving += m.procs[i].pid != 0 && atomic_load(&region_proc(&m.region, i)->serving);
+    }
+    if (wanted == 0 || serving < wanted)
+        return;
+    m.ready = true;
+    sd_notifyf(0, "READY=1\nSTATUS=serving with %d workers\nMAINPID=%d", serving,
+               (int)getpid());
+    log_info("ready: %d workers serving", serving);
 }
 
 /*========================================================================
@@ -450,6 +479,8 @@ static void keep_restart_only_settings(struct config *fresh)
 
 static void reload(void)
 {
+    sd_notify(0, "RELOADING=1");
+    m.ready = false; /* READY=1 again once the new workers serve */
     struct config *fresh = malloc(sizeof(*fresh));
     struct config_errors *errs = malloc(sizeof(*errs));
     struct listeners next;
@@ -629,6 +660,8 @@ static void wait_for_events(const sigset_t *unblocked)
     }
     if (m.stopping && m.kill_at_ms < wake)
         wake = m.kill_at_ms;
+    if (!m.ready && now + 50 < wake)
+        wake = now + 50; /* look for the workers' readiness soon */
     if (wake < now)
         wake = now;
     ts.tv_sec = (wake - now) / 1000;
@@ -697,6 +730,7 @@ int master_run(const struct config *cfg)
         } else {
             start_due_children(now);
             sample_load(now);
+            notify_when_ready();
         }
         wait_for_events(&unblocked);
     }

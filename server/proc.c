@@ -141,6 +141,7 @@ int proc_child_start(const struct heritage *h, enum proc_role role)
     atomic_store(&slot->started_mono_ms, time_mono_ms());
     atomic_store(&slot->in_flight, 0);
     atomic_store(&slot->sse_clients, 0);
+    atomic_store(&slot->serving, 0);
     atomic_store(&slot->pid, getpid());
     return 0;
 }

@@ -253,6 +253,7 @@ static void start_drain(bool retiring)
         return;
     w.draining = true;
     w.retiring = retiring;
+    atomic_store(&w.slot->serving, 0);
     deadline =
         time_mono_ms() + WORKER_DRAIN_MS + (retiring ? w.cfg->limits.request_timeout : 0);
     conn_server_drain();
@@ -330,6 +331,7 @@ noreturn void worker_main(const struct heritage *h)
         teardown();
         exit(PROC_EXIT_FAILURE);
     }
+    atomic_store(&w.slot->serving, 1);
     log_debug("serving");
     if (event_base_dispatch(w.base) < 0) {
         log_error(0, "event loop failed");
