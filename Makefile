@@ -22,7 +22,7 @@ BUILD    ?= build
 SANFLAGS :=
 endif
 
-PKGS    := libevent json-c inih libcurl libcrypto libsystemd
+PKGS    := libevent json-c inih libcurl libcrypto libsystemd hiredis
 CC      ?= cc
 # Test builds (make faults) compile the fault points in (common/fault.h).
 ifeq ($(WAHAGATE_FAULTS),1)

@@ -383,17 +383,75 @@ static int set_upstream_url(struct config *cfg, const struct config_key *k,
     return parse_http_url(value, field(cfg, k), k->size, why);
 }
 
+/* TEXT as a struct redis_address, or -1 with WHY. */
+static int parse_redis_url(const char *text, struct redis_address *out, char *why)
+{
+    const char *p, *at, *colon, *slash, *end;
+    int64_t number;
+    char digits[16];
+
+    memset(out, 0, sizeof(*out));
+    if (strncmp(text, "unix:", 5) == 0) {
+        if (text[5] != '/' || strlen(text + 5) >= sizeof(out->unix_path)) {
+            why_printf(
+                why,
+                "\"%s\" must be unix: and an absolute path of at most %zu characters",
+                text, sizeof(out->unix_path) - 1);
+            return -1;
+        }
+        snprintf(out->unix_path, sizeof(out->unix_path), "%s", text + 5);
+        return 0;
+    }
+    if (strncmp(text, "redis://", 8) != 0) {
+        why_printf(why, "\"%s\" must be redis://[:password@]host:port/db or unix:/path",
+                   text);
+        return -1;
+    }
+    p = text + 8;
+    at = strrchr(p, '@');
+    if (at != NULL) {
+        const char *pw = *p == ':' ? p + 1 : p;
+        if ((size_t)(at - pw) >= sizeof(out->password)) {
+            why_printf(why, "the password in \"%s\" is too long", text);
+            return -1;
+        }
+        snprintf(out->password, sizeof(out->password), "%.*s", (int)(at - pw), pw);
+        p = at + 1;
+    }
+    slash = strchr(p, '/');
+    end = slash ? slash : p + strlen(p);
+    colon = memchr(p, ':', (size_t)(end - p));
+    if ((colon ? colon : end) == p ||
+        (size_t)((colon ? colon : end) - p) >= sizeof(out->host)) {
+        why_printf(why, "\"%s\" has no host", text);
+        return -1;
+    }
+    snprintf(out->host, sizeof(out->host), "%.*s", (int)((colon ? colon : end) - p), p);
+    out->port = 6379;
+    if (colon != NULL) {
+        snprintf(digits, sizeof(digits), "%.*s", (int)(end - colon - 1), colon + 1);
+        if (end - colon - 1 >= (long)sizeof(digits) ||
+            parse_int64(digits, &number) != 0 || number < 1 || number > 65535) {
+            why_printf(why, "\"%s\" has no valid port (1 to 65535)", text);
+            return -1;
+        }
+        out->port = (int)number;
+    }
+    if (slash != NULL && slash[1] != '\0') {
+        if (parse_int64(slash + 1, &number) != 0 || number < 0 || number > INT_MAX) {
+            why_printf(why, "\"%s\": the database after / must be a number", text);
+            return -1;
+        }
+        out->db = (int)number;
+    }
+    return 0;
+}
+
 static int set_redis_url(struct config *cfg, const struct config_key *k,
                          const char *value, char *why)
 {
-    if (value[0] != '\0' && strncmp(value, "redis://", 8) != 0 &&
-        strncmp(value, "unix:", 5) != 0) {
-        why_printf(why,
-                   "\"%s\" must be redis://[:password@]host:port/db or "
-                   "unix:/path",
-                   value);
+    if (value[0] != '\0' && parse_redis_url(value, &cfg->redis.address, why) != 0)
         return -1;
-    }
     return set_string(cfg, k, value, why);
 }
 

@@ -37,6 +37,15 @@ struct cidr {
     int prefix;
 };
 
+/* redis.url, taken apart: redis://[:password@]host[:port][/db] or unix:/path. */
+struct redis_address {
+    char host[256];
+    int port;
+    int db;
+    char password[128];
+    char unix_path[108]; /* sun_path; when set, host and port are unused */
+};
+
 struct auth_key {
     char name[64];
     uint8_t secret_sha256[32]; /* the secret is kept only as its digest */
@@ -122,6 +131,7 @@ struct config {
 
     struct {
         char url[512];
+        struct redis_address address; /* url, taken apart (when set) */
         char key_prefix[64];
         int64_t lock_ttl;
     } redis;

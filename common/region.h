@@ -43,7 +43,7 @@
 #include "ratelimit.h"
 
 #define REGION_MAGIC 0x4554414741484157ull /* "WAHAGATE", little endian */
-#define REGION_LAYOUT_VERSION 3
+#define REGION_LAYOUT_VERSION 4
 
 #define REGION_SESSION_MAX 64
 #define REGION_ENTRY_HEALTH 0
@@ -78,22 +78,23 @@ extern const char *const entry_source_names[SOURCE_COUNT];
 
 /* What a writer changes under the lock; readers copy it under the lock. */
 struct entry_data {
-    uint32_t kind;                      /* enum entry_kind */
-    uint32_t source;                    /* enum entry_source */
-    char name[REGION_NAME_MAX];         /* session name; for the health entry the
+    uint32_t kind;                          /* enum entry_kind */
+    uint32_t source;                        /* enum entry_source */
+    char name[REGION_NAME_MAX];             /* session name; for the health entry the
                                        endpoint that answered ("/health") */
-    bool has_data;                      /* a good answer was stored */
-    bool healthy;                       /* the last refresh attempt succeeded */
-    bool exists;                        /* WAHA knows the session (no 404) */
-    char status[REGION_STATUS_MAX];     /* the published status, "UNKNOWN" before
+    bool has_data;                          /* a good answer was stored */
+    bool healthy;                           /* the last refresh attempt succeeded */
+    bool exists;                            /* WAHA knows the session (no 404) */
+    char status[REGION_STATUS_MAX];         /* the published status, "UNKNOWN" before
                                        data; health: "ok", "error" or "pong" */
-    char raw_status[REGION_STATUS_MAX]; /* what WAHA said last */
-    int64_t changed_at_real_ms;         /* when the published status changed */
-    int64_t pending_since_mono_ms;      /* a change away from WORKING has been
+    char raw_status[REGION_STATUS_MAX];     /* what WAHA said last */
+    int64_t changed_at_real_ms;             /* when the published status changed */
+    int64_t pending_since_mono_ms;          /* a change away from WORKING has been
                                        held since (flap_hold); 0: none */
-    int64_t webhook_mono_ms;            /* last session.status webhook; 0: never */
-    char me_json[REGION_ME_MAX];        /* {"id":..,"pushName":..} or null */
-    int64_t fetched_real_ms;            /* when the data was fetched */
+    int64_t webhook_mono_ms;                /* last session.status webhook; 0: never */
+    char webhook_id[REGION_WEBHOOK_ID_MAX]; /* envelope id of that webhook */
+    char me_json[REGION_ME_MAX];            /* {"id":..,"pushName":..} or null */
+    int64_t fetched_real_ms;                /* when the data was fetched */
     int64_t fetched_mono_ms;
     int64_t last_success_real_ms;      /* 0: never */
     char last_error[REGION_ERROR_MAX]; /* "" when the last attempt succeeded */
@@ -278,6 +279,7 @@ struct region_header {
 
     _Atomic uint64_t table_generation; /* entries added or removed */
     _Atomic int32_t workers_running;
+    _Atomic uint32_t fleet; /* enum fleet_state (fleet.c) */
 
     /* Calls to WAHA per monotonic second, a ring written by the fetcher. */
     struct {

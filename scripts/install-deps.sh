@@ -1,7 +1,8 @@
 #!/bin/sh
 # install-deps.sh - install the Debian (bookworm) packages wahagate needs to
 # build, test, run the demo and the benchmark (prometheus: its promtool
-# checks our /metrics in the tests, its service is not used; chromium: the
+# checks our /metrics in the tests, its service is not used; redis-server:
+# the fleet tests start their own; chromium: the
 # browser tests drive it). Idempotent: installs only what
 # is missing, and does nothing (not even apt-get update) when all is there.
 # Run as root, or as a user with sudo.
@@ -12,12 +13,13 @@ set -eu
 PACKAGES="
   gcc make pkg-config
   libevent-dev libcurl4-openssl-dev libjson-c-dev libinih-dev libssl-dev
-  libhttp-parser-dev libsystemd-dev
+  libhttp-parser-dev libsystemd-dev libhiredis-dev redis-server
   libcmocka-dev
   python3 python3-pytest
   curl wrk procps
   prometheus
   chromium
+  debhelper dpkg-dev lintian systemd adduser
 "
 
 quiet=false

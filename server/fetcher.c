@@ -51,6 +51,7 @@
 
 #include "backoff.h"
 #include "cache.h"
+#include "fleet.h"
 #include "json.h"
 #include "log.h"
 #include "store.h"
@@ -768,6 +769,13 @@ static void schedule_tick(evutil_socket_t fd, short what, void *arg)
                  any_read > list_read ? any_read : list_read);
     }
     qsort(list, (size_t)n, sizeof(list[0]), compare_candidates);
+    fleet_tick(now);
+    if (!fleet_may_fetch()) {
+        /* Another gateway calls WAHA: ask it for what our readers need. */
+        for (int k = 0; k < n; k++)
+            fleet_forward(list[k].entry, list[k].qr, list[k].priority <= 1, now);
+        return;
+    }
 
     for (int k = 0; k < n && f.running < f.cfg->limits.max_concurrent_requests; k++) {
         struct refresh *r = refresh_of(list[k].entry, list[k].qr);
@@ -867,11 +875,12 @@ static int setup(const struct heritage *h)
         if (f.signals[i] == NULL || evsignal_add(f.signals[i], NULL) != 0)
             return -1;
     }
-    return 0;
+    return fleet_start(f.base, h->cfg, h->region);
 }
 
 static void teardown(void)
 {
+    fleet_stop();
     if (f.jobs != NULL) {
         for (int i = 0; i < f.cfg->limits.max_concurrent_requests; i++) {
             if (f.jobs[i].easy != NULL) {

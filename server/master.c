@@ -307,7 +307,8 @@ static void notify_when_ready(void)
         if (m.procs[i].role != ROLE_WORKER || m.procs[i].retiring)
             continue;
         wanted++;
-        serving += m.procs[i].pid != 0 && atomic_load(&region_proc(&m.region, i)->serving);
+        serving +=
+            m.procs[i].pid != 0 && atomic_load(&region_proc(&m.region, i)->serving);
     }
     if (wanted == 0 || serving < wanted)
         return;
@@ -362,7 +363,7 @@ static void sample_load(int64_t now)
     int workers = 0, idlest = -1;
     unsigned backlog;
 
-    if (m.stopping || elapsed_us < SCALE_SAMPLE_MS * 1000)
+    if (m.stopping || elapsed_us < (int64_t)SCALE_SAMPLE_MS * 1000)
         return;
     m.last_sample_ms = now;
     for (int i = SLOT_MASTER + 1; i < REGION_MAX_PROCS; i++) {

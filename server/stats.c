@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "fleet.h"
 #include "timeutil.h"
 
 /*========================================================================
@@ -108,6 +109,8 @@ void stats_render_json(struct region *r, const struct config *cfg, struct jbuf *
                 (unsigned long long)region_counter_sum(r, COUNTER_WEBHOOKS),
                 (long long)l.sse_clients,
                 (unsigned long long)region_counter_sum(r, COUNTER_AUTH_FAILURES));
+    jbuf_printf(b, "\"redis\":\"%s\",",
+                fleet_state_names[atomic_load(&h->fleet) % FLEET_STATE_COUNT]);
     jbuf_printf(b,
                 "\"circuit\":{\"state\":\"%s\",\"opens\":%llu},"
                 "\"workers\":{\"count\":%d,\"min\":%lld,\"max\":%lld},"
@@ -261,6 +264,11 @@ void stats_render_metrics(struct region *r, const struct config *cfg, struct jbu
             region_counter_sum(r, COUNTER_WEBHOOKS_DUPLICATE));
     gauge(b, "sse_clients", "Open Server-Sent Events connections.",
           (double)l.sse_clients);
+    help(b, "redis_state", "gauge",
+         "1 for the gateway's place in a Redis fleet (off: single host).");
+    for (int s = 0; s < FLEET_STATE_COUNT; s++)
+        jbuf_printf(b, "wahagate_redis_state{state=\"%s\"} %d\n", fleet_state_names[s],
+                    (uint32_t)s == atomic_load(&h->fleet));
     gauge(b, "workers", "Worker processes running.", l.workers);
     help(b, "scaling_total", "counter",
          "Workers added for load (up) or retired when quiet (down).");

@@ -293,6 +293,7 @@ enum store_webhook_result store_webhook(struct region *r, const struct config *c
     d->fetched_real_ms = now_real;
     d->fetched_mono_ms = now_mono;
     d->webhook_mono_ms = now_mono;
+    snprintf(d->webhook_id, sizeof(d->webhook_id), "%s", ev->id);
     region_entry_end_write(r, e, changed);
     if (!is_scan(d->raw_status))
         drop_qr(r, index);
@@ -304,4 +305,105 @@ enum store_webhook_result store_webhook(struct region *r, const struct config *c
     if (is_scan(ev->status))
         want(&region_qr(r, index)->wanted_ms, &region_qr(r, index)->attempt_done_ms);
     return STORE_WEBHOOK_APPLIED;
+}
+
+/*========================================================================
+ * Entries from another gateway of the fleet (fleet.c).
+ */
+
+/* Monotonic time here of wall-clock time REAL_MS (another host's). */
+static int64_t local_mono(int64_t real_ms, int64_t now_mono, int64_t now_real)
+{
+    int64_t mono = now_mono - (now_real - real_ms);
+
+    return mono > now_mono ? now_mono : mono;
+}
+
+bool store_remote(struct region *r, int index, const struct entry_data *remote)
+{
+    struct region_entry *e = region_entry(r, index);
+    struct entry_data *d = &e->d;
+    int64_t now_mono = time_mono_ms(), now_real = time_real_ms();
+    bool changed, newer;
+
+    if (region_lock(r) != 0)
+        return false;
+    /* Only what is newer than ours (fetch times decide), or a report that
+     * the refresh of the same data failed. */
+    newer = !d->has_data || remote->fetched_real_ms > d->fetched_real_ms ||
+            (remote->fetched_real_ms == d->fetched_real_ms &&
+             (d->healthy != remote->healthy ||
+              strcmp(d->last_error, remote->last_error) != 0));
+    if (d->kind != remote->kind || !newer ||
+        (d->kind == ENTRY_SESSION && strcmp(d->name, remote->name) != 0)) {
+        region_unlock(r);
+        return false;
+    }
+    region_entry_begin_write(r, e);
+    changed = !d->has_data || d->healthy != remote->healthy ||
+              d->exists != remote->exists || strcmp(d->status, remote->status) != 0 ||
+              strcmp(d->me_json, remote->me_json) != 0 ||
+              strcmp(d->last_error, remote->last_error) != 0;
+    d->has_data = remote->has_data;
+    d->healthy = remote->healthy;
+    d->exists = remote->exists;
+    d->source = remote->source < SOURCE_COUNT ? remote->source : SOURCE_POLL;
+    if (d->kind == ENTRY_HEALTH)
+        memcpy(d->name, remote->name, sizeof(d->name)); /* the endpoint asked */
+    memcpy(d->status, remote->status, sizeof(d->status));
+    memcpy(d->raw_status, remote->raw_status, sizeof(d->raw_status));
+    d->changed_at_real_ms = remote->changed_at_real_ms;
+    d->pending_since_mono_ms = 0; /* the other host smoothed it already */
+    memcpy(d->me_json, remote->me_json, sizeof(d->me_json));
+    d->fetched_real_ms = remote->fetched_real_ms;
+    d->fetched_mono_ms = local_mono(remote->fetched_real_ms, now_mono, now_real);
+    d->last_success_real_ms = remote->last_success_real_ms;
+    memcpy(d->last_error, remote->last_error, sizeof(d->last_error));
+    if (d->source == SOURCE_WEBHOOK) {
+        d->webhook_mono_ms = d->fetched_mono_ms;
+        memcpy(d->webhook_id, remote->webhook_id, sizeof(d->webhook_id));
+    }
+    if (remote->body_len < sizeof(d->body)) {
+        memcpy(d->body, remote->body, remote->body_len);
+        d->body[remote->body_len] = '\0';
+        d->body_len = remote->body_len;
+    }
+    region_entry_end_write(r, e, changed);
+    /* A retried delivery of that webhook to this host is then a duplicate. */
+    if (d->source == SOURCE_WEBHOOK)
+        region_webhook_seen(r, d->webhook_id);
+    if (index >= REGION_ENTRY_FIRST_SESSION && !is_scan(d->raw_status))
+        drop_qr(r, index);
+    region_unlock(r);
+    atomic_store(&e->attempt_done_ms, now_mono); /* waiting readers look now */
+    return true;
+}
+
+bool store_remote_qr(struct region *r, int index, const char *value,
+                     const unsigned char *png, size_t png_len, int64_t fetched_real_ms)
+{
+    struct region_qr *q = region_qr(r, index);
+    bool changed;
+
+    if (png_len > REGION_QR_PNG_MAX || strlen(value) >= sizeof(q->d.value) ||
+        region_lock(r) != 0)
+        return false;
+    if (q->d.has_qr && q->d.fetched_real_ms >= fetched_real_ms) {
+        region_unlock(r);
+        return false;
+    }
+    region_qr_begin_write(r, q);
+    changed = strcmp(q->d.value, value) != 0 || q->d.png_len != png_len ||
+              memcmp(q->d.png, png, png_len) != 0;
+    snprintf(q->d.value, sizeof(q->d.value), "%s", value);
+    memcpy(q->d.png, png, png_len);
+    q->d.png_len = (uint32_t)png_len;
+    q->d.png_current = true;
+    q->d.has_qr = value[0] != '\0' && png_len > 0;
+    q->d.fetched_real_ms = fetched_real_ms;
+    q->d.fetched_mono_ms = local_mono(fetched_real_ms, time_mono_ms(), time_real_ms());
+    region_qr_end_write(r, q, changed);
+    region_unlock(r);
+    atomic_store(&q->attempt_done_ms, time_mono_ms());
+    return true;
 }

@@ -70,4 +70,16 @@ enum store_webhook_result {
 enum store_webhook_result store_webhook(struct region *r, const struct config *cfg,
                                         const struct webhook_event *ev);
 
+/*
+ * store_remote - what another gateway of the fleet stored for entry INDEX
+ * (REMOTE: kind, name and the data fields; its monotonic times are not
+ * used). Applied only when it is newer than ours (wall-clock fetch times).
+ * Returns true when it was applied.
+ */
+bool store_remote(struct region *r, int index, const struct entry_data *remote);
+
+/* store_remote_qr - the same for a session's QR code. */
+bool store_remote_qr(struct region *r, int index, const char *value,
+                     const unsigned char *png, size_t png_len, int64_t fetched_real_ms);
+
 #endif

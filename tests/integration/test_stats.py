@@ -20,8 +20,8 @@ STATS = "/api/waha/monitoring/stats"
 STATS_KEYS = {"uptimeSeconds", "totalRequests", "cacheHits", "cacheMisses", "cacheHitRate",
               "notModified", "rateLimited", "errors", "errorRate", "apiCalls",
               "apiCallErrors", "apiCallsPerMinute", "avgApiCallsPerMinute",
-              "webhooksReceived", "sseClients", "authFailures", "circuit", "workers",
-              "memory"}
+              "webhooksReceived", "sseClients", "authFailures", "redis", "circuit",
+              "workers", "memory"}
 
 
 def stats(gw, headers=None, port=None):
@@ -38,7 +38,8 @@ def test_stats_object_has_exactly_the_contract_fields(simulator, gateway):
     assert doc["circuit"] == {"state": "closed", "opens": 0}, doc
     assert doc["workers"] == {"count": 2, "min": 1, "max": 4}, doc
     assert set(doc["memory"]) == {"rssBytes"} and doc["memory"]["rssBytes"] > 1_000_000, doc
-    for key in STATS_KEYS - {"circuit", "workers", "memory"}:
+    assert doc["redis"] == "off", doc  # no redis.url: a single host
+    for key in STATS_KEYS - {"redis", "circuit", "workers", "memory"}:
         assert isinstance(doc[key], (int, float)) and not isinstance(doc[key], bool), (key, doc)
     assert 0.0 <= doc["cacheHitRate"] <= 1.0 and 0.0 <= doc["errorRate"] <= 1.0, doc
 
