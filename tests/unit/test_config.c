@@ -466,6 +466,38 @@ static void test_error_bad_url(void **state)
     expect_only_error("[redis]\nurl = http://127.0.0.1:6379\n", 2, "[redis] url:");
 }
 
+static void test_redis_url(void **state)
+{
+    const struct redis_address *a = &cfg->redis.address;
+
+    (void)state;
+    load_ok("[redis]\nurl = redis://:p@ss@cache.lan:6380/3\n", no_env);
+    assert_string_equal(a->host, "cache.lan");
+    assert_int_equal(a->port, 6380);
+    assert_int_equal(a->db, 3);
+    assert_string_equal(a->password, "p@ss");
+    assert_string_equal(a->unix_path, "");
+    load_ok("[redis]\nurl = redis://10.0.0.7\n", no_env);
+    assert_string_equal(a->host, "10.0.0.7");
+    assert_int_equal(a->port, 6379);
+    assert_int_equal(a->db, 0);
+    assert_string_equal(a->password, "");
+    load_ok("[redis]\nurl = unix:/run/redis/redis.sock\n", no_env);
+    assert_string_equal(a->unix_path, "/run/redis/redis.sock");
+
+    expect_only_error("[redis]\nurl = redis://\n", 2, "[redis] url: \"redis://\" has no host");
+    expect_only_error("[redis]\nurl = redis://:pw@:6379/0\n", 2, "[redis] url:");
+    expect_only_error("[redis]\nurl = redis://h:0\n", 2,
+                      "[redis] url: \"redis://h:0\" has no valid port (1 to 65535)");
+    expect_only_error("[redis]\nurl = redis://h:99999\n", 2, "[redis] url:");
+    expect_only_error("[redis]\nurl = redis://h:12x\n", 2, "[redis] url:");
+    expect_only_error("[redis]\nurl = redis://h:6379/two\n", 2,
+                      "[redis] url: \"redis://h:6379/two\": the database after / must be a "
+                      "number");
+    expect_only_error("[redis]\nurl = unix:\n", 2, "[redis] url:");
+    expect_only_error("[redis]\nurl = unix:relative.sock\n", 2, "[redis] url:");
+}
+
 static void test_error_bad_session_name(void **state)
 {
     (void)state;
@@ -1259,6 +1291,7 @@ int main(void)
         cmocka_unit_test(test_error_bad_listen),
         cmocka_unit_test(test_error_bad_shm_name),
         cmocka_unit_test(test_error_bad_url),
+        cmocka_unit_test(test_redis_url),
         cmocka_unit_test(test_error_bad_session_name),
         cmocka_unit_test(test_error_duplicate_session),
         cmocka_unit_test(test_error_key_set_twice),
