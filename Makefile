@@ -8,6 +8,7 @@
 #   make bench           wrk against /api/waha/status, with upstream calls and RSS
 #   make lint / format   cppcheck + clang-tidy / clang-format
 #   make deps            install the Debian packages (scripts/install-deps.sh)
+#   make install / deb   install under PREFIX / build the Debian package
 #   V=1                  show the full commands
 #   BUILD=dir            build somewhere else than build/ (build/sanitize)
 
@@ -131,3 +132,33 @@ clean:
 	rm -rf build
 
 -include $(COMMON_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(UNIT_BIN:=.d)
+
+# ---- install and the Debian package (packaging/)
+#
+#   make install         build/wahagate, the man pages and a waha.ini
+#                        (DESTDIR, PREFIX=/usr/local, SYSCONFDIR=/etc); an
+#                        existing $(SYSCONFDIR)/wahagate/waha.ini is kept
+#   make deb             build/deb/wahagate_<VERSION>_<arch>.deb (packaging/build-deb.sh)
+
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+
+.PHONY: install deb
+
+install: $(BUILD)/wahagate
+	$(PYTHON) packaging/conffile.py waha.ini $(BUILD)/waha.ini.packaged
+	install -D -m 0755 $(BUILD)/wahagate $(DESTDIR)$(SBINDIR)/wahagate
+	install -d $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5
+	sed 's/@VERSION@/$(VERSION)/' packaging/man/wahagate.8 > $(DESTDIR)$(MANDIR)/man8/wahagate.8
+	sed 's/@VERSION@/$(VERSION)/' packaging/man/waha.ini.5 > $(DESTDIR)$(MANDIR)/man5/waha.ini.5
+	chmod 0644 $(DESTDIR)$(MANDIR)/man8/wahagate.8 $(DESTDIR)$(MANDIR)/man5/waha.ini.5
+	$(Q)if [ -e $(DESTDIR)$(SYSCONFDIR)/wahagate/waha.ini ]; then \
+		echo "  KEEP  $(DESTDIR)$(SYSCONFDIR)/wahagate/waha.ini"; \
+	else \
+		install -D -m 0644 $(BUILD)/waha.ini.packaged $(DESTDIR)$(SYSCONFDIR)/wahagate/waha.ini; \
+	fi
+
+deb:
+	sh packaging/build-deb.sh
