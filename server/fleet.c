@@ -525,8 +525,10 @@ static void on_lease(redisAsyncContext *c, void *r, void *privdata)
 
     (void)c;
     (void)privdata;
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+    if (reply == NULL)
         return; /* the connection is going: on_disconnect handles it */
+    if (reply->type == REDIS_REPLY_ERROR)
+        log_debug("Redis refused the lease command: %s", reply->str);
     if (fl.lease_renewing)
         held = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
     else
@@ -584,6 +586,8 @@ static void on_message(redisAsyncContext *c, void *r, void *privdata)
     (void)c;
     (void)privdata;
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING ||
         reply->element[2]->type != REDIS_REPLY_STRING)
         return;
     if (strcmp(reply->element[0]->str, "message") != 0)
