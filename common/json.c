@@ -61,6 +61,28 @@ void jbuf_printf(struct jbuf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+void jbuf_uint(struct jbuf *b, unsigned long long v)
+{
+    char digits[24];
+    size_t i = sizeof(digits);
+
+    do {
+        digits[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    jbuf_mem(b, digits + i, sizeof(digits) - i);
+}
+
+void jbuf_int(struct jbuf *b, long long v)
+{
+    if (v < 0) {
+        jbuf_mem(b, "-", 1);
+        jbuf_uint(b, 0ull - (unsigned long long)v);
+    } else {
+        jbuf_uint(b, (unsigned long long)v);
+    }
+}
+
 void jbuf_string(struct jbuf *b, const char *text)
 {
     struct json_object *s;

@@ -30,6 +30,11 @@ void jbuf_mem(struct jbuf *b, const char *data, size_t len);
 void jbuf_printf(struct jbuf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Append V in decimal: what jbuf_printf(b, "%lld", v) does, without the
+ * cost of a format (it is on the path of every cached answer). */
+void jbuf_int(struct jbuf *b, long long v);
+void jbuf_uint(struct jbuf *b, unsigned long long v);
+
 /* Append TEXT as a JSON string literal (quoted, escaped), or null if NULL. */
 void jbuf_string(struct jbuf *b, const char *text);
 
@@ -55,7 +60,8 @@ size_t json_error_body(char *out, size_t out_size, const char *code, const char 
 struct json_object *json_parse_bounded(const char *text, size_t len, char *why,
                                        size_t why_size);
 
-/* json_get_string - the string member KEY of OBJ, or NULL. */
+/* json_get_string - the string member KEY of OBJ (without a NUL inside),
+ * or NULL. */
 const char *json_get_string(struct json_object *obj, const char *key);
 
 #endif

@@ -1,21 +1,35 @@
 /*
- * conn.c - HTTP/1.1 connections on bufferevents, parsed with http_parser.
+ * conn.c - HTTP/1.1 connections on libevent, parsed with http_parser.
  *
  * DESIGN
  * Why not evhttp: libevent 2.1's evhttp cannot bound its connections,
  * answers malformed requests with HTML pages, has no 431, and costs more
- * per request than the whole budget of a cached answer. This file is the
- * small part of HTTP that wahagate needs, with every bound explicit.
+ * per request than the whole budget of a cached answer. Why not
+ * bufferevents either: they cost three system calls per request beyond
+ * the read and the write (an ioctl(FIONREAD) before each read, and an
+ * epoll_ctl to add and another to remove the write event around each
+ * answer), which is a third of the CPU time of a cached answer. This file
+ * is the small part of HTTP that wahagate needs, with every bound explicit.
+ *
+ * I/O: each connection has one persistent read event, registered once when
+ * it is accepted, and a write event that is added only while the socket
+ * does not take an answer at once. A read goes into one per-worker chunk;
+ * when the connection has nothing buffered (the usual case: one request per
+ * read) the request is parsed straight from there, and only a partial or a
+ * pipelined request is copied into the connection's input evbuffer. An
+ * answer (head and body) is written with one writev(); only what the
+ * socket did not take is copied into the connection's output evbuffer.
+ * Both evbuffers are created when first needed, so an idle keep-alive
+ * connection costs a struct conn and two struct events.
  *
  * Parsing is stateless per request: a request is parsed only once its
- * whole head is in the input buffer (found by its blank line, and at most
- * CONN_MAX_HEAD bytes), together with its body when it has one. The head is
- * made contiguous (evbuffer_pullup) and given to a fresh http_parser, whose
- * callbacks copy the target and the few headers handlers need into one
- * per-worker struct parsed; on_message_complete pauses the parser, so the
- * bytes it consumed are exactly one request, which are then drained.
- * Pipelined requests stay in the input buffer until the one before is
- * answered. A connection is therefore small: a bufferevent and this struct.
+ * whole head has arrived (found by its blank line, and at most
+ * CONN_MAX_HEAD bytes), together with its body when it has one, by a fresh
+ * http_parser whose callbacks copy the target and the few headers handlers
+ * need into one per-worker struct parsed; on_message_complete pauses the
+ * parser, so the bytes it consumed are exactly one request. What follows
+ * (a pipelined request) waits in the input buffer until the request before
+ * it is answered.
  *
  * States: READING (waiting for a request), BUSY (a request is with the
  * worker: answered now, or parked until the cache has data), STREAM (an
@@ -23,12 +37,13 @@
  * freed).
  *
  * Bounds and time: at most server.max_connections connections (more are
- * answered 503 and closed); a request head must arrive within
- * server.client_timeout of its first byte (slowloris: 408), an idle
- * keep-alive connection is closed after server.client_timeout, and so is a
- * connection whose output does not move for that long (a client that does
- * not read). One sweep per second checks all of it, so connections need no
- * timer of their own.
+ * answered 503 and closed); a busy connection buffers at most one more
+ * request's worth of input, then is not read until it is answered; a
+ * request head must arrive within server.client_timeout of its first byte
+ * (slowloris: 408), an idle keep-alive connection is closed after
+ * server.client_timeout, and so is a connection whose output does not move
+ * for that long (a client that does not read). One sweep per second checks
+ * all of it, so connections need no timer of their own.
  */
 #include "conn.h"
 
@@ -40,23 +55,40 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/http.h>
 #include <event2/listener.h>
 #include <http_parser.h>
 
+#include "json.h"
 #include "log.h"
 #include "timeutil.h"
 #include "webhook.h"
 
+/* One read() takes at most this much: a whole request, usually. */
+#define CONN_READ_CHUNK 16384
+/* A response head (status line and headers) is at most this large: room
+ * for every header a response can have, each as long as it can be. */
+#define CONN_MAX_RESPONSE_HEAD 8192
+_Static_assert(CONN_MAX_RESPONSE_HEAD >=
+                   HTTP_MAX_HEADERS * (HTTP_HEADER_VALUE_MAX + 40) + 512,
+               "a response head always fits");
+/* A connection buffers at most one largest request beyond its current one. */
+#define CONN_MAX_INPUT (CONN_MAX_HEAD + WEBHOOK_BODY_MAX + 64)
+
 enum conn_state { CONN_READING, CONN_BUSY, CONN_STREAM, CONN_CLOSING };
 
 struct conn {
-    struct bufferevent *bev;
+    evutil_socket_t fd;
+    struct event *readable; /* persistent; removed only while input is full */
+    struct event *writable; /* added while output waits for the socket */
+    struct evbuffer *in;    /* unparsed bytes (NULL until needed) */
+    struct evbuffer *out;   /* unsent bytes (NULL until needed) */
+    bool reading_paused;    /* input full: readable is not pending */
+    bool failed;            /* a write failed: the read side closes it */
     struct conn *prev, *next;
     enum conn_state state;
     bool admin; /* accepted on a server.admin_listen socket */
@@ -101,6 +133,7 @@ static struct {
     int open;
     bool draining;
     struct parsed parsed;
+    char chunk[CONN_READ_CHUNK];
     char *body; /* WEBHOOK_BODY_MAX + 1 */
     char path[CONN_MAX_TARGET + 1];
     char date[40];
@@ -111,6 +144,38 @@ static struct {
  * Connection life.
  */
 
+static size_t input_length(const struct conn *c)
+{
+    return c->in != NULL ? evbuffer_get_length(c->in) : 0;
+}
+
+static size_t output_length(const struct conn *c)
+{
+    return c->out != NULL ? evbuffer_get_length(c->out) : 0;
+}
+
+/* The evbuffer *B, created when first needed. NULL: out of memory. */
+static struct evbuffer *buffer(struct evbuffer **b)
+{
+    if (*b == NULL)
+        *b = evbuffer_new();
+    return *b;
+}
+
+static void destroy_conn(struct conn *c)
+{
+    if (c->readable != NULL)
+        event_free(c->readable);
+    if (c->writable != NULL)
+        event_free(c->writable);
+    if (c->in != NULL)
+        evbuffer_free(c->in);
+    if (c->out != NULL)
+        evbuffer_free(c->out);
+    close(c->fd);
+    free(c);
+}
+
 static void free_conn(struct conn *c)
 {
     if (c->prev)
@@ -119,8 +184,7 @@ static void free_conn(struct conn *c)
         cs.all = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    bufferevent_free(c->bev);
-    free(c);
+    destroy_conn(c);
     cs.open--;
     atomic_store_explicit(&cs.slot->connections, cs.open, memory_order_relaxed);
 }
@@ -136,10 +200,8 @@ static void lost(struct conn *c)
 static void close_after_write(struct conn *c)
 {
     c->state = CONN_CLOSING;
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+    if (output_length(c) == 0)
         free_conn(c);
-    else
-        bufferevent_disable(c->bev, EV_READ);
 }
 
 void conn_close(struct conn *c)
@@ -160,55 +222,117 @@ static const char *http_date(void)
     return cs.date;
 }
 
-static void note_output(struct conn *c)
+/*
+ * Write the IOVCNT pieces of IOV to C: at once with one writev() when
+ * nothing is waiting before them, and whatever the socket does not take
+ * into C's output buffer, written when the socket is writable again. A
+ * failed socket is left for the read side to find (the read event is made
+ * active), so no caller sees C freed under it.
+ */
+static void send_iov(struct conn *c, const struct iovec *iov, int iovcnt)
 {
-    if (c->write_since_ms == 0)
-        c->write_since_ms = time_mono_ms();
-}
+    ssize_t written = 0;
 
-/* Queue the status line and headers of RESP (BODY_LEN bytes of body). */
-static void write_head(struct conn *c, const struct http_response *resp, bool stream,
-                       size_t body_len)
-{
-    char head[4096];
-    int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nDate: %s\r\n", resp->status,
-                     http_reason(resp->status), http_date());
-    bool has_body = resp->status != 204 && resp->status != 304;
-
-    if (resp->content_type != NULL && has_body)
-        n += snprintf(head + n, sizeof(head) - (size_t)n, "Content-Type: %s\r\n",
-                      resp->content_type);
-    if (has_body && !stream)
-        n += snprintf(head + n, sizeof(head) - (size_t)n, "Content-Length: %zu\r\n",
-                      body_len);
-    for (int i = 0; i < resp->header_count && (size_t)n < sizeof(head); i++)
-        n += snprintf(head + n, sizeof(head) - (size_t)n, "%s: %s\r\n",
-                      resp->headers[i].name, resp->headers[i].value);
-    if ((size_t)n < sizeof(head))
-        n += snprintf(head + n, sizeof(head) - (size_t)n, "%s\r\n",
-                      stream || !c->keep_alive ? "Connection: close\r\n" : "");
-    if ((size_t)n >= sizeof(head)) {
-        log_error(0, "a response head did not fit in %zu bytes", sizeof(head));
-        n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 500 Internal Server Error\r\n"
-                     "Content-Length: 0\r\nConnection: close\r\n\r\n");
-        c->keep_alive = false;
+    if (output_length(c) == 0) {
+        written = writev(c->fd, iov, iovcnt);
+        if (written < 0) {
+            if (errno != EAGAIN && errno != EINTR) {
+                c->failed = true;
+                event_active(c->readable, EV_READ, 1);
+                return;
+            }
+            written = 0;
+        }
     }
-    evbuffer_add(bufferevent_get_output(c->bev), head, (size_t)n);
-    note_output(c);
+    for (int i = 0; i < iovcnt; i++) {
+        size_t skip = (size_t)written < iov[i].iov_len ? (size_t)written : iov[i].iov_len;
+        written -= (ssize_t)skip;
+        if (iov[i].iov_len > skip &&
+            (buffer(&c->out) == NULL ||
+             evbuffer_add(c->out, (const char *)iov[i].iov_base + skip,
+                          iov[i].iov_len - skip) != 0)) {
+            log_error(errno, "out of memory for a connection's output");
+            c->failed = true;
+            event_active(c->readable, EV_READ, 1);
+            return;
+        }
+    }
+    if (output_length(c) > 0) {
+        if (c->write_since_ms == 0)
+            c->write_since_ms = time_mono_ms();
+        event_add(c->writable, NULL);
+    }
 }
 
-static void parse_next(struct conn *c);
+static void send_bytes(struct conn *c, const char *bytes, size_t len)
+{
+    struct iovec iov = {.iov_base = (void *)bytes, .iov_len = len};
+
+    send_iov(c, &iov, 1);
+}
+
+static const char head_failed[] = "HTTP/1.1 500 Internal Server Error\r\n"
+                                  "Content-Length: 0\r\nConnection: close\r\n\r\n";
+
+/*
+ * The status line and headers of RESP (BODY_LEN bytes of body) in HEAD
+ * (CONN_MAX_RESPONSE_HEAD bytes): their length, or 0 if they did not fit,
+ * which the sizes above rule out (conn_send() would answer 500).
+ */
+static size_t format_head(struct conn *c, const struct http_response *resp, bool stream,
+                          size_t body_len, char *head)
+{
+    bool has_body = resp->status != 204 && resp->status != 304;
+    struct jbuf b;
+
+    /* Appends, not printf: this runs for every answer. */
+    jbuf_init(&b, head, CONN_MAX_RESPONSE_HEAD);
+    jbuf_raw(&b, "HTTP/1.1 ");
+    jbuf_int(&b, resp->status);
+    jbuf_raw(&b, " ");
+    jbuf_raw(&b, http_reason(resp->status));
+    jbuf_raw(&b, "\r\nDate: ");
+    jbuf_raw(&b, http_date());
+    if (resp->content_type != NULL && has_body) {
+        jbuf_raw(&b, "\r\nContent-Type: ");
+        jbuf_raw(&b, resp->content_type);
+    }
+    if (has_body && !stream) {
+        jbuf_raw(&b, "\r\nContent-Length: ");
+        jbuf_uint(&b, body_len);
+    }
+    for (int i = 0; i < resp->header_count; i++) {
+        jbuf_raw(&b, "\r\n");
+        jbuf_raw(&b, resp->headers[i].name);
+        jbuf_raw(&b, ": ");
+        jbuf_raw(&b, resp->headers[i].value);
+    }
+    jbuf_raw(&b, stream || !c->keep_alive ? "\r\nConnection: close\r\n\r\n" : "\r\n\r\n");
+    if (b.overflow) {
+        log_error(0, "a response head did not fit in %d bytes", CONN_MAX_RESPONSE_HEAD);
+        return 0;
+    }
+    return b.len;
+}
 
 void conn_send(struct conn *c, const struct http_response *resp)
 {
     bool has_body = !c->head && resp->status != 204 && resp->status != 304;
+    char head[CONN_MAX_RESPONSE_HEAD];
+    struct iovec iov[2];
 
     if (cs.draining)
         c->keep_alive = false;
-    write_head(c, resp, false, resp->body_len);
-    if (has_body && resp->body_len > 0)
-        evbuffer_add(bufferevent_get_output(c->bev), resp->body, resp->body_len);
+    iov[0].iov_base = head;
+    iov[0].iov_len = format_head(c, resp, false, resp->body_len, head);
+    iov[1].iov_base = (void *)resp->body;
+    iov[1].iov_len = has_body ? resp->body_len : 0;
+    if (iov[0].iov_len == 0) {
+        send_bytes(c, head_failed, sizeof(head_failed) - 1);
+        c->keep_alive = false;
+    } else {
+        send_iov(c, iov, iov[1].iov_len > 0 ? 2 : 1);
+    }
     c->activity_ms = time_mono_ms();
     c->started_ms = 0;
     if (!c->keep_alive) {
@@ -216,10 +340,14 @@ void conn_send(struct conn *c, const struct http_response *resp)
         return;
     }
     c->state = CONN_READING;
+    if (c->reading_paused) {
+        c->reading_paused = false;
+        event_add(c->readable, NULL);
+    }
     /* A pipelined request may be waiting: read it on the next loop turn,
      * not from inside the caller. */
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+    if (input_length(c) > 0)
+        event_active(c->readable, EV_READ, 1);
 }
 
 /* An error answer from the transport itself; the connection then closes. */
@@ -239,27 +367,25 @@ static void refuse(struct conn *c, int status, const char *code, const char *mes
 void conn_stream_start(struct conn *c, const struct http_response *resp)
 {
     struct http_response head = *resp;
+    char text[CONN_MAX_RESPONSE_HEAD];
 
     head.status = 200;
     head.content_type = "text/event-stream";
-    write_head(c, &head, true, 0);
     c->state = CONN_STREAM;
     c->keep_alive = false;
+    send_bytes(c, text, format_head(c, &head, true, 0, text));
     /* Nothing more is read from a stream; an EOF still ends it. */
-    evbuffer_drain(bufferevent_get_input(c->bev),
-                   evbuffer_get_length(bufferevent_get_input(c->bev)));
+    if (c->in != NULL)
+        evbuffer_drain(c->in, evbuffer_get_length(c->in));
 }
 
 int conn_stream_write(struct conn *c, const char *text, size_t len, size_t max_unsent)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-
-    if (evbuffer_get_length(out) > max_unsent) {
+    if (output_length(c) > max_unsent) {
         free_conn(c);
         return -1;
     }
-    evbuffer_add(out, text, len);
-    note_output(c);
+    send_bytes(c, text, len);
     return 0;
 }
 
@@ -388,13 +514,46 @@ static enum request_method method_of(unsigned int m)
     }
 }
 
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/*
+ * Percent-decode PATH into OUT (as large as PATH): %XX becomes its byte,
+ * any other '%' stays as it is, '+' is not a space in a path. False when
+ * it decodes to a NUL byte.
+ */
+static bool decode_path(const char *path, char *out)
+{
+    for (; *path != '\0'; path++) {
+        int high = *path == '%' ? hex_value(path[1]) : -1;
+        int low = high >= 0 ? hex_value(path[2]) : -1;
+        if (low >= 0) {
+            *out = (char)(high * 16 + low);
+            path += 2;
+            if (*out == '\0')
+                return false;
+        } else {
+            *out = *path;
+        }
+        out++;
+    }
+    *out = '\0';
+    return true;
+}
+
 /* Hand the parsed request of C to the worker. */
 static void dispatch(struct conn *c, const http_parser *p)
 {
     struct parsed *r = &cs.parsed;
     char *query = strchr(r->target, '?');
-    size_t path_len = 0;
-    char *decoded;
     struct http_request_view view;
 
     if (p->http_major != 1 || p->http_minor > 1) {
@@ -403,14 +562,10 @@ static void dispatch(struct conn *c, const http_parser *p)
     }
     if (query != NULL)
         *query++ = '\0';
-    decoded = evhttp_uridecode(r->target[0] ? r->target : "/", 0, &path_len);
-    if (decoded == NULL || path_len != strlen(decoded) || r->target[0] != '/') {
-        free(decoded);
+    if (r->target[0] != '/' || !decode_path(r->target, cs.path)) {
         refuse(c, 400, "bad_request", "the request target cannot be decoded");
         return;
     }
-    memcpy(cs.path, decoded, path_len + 1);
-    free(decoded);
     view = (struct http_request_view){
         .method = method_of(p->method),
         .path = cs.path,
@@ -435,41 +590,55 @@ static void dispatch(struct conn *c, const http_parser *p)
     cs.on_request(c, &view);
 }
 
-/* Find the end of the request head in IN: its length, or 0 if not there. */
-static size_t head_length(struct evbuffer *in)
+/* The length of the request head at the start of DATA, or 0 if its end
+ * is not there. Bare LF line ends count too, as http_parser takes them. */
+static size_t head_length(const char *data, size_t len)
 {
-    struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+    const char *end = memmem(data, len, "\r\n\r\n", 4);
 
-    if (end.pos >= 0)
-        return (size_t)end.pos + 4;
-    end = evbuffer_search(in, "\n\n", 2, NULL); /* bare LF, which http_parser takes */
-    return end.pos >= 0 ? (size_t)end.pos + 2 : 0;
+    if (end != NULL)
+        return (size_t)(end - data) + 4;
+    end = memmem(data, len, "\n\n", 2);
+    return end != NULL ? (size_t)(end - data) + 2 : 0;
 }
 
-/* Parse and dispatch the next request of C, if all of it is there. */
-static void parse_next(struct conn *c)
+/* Keep LEN bytes of DATA (from the read chunk) in C's input buffer. */
+static int keep_input(struct conn *c, const char *data, size_t len)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    size_t have = evbuffer_get_length(in), head, nparsed, window;
-    http_parser parser;
-    unsigned char *data;
+    if (buffer(&c->in) == NULL || evbuffer_add(c->in, data, len) != 0) {
+        log_error(errno, "out of memory for a connection's input");
+        free_conn(c);
+        return -1;
+    }
+    return 0;
+}
 
-    if (c->state != CONN_READING || have == 0)
-        return;
+/*
+ * Parse the next request of C from DATA (HAVE bytes: the read chunk when
+ * FROM_CHUNK, else C's input buffer made contiguous) and dispatch it, if
+ * all of it is there. Whatever is not consumed ends up in C's input
+ * buffer. C may be gone when this returns.
+ */
+static void parse_request(struct conn *c, const char *data, size_t have, bool from_chunk)
+{
+    size_t head, nparsed, window;
+    http_parser parser;
+
     if (c->started_ms == 0)
         c->started_ms = time_mono_ms();
-    head = head_length(in);
-    if (head == 0 || head > CONN_MAX_HEAD) {
-        if (head > CONN_MAX_HEAD || have > CONN_MAX_HEAD)
+    head = head_length(data, have < CONN_MAX_HEAD ? have : CONN_MAX_HEAD);
+    if (head == 0) {
+        if (have >= CONN_MAX_HEAD)
             refuse(c, 431, "header_too_large",
                    "the request line and headers are larger than 8 KiB");
-        return; /* the rest of the head is still to come */
+        else if (from_chunk)
+            keep_input(c, data, have); /* the rest of the head is still to come */
+        return;
     }
     window = have < head + WEBHOOK_BODY_MAX + 64 ? have : head + WEBHOOK_BODY_MAX + 64;
-    data = evbuffer_pullup(in, (ev_ssize_t)window);
     memset(&cs.parsed, 0, offsetof(struct parsed, if_none_match));
     http_parser_init(&parser, HTTP_REQUEST);
-    nparsed = http_parser_execute(&parser, &settings, (const char *)data, window);
+    nparsed = http_parser_execute(&parser, &settings, data, window);
 
     if (cs.parsed.body_too_large) {
         refuse(c, 413, "payload_too_large", "the request body is larger than 64 KiB");
@@ -480,7 +649,11 @@ static void parse_next(struct conn *c)
             refuse(c, 400, "bad_request", "protocol upgrades are not supported");
             return;
         }
-        evbuffer_drain(in, nparsed);
+        /* The parser copied what the request needs: the bytes can go. */
+        if (!from_chunk)
+            evbuffer_drain(c->in, nparsed);
+        else if (nparsed < have && keep_input(c, data + nparsed, have - nparsed) != 0)
+            return;
         dispatch(c, &parser);
         return;
     }
@@ -493,44 +666,68 @@ static void parse_next(struct conn *c)
         snprintf(message, sizeof(message), "malformed request (%s)",
                  http_errno_name(HTTP_PARSER_ERRNO(&parser)));
         refuse(c, 400, "bad_request", message);
-    } else if (cs.parsed.expect_continue && nparsed == window && window == have) {
-        /* Headers are in and the client waits for our go to send the body. */
-        evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
-        note_output(c);
+    } else if (window < have || have >= CONN_MAX_INPUT) {
+        /* Not complete in the largest request there may be (a chunked
+         * body whose framing outgrows it). */
+        refuse(c, 413, "payload_too_large", "the request body is larger than 64 KiB");
+    } else {
+        /* The body is still coming. */
+        if (from_chunk && keep_input(c, data, have) != 0)
+            return;
+        if (cs.parsed.expect_continue && nparsed == window && window == have)
+            send_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", 25); /* go on, send it */
     }
-    /* Otherwise the body is still coming. */
 }
 
 /*========================================================================
- * Callbacks: bufferevents, listeners, the sweep.
+ * Callbacks: the sockets, the listeners, the sweep.
  */
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
+    ssize_t n = read(fd, cs.chunk, sizeof(cs.chunk));
 
-    if (c->state == CONN_READING)
-        parse_next(c);
-    else if (c->state == CONN_STREAM)
-        evbuffer_drain(bufferevent_get_input(bev),
-                       evbuffer_get_length(bufferevent_get_input(bev)));
+    (void)what;
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) || c->failed) {
+        lost(c); /* the client went away, or the connection failed */
+        return;
+    }
+    if (c->state == CONN_STREAM || c->state == CONN_CLOSING)
+        return; /* nothing more is read: the bytes are dropped */
+    if (n > 0 && c->state == CONN_READING && input_length(c) == 0) {
+        parse_request(c, cs.chunk, (size_t)n, true); /* the usual case */
+        return;
+    }
+    if (n > 0 && keep_input(c, cs.chunk, (size_t)n) != 0)
+        return;
+    if (c->state == CONN_READING && input_length(c) > 0) {
+        size_t have = input_length(c);
+        size_t window = have < CONN_MAX_INPUT ? have : CONN_MAX_INPUT;
+        parse_request(c, (const char *)evbuffer_pullup(c->in, (ev_ssize_t)window), window,
+                      false);
+    } else if (c->state == CONN_BUSY && input_length(c) >= CONN_MAX_INPUT) {
+        /* A client that sends on while its request waits: stop reading. */
+        event_del(c->readable);
+        c->reading_paused = true;
+    }
 }
 
-static void on_write(struct bufferevent *bev, void *arg)
+static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
 
-    (void)bev;
+    (void)what;
+    if (evbuffer_write(c->out, fd) < 0 && errno != EAGAIN && errno != EINTR) {
+        lost(c);
+        return;
+    }
+    if (evbuffer_get_length(c->out) > 0)
+        return; /* the event stays: more to write */
+    event_del(c->writable);
     c->write_since_ms = 0; /* all written */
     if (c->state == CONN_CLOSING)
         free_conn(c);
-}
-
-static void on_event(struct bufferevent *bev, short what, void *arg)
-{
-    (void)bev;
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-        lost(arg);
 }
 
 static void pause_listeners(bool paused)
@@ -564,12 +761,18 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd,
         return;
     }
     c = calloc(1, sizeof(*c));
-    if (c != NULL)
-        c->bev = bufferevent_socket_new(cs.base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (c == NULL || c->bev == NULL) {
+    if (c != NULL) {
+        c->fd = fd;
+        c->readable = event_new(cs.base, fd, EV_READ | EV_PERSIST, on_readable, c);
+        c->writable = event_new(cs.base, fd, EV_WRITE | EV_PERSIST, on_writable, c);
+    }
+    if (c == NULL || c->readable == NULL || c->writable == NULL ||
+        event_add(c->readable, NULL) != 0) {
         log_error(errno, "out of memory for a connection");
-        free(c);
-        close(fd);
+        if (c != NULL)
+            destroy_conn(c);
+        else
+            close(fd);
         return;
     }
     c->admin = *(const bool *)arg;
@@ -582,8 +785,6 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd,
     cs.all = c;
     cs.open++;
     atomic_store_explicit(&cs.slot->connections, cs.open, memory_order_relaxed);
-    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
 static void on_accept_error(struct evconnlistener *listener, void *arg)
@@ -720,8 +921,7 @@ void conn_server_stop(void)
     cs.listener_count = 0;
     for (struct conn *c = cs.all, *next; c != NULL; c = next) {
         next = c->next;
-        bufferevent_free(c->bev);
-        free(c);
+        destroy_conn(c);
     }
     cs.all = NULL;
     cs.open = 0;

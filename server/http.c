@@ -15,6 +15,19 @@
 
 #include "json.h"
 
+char *http_response_header_add(struct http_response *resp, const char *name)
+{
+    static char discarded[HTTP_HEADER_VALUE_MAX];
+    struct http_header *h;
+
+    if (resp->header_count == HTTP_MAX_HEADERS)
+        return discarded; /* a programming error; the table is sized for every route */
+    h = &resp->headers[resp->header_count++];
+    h->name = name;
+    h->value[0] = '\0';
+    return h->value;
+}
+
 void http_response_header(struct http_response *resp, const char *name, const char *fmt,
                           ...)
 {

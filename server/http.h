@@ -71,6 +71,13 @@ struct http_response {
     char small[HTTP_SMALL_BODY_MAX];
 };
 
+/*
+ * http_response_header_add - add header NAME (a string literal) and return
+ * its value's storage (HTTP_HEADER_VALUE_MAX bytes, empty) for the caller
+ * to fill; the per-request headers are written this way, without printf.
+ */
+char *http_response_header_add(struct http_response *resp, const char *name);
+
 void http_response_header(struct http_response *resp, const char *name, const char *fmt,
                           ...) __attribute__((format(printf, 3, 4)));
 

@@ -117,19 +117,22 @@ static bool cache_headers(struct http_response *resp, int index, uint64_t versio
                           const struct http_request_view *req)
 {
     char etag[CACHE_ETAG_MAX];
+    struct jbuf b;
 
     /* The breaker's state is part of what the status object shows, so it is
      * part of the validator too. */
     cache_etag(etag, region_header(rt.region)->instance_id, index,
                version * CIRCUIT_COUNT + replica_circuit(), stale);
-    http_response_header(resp, "ETag", "%s", etag);
-    http_response_header(
-        resp, "Cache-Control",
-        "max-age=%lld, stale-while-revalidate=%lld, stale-if-error=%lld",
-        (long long)(stale ? 0 : cache_max_age_seconds(max_age_ms, age_ms)),
-        (long long)(max_age_ms / 1000),
-        (long long)(rt.cfg->backend.stale_if_error / 1000));
-    http_response_header(resp, "Age", "%lld", (long long)(age_ms / 1000));
+    memcpy(http_response_header_add(resp, "ETag"), etag, strlen(etag) + 1);
+    jbuf_init(&b, http_response_header_add(resp, "Cache-Control"), HTTP_HEADER_VALUE_MAX);
+    jbuf_raw(&b, "max-age=");
+    jbuf_int(&b, stale ? 0 : cache_max_age_seconds(max_age_ms, age_ms));
+    jbuf_raw(&b, ", stale-while-revalidate=");
+    jbuf_int(&b, max_age_ms / 1000);
+    jbuf_raw(&b, ", stale-if-error=");
+    jbuf_int(&b, rt.cfg->backend.stale_if_error / 1000);
+    jbuf_init(&b, http_response_header_add(resp, "Age"), HTTP_HEADER_VALUE_MAX);
+    jbuf_int(&b, age_ms / 1000);
     if (!cache_etag_matches(req->if_none_match, etag))
         return false;
     resp->status = 304;
@@ -339,9 +342,13 @@ static void append_status(struct jbuf *b, const struct local_entry *le, bool sta
                       : (int64_t)backed_off;
     }
     jbuf_mem(b, le->prefix, le->prefix_len);
-    jbuf_printf(b, "%lld,\"maxAgeMs\":%lld,\"stale\":%s},\"poll\":{\"nextMs\":%lld}}",
-                (long long)age, (long long)rt.cfg->backend.status_cache_duration,
-                stale ? "true" : "false", (long long)next_ms);
+    jbuf_int(b, age);
+    jbuf_raw(b, ",\"maxAgeMs\":");
+    jbuf_int(b, rt.cfg->backend.status_cache_duration);
+    jbuf_raw(b, stale ? ",\"stale\":true},\"poll\":{\"nextMs\":"
+                      : ",\"stale\":false},\"poll\":{\"nextMs\":");
+    jbuf_int(b, next_ms);
+    jbuf_raw(b, "}}");
 }
 
 static enum route_result serve_status(const struct http_request_view *req,

@@ -485,15 +485,17 @@ static void test_redis_url(void **state)
     load_ok("[redis]\nurl = unix:/run/redis/redis.sock\n", no_env);
     assert_string_equal(a->unix_path, "/run/redis/redis.sock");
 
-    expect_only_error("[redis]\nurl = redis://\n", 2, "[redis] url: \"redis://\" has no host");
+    expect_only_error("[redis]\nurl = redis://\n", 2,
+                      "[redis] url: \"redis://\" has no host");
     expect_only_error("[redis]\nurl = redis://:pw@:6379/0\n", 2, "[redis] url:");
     expect_only_error("[redis]\nurl = redis://h:0\n", 2,
                       "[redis] url: \"redis://h:0\" has no valid port (1 to 65535)");
     expect_only_error("[redis]\nurl = redis://h:99999\n", 2, "[redis] url:");
     expect_only_error("[redis]\nurl = redis://h:12x\n", 2, "[redis] url:");
-    expect_only_error("[redis]\nurl = redis://h:6379/two\n", 2,
-                      "[redis] url: \"redis://h:6379/two\": the database after / must be a "
-                      "number");
+    expect_only_error(
+        "[redis]\nurl = redis://h:6379/two\n", 2,
+        "[redis] url: \"redis://h:6379/two\": the database after / must be a "
+        "number");
     expect_only_error("[redis]\nurl = unix:\n", 2, "[redis] url:");
     expect_only_error("[redis]\nurl = unix:relative.sock\n", 2, "[redis] url:");
 }
