@@ -1,6 +1,6 @@
 /*
  * conn.h - wahagate's HTTP/1.1 transport: client connections on libevent
- * bufferevents, requests parsed with http_parser (Debian libhttp-parser).
+ * events, requests parsed with http_parser (Debian libhttp-parser).
  *
  * A worker runs one conn server. It accepts on the listen sockets it
  * inherited, parses each request into a struct http_request_view and hands
