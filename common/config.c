@@ -365,6 +365,18 @@ static int set_string(struct config *cfg, const struct config_key *k, const char
     return 0;
 }
 
+/* server.stats_token, and its SHA-256, which requests are compared with:
+ * hashed here, in the master, so no worker needs libcrypto to start. */
+static int set_stats_token(struct config *cfg, const struct config_key *k,
+                           const char *value, char *why)
+{
+    if (set_string(cfg, k, value, why) != 0)
+        return -1;
+    EVP_Digest(value, strlen(value), cfg->server.stats_token_sha256, NULL, EVP_sha256(),
+               NULL);
+    return 0;
+}
+
 static int set_shm_name(struct config *cfg, const struct config_key *k, const char *value,
                         char *why)
 {
@@ -726,7 +738,7 @@ static const struct config_key config_keys[] = {
     {"server", "pid_file", set_string, OFF(server.pid_file), "", 0, 0, false},
     {"server", "client_timeout", set_int, OFF(server.client_timeout), "30000", 100,
      3600000, false},
-    {"server", "stats_token", set_string, OFF(server.stats_token), "", 0, 0, false},
+    {"server", "stats_token", set_stats_token, OFF(server.stats_token), "", 0, 0, false},
     {"server", "trusted_proxies", set_trusted_proxies, OFF(server.trusted_proxies), "", 0,
      0, false},
     {"server", "admin_listen", set_listen, OFF(server.admin_listen), "", 0, 0, false},

@@ -65,6 +65,7 @@ struct config {
         char pid_file[PATH_MAX];
         int64_t client_timeout;
         char stats_token[256];
+        unsigned char stats_token_sha256[32]; /* its SHA-256, when set */
         struct cidr trusted_proxies[CONFIG_MAX_PROXIES];
         int trusted_proxy_count;
         struct listen_addr admin_listen[CONFIG_MAX_LISTEN];

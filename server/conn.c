@@ -20,7 +20,8 @@
  * answer (head and body) is written with one writev(); only what the
  * socket did not take is copied into the connection's output evbuffer.
  * Both evbuffers are created when first needed, so an idle keep-alive
- * connection costs a struct conn and two struct events.
+ * connection costs a struct conn and one struct event (the write event,
+ * too, is created the first time the socket does not take an answer).
  *
  * Parsing is stateless per request: a request is parsed only once its
  * whole head has arrived (found by its blank line, and at most
@@ -84,7 +85,8 @@ enum conn_state { CONN_READING, CONN_BUSY, CONN_STREAM, CONN_CLOSING };
 struct conn {
     evutil_socket_t fd;
     struct event *readable; /* persistent; removed only while input is full */
-    struct event *writable; /* added while output waits for the socket */
+    struct event *writable; /* added while output waits for the socket
+                               (NULL until that first happens) */
     struct evbuffer *in;    /* unparsed bytes (NULL until needed) */
     struct evbuffer *out;   /* unsent bytes (NULL until needed) */
     bool reading_paused;    /* input full: readable is not pending */
@@ -222,6 +224,8 @@ static const char *http_date(void)
     return cs.date;
 }
 
+static void on_writable(evutil_socket_t fd, short what, void *arg);
+
 /*
  * Write the IOVCNT pieces of IOV to C: at once with one writev() when
  * nothing is waiting before them, and whatever the socket does not take
@@ -260,7 +264,14 @@ static void send_iov(struct conn *c, const struct iovec *iov, int iovcnt)
     if (output_length(c) > 0) {
         if (c->write_since_ms == 0)
             c->write_since_ms = time_mono_ms();
-        event_add(c->writable, NULL);
+        if (c->writable == NULL)
+            c->writable =
+                event_new(cs.base, c->fd, EV_WRITE | EV_PERSIST, on_writable, c);
+        if (c->writable == NULL || event_add(c->writable, NULL) != 0) {
+            log_error(errno, "cannot wait for a connection to take its output");
+            c->failed = true;
+            event_active(c->readable, EV_READ, 1);
+        }
     }
 }
 
@@ -764,10 +775,8 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd,
     if (c != NULL) {
         c->fd = fd;
         c->readable = event_new(cs.base, fd, EV_READ | EV_PERSIST, on_readable, c);
-        c->writable = event_new(cs.base, fd, EV_WRITE | EV_PERSIST, on_writable, c);
     }
-    if (c == NULL || c->readable == NULL || c->writable == NULL ||
-        event_add(c->readable, NULL) != 0) {
+    if (c == NULL || c->readable == NULL || event_add(c->readable, NULL) != 0) {
         log_error(errno, "out of memory for a connection");
         if (c != NULL)
             destroy_conn(c);
