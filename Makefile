@@ -6,6 +6,7 @@
 #                        (also: make test SANITIZE=1)
 #   make demo            install what is missing, build, run with the simulator
 #   make bench           wrk against /api/waha/status, with upstream calls and RSS
+#   make bench-compare   wahagate vs nginx (microcache, static return), side by side
 #   make lint / format   cppcheck + clang-tidy / clang-format
 #   make deps            install the Debian packages (scripts/install-deps.sh)
 #   make install / deb   install under PREFIX / build the Debian package
@@ -162,3 +163,15 @@ install: $(BUILD)/wahagate
 
 deb:
 	sh packaging/build-deb.sh
+
+# ---- bench-compare: wahagate against nginx, side by side (scripts/bench/)
+#
+#   make bench-compare   installs nginx and wrk if missing; BENCH_QUICK=1 for a
+#                        3 s, 1 round check; BENCH_SECONDS, BENCH_ROUNDS,
+#                        BENCH_CONNECTIONS, BENCH_HOLD (scripts/bench/compare.py)
+
+.PHONY: bench-compare
+
+bench-compare: $(BUILD)/wahagate
+	$(PYTHON) scripts/bench/compare.py $(BUILD)/wahagate
+# ---- end of bench-compare
