@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <math.h>
 #include <netdb.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -377,6 +378,17 @@ static int set_stats_token(struct config *cfg, const struct config_key *k,
     return 0;
 }
 
+/* server.user: an account that exists, or children could not start. */
+static int set_user(struct config *cfg, const struct config_key *k, const char *value,
+                    char *why)
+{
+    if (value[0] != '\0' && getpwnam(value) == NULL) {
+        why_printf(why, "user \"%s\" does not exist", value);
+        return -1;
+    }
+    return set_string(cfg, k, value, why);
+}
+
 static int set_shm_name(struct config *cfg, const struct config_key *k, const char *value,
                         char *why)
 {
@@ -504,6 +516,9 @@ static int set_listen(struct config *cfg, const struct config_key *k, const char
     struct listen_addr addrs[CONFIG_MAX_LISTEN];
     struct listen_list list = {addrs, 0};
 
+    /* All of it is copied into CFG: no stack garbage in a struct that is
+     * compared and handed across fork(). */
+    memset(addrs, 0, sizeof(addrs));
     if (value[0] == '\0' && !admin) {
         why_printf(why, "at least one host:port is needed");
         return -1;
@@ -734,7 +749,7 @@ static const struct config_key config_keys[] = {
     {"server", "min_workers", set_int, OFF(server.min_workers), "1", 1, 64, false},
     {"server", "max_workers", set_int, OFF(server.max_workers), "8", 1, 64, false},
     {"server", "shm_name", set_shm_name, OFF(server.shm_name), "/wahagate", 0, 0, false},
-    {"server", "user", set_string, OFF(server.user), "", 0, 0, false},
+    {"server", "user", set_user, OFF(server.user), "", 0, 0, false},
     {"server", "pid_file", set_string, OFF(server.pid_file), "", 0, 0, false},
     {"server", "client_timeout", set_int, OFF(server.client_timeout), "30000", 100,
      3600000, false},

@@ -208,7 +208,9 @@ static int init_mutex(pthread_mutex_t *m)
 void region_entry_reset(struct region_entry *e, enum entry_kind kind, const char *name)
 {
     struct entry_data *d = &e->d;
-    char keep_name[REGION_NAME_MAX];
+    /* Zero-filled: all of it is copied into the shared region below, and
+     * the bytes after the name must not be stack garbage. */
+    char keep_name[REGION_NAME_MAX] = "";
 
     snprintf(keep_name, sizeof(keep_name), "%s", name);
     memset(d, 0, offsetof(struct entry_data, body) + 1);
@@ -499,6 +501,8 @@ static int repair_torn_entries(struct region *r)
         if ((seq & 1) == 0)
             continue;
         region_qr_clear(q);
+        /* As if never fetched: readers wait for the refetch (cache_judge). */
+        atomic_store(&q->attempt_done_ms, 0);
         atomic_store(&q->wanted_ms, time_mono_ms());
         atomic_fetch_add(&q->generation, 1);
         atomic_store(&q->seq, seq + 1);
@@ -512,6 +516,9 @@ static int repair_torn_entries(struct region *r)
             continue;
         /* Keep kind and name so the fetcher knows to refresh it. */
         region_entry_reset(e, (enum entry_kind)e->d.kind, e->d.name);
+        /* As if never fetched: readers wait for the refetch (cache_judge)
+         * instead of being told there is no data. */
+        atomic_store(&e->attempt_done_ms, 0);
         atomic_store(&e->wanted_ms, time_mono_ms());
         atomic_fetch_add(&e->generation, 1);
         atomic_store(&e->seq, seq + 1);

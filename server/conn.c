@@ -54,6 +54,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -71,6 +73,11 @@
 
 /* One read() takes at most this much: a whole request, usually. */
 #define CONN_READ_CHUNK 16384
+/* A connection closed on an error is drained this long at most (see
+ * finish_closing()); at most this many connections over the limit are
+ * kept for that while being refused with a 503. */
+#define CONN_LINGER_MS 2000
+#define CONN_MAX_REFUSING 64
 /* A response head (status line and headers) is at most this large: room
  * for every header a response can have, each as long as it can be. */
 #define CONN_MAX_RESPONSE_HEAD 8192
@@ -84,13 +91,15 @@ enum conn_state { CONN_READING, CONN_BUSY, CONN_STREAM, CONN_CLOSING };
 
 struct conn {
     evutil_socket_t fd;
-    struct event *readable; /* persistent; removed only while input is full */
-    struct event *writable; /* added while output waits for the socket
+    struct event *readable;  /* persistent; removed only while input is full */
+    struct event *writable;  /* added while output waits for the socket
                                (NULL until that first happens) */
-    struct evbuffer *in;    /* unparsed bytes (NULL until needed) */
-    struct evbuffer *out;   /* unsent bytes (NULL until needed) */
-    bool reading_paused;    /* input full: readable is not pending */
-    bool failed;            /* a write failed: the read side closes it */
+    struct evbuffer *in;     /* unparsed bytes (NULL until needed) */
+    struct evbuffer *out;    /* unsent bytes (NULL until needed) */
+    bool reading_paused;     /* input full: readable is not pending */
+    bool failed;             /* a write failed: the read side closes it */
+    bool linger;             /* closing on an error: drain before closing */
+    int64_t linger_until_ms; /* half-closed, draining until; 0: not yet */
     struct conn *prev, *next;
     enum conn_state state;
     bool admin; /* accepted on a server.admin_listen socket */
@@ -199,11 +208,33 @@ static void lost(struct conn *c)
     free_conn(c);
 }
 
+/*
+ * C is CLOSING and all its output is written. A connection we close on an
+ * error may still have the client sending (a body we refused, a request
+ * we never read): closing it now would reset it, and the reset can destroy
+ * our answer before the client reads it (RFC 9112, 9.6). So it is
+ * half-closed and read (and dropped) until the client's EOF, for
+ * CONN_LINGER_MS at most, like nginx's lingering close.
+ */
+static void finish_closing(struct conn *c)
+{
+    if (!c->linger) {
+        free_conn(c);
+        return;
+    }
+    shutdown(c->fd, SHUT_WR);
+    c->linger_until_ms = time_mono_ms() + CONN_LINGER_MS;
+    if (c->reading_paused) {
+        c->reading_paused = false;
+        event_add(c->readable, NULL);
+    }
+}
+
 static void close_after_write(struct conn *c)
 {
     c->state = CONN_CLOSING;
     if (output_length(c) == 0)
-        free_conn(c);
+        finish_closing(c);
 }
 
 void conn_close(struct conn *c)
@@ -371,6 +402,7 @@ static void refuse(struct conn *c, int status, const char *code, const char *mes
     resp.endpoint = ENDPOINT_OTHER;
     c->keep_alive = false;
     c->head = false;
+    c->linger = true;
     region_count_request(cs.slot, ENDPOINT_OTHER, status, 0);
     conn_send(c, &resp);
 }
@@ -738,7 +770,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
     event_del(c->writable);
     c->write_since_ms = 0; /* all written */
     if (c->state == CONN_CLOSING)
-        free_conn(c);
+        finish_closing(c);
 }
 
 static void pause_listeners(bool paused)
@@ -756,18 +788,13 @@ static void pause_listeners(bool paused)
 static void on_accept(struct evconnlistener *listener, evutil_socket_t fd,
                       struct sockaddr *addr, int socklen, void *arg)
 {
-    static const char full[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
-                               "application/json\r\nContent-Length: 74\r\nRetry-After: "
-                               "1\r\nConnection: close\r\n\r\n{\"error\":{\"code\":"
-                               "\"busy\",\"message\":\"too many open connections\"}}";
     struct conn *c;
+    int one = 1;
 
     (void)listener;
     (void)socklen;
-    if (cs.open >= cs.cfg->server.max_connections || cs.draining) {
-        ssize_t sent = send(fd, full, sizeof(full) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-        (void)sent;
-        close(fd);
+    if (cs.open >= cs.cfg->server.max_connections + CONN_MAX_REFUSING) {
+        close(fd); /* not even room to refuse it properly */
         region_count_request(cs.slot, ENDPOINT_OTHER, 503, 0);
         return;
     }
@@ -784,6 +811,9 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd,
             close(fd);
         return;
     }
+    /* Answers are written whole: Nagle would only hold back the second of
+     * two pipelined answers until the client's delayed ACK. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->admin = *(const bool *)arg;
     ratelimit_addr_from_sockaddr(addr, &c->peer);
     c->state = CONN_READING;
@@ -794,6 +824,14 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd,
     cs.all = c;
     cs.open++;
     atomic_store_explicit(&cs.slot->connections, cs.open, memory_order_relaxed);
+    if (cs.open > cs.cfg->server.max_connections) {
+        struct http_response resp = {.endpoint = ENDPOINT_OTHER};
+        http_response_error(&resp, 503, "busy", "too many open connections");
+        http_response_header(&resp, "Retry-After", "1");
+        c->linger = true;
+        region_count_request(cs.slot, ENDPOINT_OTHER, 503, 0);
+        conn_send(c, &resp); /* keep_alive is false: it closes */
+    }
 }
 
 static void on_accept_error(struct evconnlistener *listener, void *arg)
@@ -850,6 +888,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
         } else if (c->state == CONN_READING && c->started_ms == 0 &&
                    now - c->activity_ms > limit) {
             free_conn(c); /* idle keep-alive connection */
+        } else if (c->linger_until_ms != 0 && now >= c->linger_until_ms) {
+            free_conn(c); /* drained long enough */
         }
     }
 }

@@ -34,6 +34,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY_BIN = os.environ.get("GATEWAY_BIN") or str(REPO / "build" / "wahagate")
+# The test build with fault points (make faults): build/faults/wahagate next
+# to GATEWAY_BIN unless FAULTS_BIN says otherwise.
+FAULTS_BIN = os.environ.get("FAULTS_BIN") or str(Path(GATEWAY_BIN).parent / "faults" / "wahagate")
 SIMULATOR = str(REPO / "scripts" / "waha_sim.py")
 PYTHON = "/usr/bin/python3"
 API_KEY = "simkey"
@@ -52,10 +55,15 @@ def _sanitized(path):
         return False
 
 
-SANITIZED = _sanitized(GATEWAY_BIN)
+# make valgrind (scripts/valgrind.py) runs the gateway under memcheck through
+# a wrapper script, .../valgrind/wahagate: slower still than a sanitized
+# build, so the same slack and a longer start. Under valgrind the command
+# line is valgrind's: the title shows only in /proc/PID/comm (proc_title).
+VALGRIND = "/valgrind/" in GATEWAY_BIN
+SANITIZED = _sanitized(GATEWAY_BIN) or VALGRIND
 
 # Generous bounds: the sanitized build is several times slower.
-START_TIMEOUT = 10.0
+START_TIMEOUT = 30.0 if VALGRIND else 10.0
 HTTP_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 
@@ -157,6 +165,18 @@ def proc_exists(pid):
         return False
     state = stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3]
     return state not in (b"Z", b"X")
+
+
+def proc_title(pid):
+    """The title of a gateway process: its command line, or under valgrind
+    its name (prctl PR_SET_NAME: the first 15 characters of the title)."""
+    if not VALGRIND:
+        return proc_cmdline(pid)
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
 
 
 def proc_cmdline(pid):
@@ -344,8 +364,12 @@ class Gateway:
     """One wahagate master started from a generated waha.ini."""
 
     def __init__(self, workdir, sim=None, sections=None, shm_name=None, env_extra=None,
-                 upstream_url=None, defaults=True):
+                 upstream_url=None, defaults=True, binary=None, preexec_fn=None):
         n = next(_shm_counter)
+        # BINARY: another build to run (FAULTS_BIN for the fault points);
+        # PREEXEC_FN: called in the child before exec (resource limits).
+        self.binary = binary or GATEWAY_BIN
+        self.preexec_fn = preexec_fn
         self.workdir = Path(workdir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -371,9 +395,10 @@ class Gateway:
     # ---- life cycle
     def start(self, wait=True):
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([GATEWAY_BIN, "-c", self.ini_path], stdout=self._log,
+        self.proc = subprocess.Popen([self.binary, "-c", self.ini_path], stdout=self._log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=clean_env(self.env_extra), cwd=str(self.workdir))
+                                     env=clean_env(self.env_extra), cwd=str(self.workdir),
+                                     preexec_fn=self.preexec_fn)
         self.pid = self.proc.pid
         if wait:
             self.wait_ready()
@@ -416,7 +441,7 @@ class Gateway:
             self.child_pids("fetcher")
         stop_pid(self.proc)
         for pid in self.seen_children:
-            cmd = proc_cmdline(pid)
+            cmd = proc_title(pid)
             if proc_exists(pid) and cmd and cmd.startswith("wahagate"):
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -453,11 +478,18 @@ class Gateway:
             return []
         out = []
         for pid in proc_children(self.pid):
-            cmd = proc_cmdline(pid)
-            if cmd and cmd.startswith(f"wahagate: {role}"):
+            cmd = proc_title(pid)
+            if cmd and cmd.startswith(f"wahagate: {role}"[:15 if VALGRIND else None]):
                 out.append(pid)
         self.seen_children.update(out)
         return sorted(out)
+
+    def wait_children(self, role, count, timeout=10.0):
+        """The pids of the COUNT live children of ROLE, once there are that
+        many (a child just forked may not have its title yet), or []."""
+        got = wait_until(lambda: (lambda p: p if len(p) == count else None)(self.child_pids(role)),
+                         timeout, 0.02)
+        return got or []
 
     def shm_exists(self):
         return os.path.exists("/dev/shm/" + self.shm_name.lstrip("/"))
@@ -709,3 +741,311 @@ def stats_sampler(procs):
         s._stop.set()
     for s in started:
         s._thread.join(timeout=HTTP_TIMEOUT + 5)
+
+
+# --------------------------------------------------------------------------- load processes
+
+LOADGEN = str(Path(__file__).resolve().parent / "loadgen.py")
+
+
+class LoadProcesses:
+    """PROCESSES load generators (loadgen.py), each with THREADS threads
+    making requests on fresh connections to PATHS until stop() or
+    MAX_SECONDS. stop() returns the merged results."""
+
+    def __init__(self, port, processes=3, threads=4, paths=("/api/waha/status",),
+                 max_seconds=60.0):
+        self.procs = []
+        for _ in range(processes):
+            self.procs.append(subprocess.Popen(
+                [PYTHON, LOADGEN, str(port), str(threads), str(max_seconds), ",".join(paths)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=clean_env(), cwd=str(REPO)))
+        self.results = None
+
+    def stop(self, timeout=HTTP_TIMEOUT + 10):
+        """Close their stdin (the signal to stop), wait, merge what they report:
+        {"requests", "statuses", "errors", "errorCount", "stderr"}."""
+        if self.results is not None:
+            return self.results
+        merged = {"requests": 0, "statuses": {}, "errors": [], "errorCount": 0, "stderr": []}
+        for p in self.procs:
+            try:
+                out, err = p.communicate(input=b"", timeout=timeout)
+            except subprocess.TimeoutExpired:
+                stop_pid(p)
+                out, err = p.communicate()
+                merged["errors"].append(f"load process {p.pid} did not stop")
+                merged["errorCount"] += 1
+            if err.strip():
+                merged["stderr"].append(err.decode(errors="replace")[-2000:])
+            lines = out.decode(errors="replace").strip().splitlines()
+            if p.returncode != 0 or not lines:
+                merged["errors"].append(f"load process {p.pid} exited {p.returncode}")
+                merged["errorCount"] += 1
+                continue
+            r = json.loads(lines[-1])
+            merged["requests"] += r["requests"]
+            merged["errorCount"] += r["errorCount"]
+            merged["errors"] += r["errors"]
+            for code, n in r["statuses"].items():
+                merged["statuses"][code] = merged["statuses"].get(code, 0) + n
+        self.results = merged
+        return merged
+
+    def kill(self):
+        for p in self.procs:
+            if p.poll() is None:
+                stop_pid(p)
+            for f in (p.stdin, p.stdout, p.stderr):
+                if f:
+                    f.close()
+
+
+@pytest.fixture
+def load_clients(procs):
+    """Factory: load_clients(port, processes=3, threads=4, paths=(...)) ->
+    LoadProcesses, stopped by PID at teardown (before the gateways)."""
+    started = []
+
+    def make(port, **kw):
+        lp = LoadProcesses(port, **kw)
+        started.append(lp)
+        return lp
+    yield make
+    for lp in started:
+        lp.kill()
+
+
+# --------------------------------------------------------------------------- keep-alive client
+
+class NoAnswer(Exception):
+    """The connection ended before a whole answer arrived."""
+
+    def __init__(self, got, why):
+        super().__init__(f"{why} after {len(got)} bytes: {got[:120]!r}")
+        self.got = got
+
+
+class KeepAliveClient:
+    """A thread that polls PATH on one keep-alive connection the way browsers
+    and HTTP client libraries do, waiting INTERVALS[i % len] between requests.
+
+    A server may close a keep-alive connection that is idle (a draining
+    worker does after 500 ms); a client then either sees the close before
+    it sends (reconnect: counted in idle_closes) or sends into a connection
+    that is being closed and gets no answer: HTTP clients retry such a
+    request once on a fresh connection, and so does this one, but only
+    when the connection had been idle long enough for the server to close
+    it (IDLE_CLOSE_S, measured from the answer before, so never shorter than
+    what the server measured). Any other request without an answer is a
+    failure. results: (started, finished, status, error, how) with how in
+    "reused", "fresh", "retry"."""
+
+    IDLE_CLOSE_S = 0.45
+
+    def __init__(self, port, path="/api/waha/status", intervals=(0.05, 0.3, 0.7, 0.15, 1.0),
+                 timeout=HTTP_TIMEOUT, max_requests=100000):
+        import threading
+        self.port, self.path, self.intervals, self.timeout = port, path, intervals, timeout
+        self.max_requests = max_requests
+        self.request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+        self.results = []
+        self.idle_closes = 0   # closed by the server while idle, seen before sending
+        self.retries = 0       # requests retried after an idle-close race
+        self.connections = 0
+        self.local_port = None  # of the current connection
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _connect(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
+        self.connections += 1
+        self.local_port = s.getsockname()[1]
+        return s
+
+    @staticmethod
+    def _closed_by_peer(s):
+        """True when the server closed S (EOF or reset waiting to be read)."""
+        import select
+        readable, _, _ = select.select([s], [], [], 0)
+        if not readable:
+            return False
+        try:
+            return s.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _exchange(self, s):
+        """Send the request on S and read one answer: (status, close)."""
+        try:
+            s.sendall(self.request)
+        except OSError as exc:
+            raise NoAnswer(b"", repr(exc))
+        buf = b""
+        while True:
+            head, sep, rest = buf.partition(b"\r\n\r\n")
+            if sep:
+                m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+                if m and len(rest) >= int(m.group(1)):
+                    if len(rest) > int(m.group(1)):
+                        raise NoAnswer(buf, "bytes after the answer")
+                    status = int(head[9:12])
+                    close = re.search(rb"(?i)\r\nconnection:\s*close", head) is not None
+                    return status, close
+            try:
+                chunk = s.recv(65536)
+            except OSError as exc:
+                raise NoAnswer(buf, repr(exc))
+            if not chunk:
+                raise NoAnswer(buf, "closed")
+            buf += chunk
+
+    def _record(self, started, status, error, how):
+        with self._lock:
+            self.results.append((started, time.monotonic(), status, error, how))
+
+    @staticmethod
+    def _drop(sock):
+        if sock is not None:
+            sock.close()
+        return None
+
+    def _run(self):
+        sock, answered_at, n = None, 0.0, 0
+        while not self._stop.is_set() and n < self.max_requests:
+            started = time.monotonic()
+            if sock is not None and self._closed_by_peer(sock):
+                self.idle_closes += 1
+                sock = self._drop(sock)
+            how = "reused" if sock is not None else "fresh"
+            idle = started - answered_at
+            status = close = None
+            try:
+                if sock is None:
+                    sock = self._connect()
+                status, close = self._exchange(sock)
+            except (OSError, NoAnswer) as exc:
+                sock = self._drop(sock)
+                raced = (how == "reused" and idle >= self.IDLE_CLOSE_S
+                         and isinstance(exc, NoAnswer) and not exc.got)
+                if not raced:
+                    self._record(started, None, repr(exc), how)
+                else:
+                    self.retries += 1
+                    how = "retry"
+                    try:
+                        sock = self._connect()
+                        status, close = self._exchange(sock)
+                    except (OSError, NoAnswer) as exc2:
+                        sock = self._drop(sock)
+                        self._record(started, None, f"retry failed: {exc2!r}", how)
+            if status is not None:
+                answered_at = time.monotonic()
+                self._record(started, status, None, how)
+                if close:
+                    sock = self._drop(sock)
+            self._stop.wait(self.intervals[n % len(self.intervals)])
+            n += 1
+        self._drop(sock)
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.results)
+
+    def failures(self):
+        return [r for r in self.snapshot() if r[2] != 200]
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=self.timeout + 5)
+        assert not self._thread.is_alive(), "keep-alive client thread did not stop"
+        return self.snapshot()
+
+
+@pytest.fixture
+def keepalive_client(procs):
+    """Factory: keepalive_client(port, path=..., intervals=...) ->
+    KeepAliveClient, stopped at teardown (before the processes)."""
+    started = []
+
+    def make(port, **kw):
+        c = KeepAliveClient(port, **kw)
+        started.append(c)
+        return c
+    yield make
+    for c in started:
+        c._stop.set()
+    for c in started:
+        c._thread.join(timeout=HTTP_TIMEOUT + 5)
+
+
+# --------------------------------------------------------------------------- connection owners
+
+def _read_whole(path):
+    """A /proc file in as few read() calls as possible: the kernel walks
+    /proc/net/tcp again for each call, and entries can be skipped between
+    two calls when other sockets come and go meanwhile."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 16 << 20)
+            if not chunk:
+                return b"".join(chunks).decode()
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
+def _tcp_table():
+    """Rows of /proc/net/tcp and tcp6: (local port, remote port, state, inode)."""
+    rows = []
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = _read_whole(name).splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10:
+                continue
+            lport = int(fields[1].rsplit(":", 1)[1], 16)
+            rport = int(fields[2].rsplit(":", 1)[1], 16)
+            rows.append((lport, rport, int(fields[3], 16), int(fields[9])))
+    return rows
+
+
+def socket_inodes(pid):
+    """Inodes of the sockets PID has open."""
+    out = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            out.add(int(link[8:-1]))
+    return out
+
+
+TCP_LISTEN = 0x0A
+
+
+def server_connections(port, pids, reads=2):
+    """{pid: set of client ports} of the accepted connections on PORT that
+    each of PIDS holds open (the union of READS looks, so that one look that
+    missed an entry does not make a connection look closed)."""
+    out = {pid: set() for pid in pids}
+    for _ in range(reads):
+        by_inode = {inode: rport for lport, rport, state, inode in _tcp_table()
+                    if lport == port and state != TCP_LISTEN and inode != 0}
+        for pid in pids:
+            out[pid] |= {by_inode[i] for i in socket_inodes(pid) if i in by_inode}
+    return out
