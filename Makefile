@@ -8,6 +8,9 @@
 #   make bench           wrk against /api/waha/status, with upstream calls and RSS
 #   make bench-compare   wahagate vs nginx (microcache, static return), side by side
 #   make lint / format   cppcheck + clang-tidy / clang-format
+#   make soak            SOAK_MINUTES (10) of mixed load, faults and kills; fails
+#                        on RSS growth, failed requests or too many WAHA calls
+#   make valgrind        unit and integration tests with wahagate under memcheck
 #   make deps            install the Debian packages (scripts/install-deps.sh)
 #   make install / deb   install under PREFIX / build the Debian package
 #   V=1                  show the full commands
@@ -175,3 +178,27 @@ deb:
 bench-compare: $(BUILD)/wahagate
 	$(PYTHON) scripts/bench/compare.py $(BUILD)/wahagate
 # ---- end of bench-compare
+
+# ---- soak and valgrind: long-run and memcheck checks (scripts/soak.py, scripts/valgrind.py)
+#
+#   make soak            the gateway against the simulator for SOAK_MINUTES
+#                        (10; SOAK_SECONDS for short checks) under mixed load:
+#                        keep-alive polls, SSE, webhooks, WAHA faults, worker
+#                        kills. Fails on RSS growth over 5% after warm-up, a
+#                        request that should not fail, or WAHA calls beyond
+#                        the limits; prints a summary.
+#   make valgrind        the unit tests and the integration tests (all but
+#                        those listed in scripts/valgrind.py) with wahagate
+#                        under memcheck, one log per process in
+#                        $(BUILD)/valgrind/logs; fails on any memcheck error,
+#                        definite leak or failed test. Suppressions (third
+#                        party only): tests/valgrind.supp.
+
+.PHONY: soak valgrind
+
+soak: $(BUILD)/wahagate
+	$(PYTHON) scripts/soak.py $(BUILD)/wahagate
+
+valgrind: $(BUILD)/wahagate $(UNIT_BIN) faults
+	$(PYTHON) scripts/valgrind.py $(BUILD)
+# ---- end of soak and valgrind

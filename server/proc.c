@@ -34,6 +34,11 @@ extern char **environ;
 
 static char *title_start;
 static size_t title_space;
+/* The environment's copy, for the life of the process. Kept here too
+ * because environ alone does not hold it: glibc's exit-time cleanup
+ * (__libc_freeres, which valgrind runs) sets environ to NULL. volatile:
+ * a variable only written to would be optimised away. */
+static char **volatile title_env;
 
 void proc_title_init(int argc, char **argv)
 {
@@ -61,7 +66,7 @@ void proc_title_init(int argc, char **argv)
             return;
         }
     }
-    environ = new_env;
+    environ = title_env = new_env;
     /* argv[1..] point into the space we will overwrite: keep copies. */
     for (int i = 1; i < argc; i++)
         argv[i] = strdup(argv[i]);
