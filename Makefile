@@ -8,6 +8,7 @@
 #   make bench           wrk against /api/waha/status, with upstream calls and RSS
 #   make bench-compare   wahagate vs nginx (microcache, static return), side by side
 #   make lint / format   cppcheck + clang-tidy / clang-format
+#   make fuzz            libFuzzer targets, FUZZ_SECONDS (60) each (tests/fuzz/)
 #   make soak            SOAK_MINUTES (10) of mixed load, faults and kills; fails
 #                        on RSS growth, failed requests or too many WAHA calls
 #   make valgrind        unit and integration tests with wahagate under memcheck
@@ -127,7 +128,7 @@ lint:
 	clang-tidy --quiet $(COMMON_SRC) $(SERVER_SRC) -- $(CFLAGS)
 
 format:
-	clang-format -i common/*.[ch] server/*.[ch] tests/unit/*.c
+	clang-format -i common/*.[ch] server/*.[ch] tests/unit/*.c tests/fuzz/*.[ch]
 
 deps:
 	scripts/install-deps.sh
@@ -178,6 +179,80 @@ deb:
 bench-compare: $(BUILD)/wahagate
 	$(PYTHON) scripts/bench/compare.py $(BUILD)/wahagate
 # ---- end of bench-compare
+
+# ---- fuzz: libFuzzer targets (tests/fuzz/), clang with ASan and UBSan
+#
+#   make fuzz            installs clang's fuzzer runtime if missing
+#                        (scripts/install-deps.sh --fuzz), builds
+#                        build/fuzz/fuzz_<name> and runs each for FUZZ_SECONDS
+#                        (60) on its seeds (tests/fuzz/corpus/<name>, never
+#                        written) and what earlier runs found
+#                        (build/fuzz/corpus/<name>); fails if one crashes.
+#                        FUZZ_TARGETS=config runs only that one.
+#   make fuzz-build      only build them
+#   Crash inputs go to build/fuzz/crashes/; replay one with
+#   build/fuzz/fuzz_<name> FILE.
+
+FUZZ_CC      := clang-14
+FUZZ_DIR     := build/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= request webhook upstream config
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Wall -Wextra \
+                -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings \
+                -fsanitize=address,undefined -fno-sanitize-recover=all -MMD -MP \
+                -DWAHAGATE_VERSION='"fuzz"' -Icommon -Iserver \
+                $(shell pkg-config --cflags $(PKGS))
+FUZZ_COMMON  := $(COMMON_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
+
+.PHONY: fuzz fuzz-build fuzz-run
+
+fuzz:
+	scripts/install-deps.sh --quiet --fuzz
+	$(MAKE) fuzz-run
+
+fuzz-build: $(FUZZ_BIN)
+
+# The server files each target tests; common/ goes into all of them.
+$(FUZZ_DIR)/fuzz_request: $(FUZZ_DIR)/obj/server/conn.o $(FUZZ_DIR)/obj/server/http.o
+$(FUZZ_DIR)/fuzz_webhook: $(FUZZ_DIR)/obj/server/webhook.o $(FUZZ_DIR)/obj/server/upstream.o
+$(FUZZ_DIR)/fuzz_upstream: $(FUZZ_DIR)/obj/server/upstream.o
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_COMMON)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ  $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) \
+		$(LDLIBS) -ldl
+
+.PRECIOUS: $(FUZZ_DIR)/obj/%.o
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC    $< (fuzz)"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+# Each target in turn; the summary line per target is what the run did.
+fuzz-run: $(FUZZ_BIN)
+	@failed=""; \
+	for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/crashes; \
+		dict=""; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
+		echo "  RUN   fuzz_$$t for $(FUZZ_SECONDS) s (log: $(FUZZ_DIR)/$$t.log)"; \
+		if ! $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=25 \
+			-print_final_stats=1 $$dict -artifact_prefix=$(FUZZ_DIR)/crashes/$$t- \
+			$(FUZZ_DIR)/corpus/$$t tests/fuzz/corpus/$$t > $(FUZZ_DIR)/$$t.log 2>&1; then \
+			failed="$$failed $$t"; tail -n 40 $(FUZZ_DIR)/$$t.log; \
+		fi; \
+		runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $(FUZZ_DIR)/$$t.log); \
+		rate=$$(sed -n 's/^stat::average_exec_per_sec: *//p' $(FUZZ_DIR)/$$t.log); \
+		corp=$$(grep -o 'corp: [0-9]*' $(FUZZ_DIR)/$$t.log | tail -n 1 | cut -d' ' -f2); \
+		echo "  DONE  fuzz_$$t: $${runs:-?} executions, $${rate:-?}/s, corpus $${corp:-?} inputs"; \
+	done; \
+	if [ -n "$$failed" ]; then \
+		echo "fuzz: failed:$$failed (inputs in $(FUZZ_DIR)/crashes/)"; exit 1; \
+	fi
+
+-include $(wildcard $(FUZZ_DIR)/*.d $(FUZZ_DIR)/obj/*/*.d)
+# ---- end of fuzz
 
 # ---- soak and valgrind: long-run and memcheck checks (scripts/soak.py, scripts/valgrind.py)
 #

@@ -708,10 +708,6 @@ static int set_auth_key(struct config *cfg, const struct config_key *k, const ch
         /* Keep the list as "a,b,c", each a valid session name. */
         char *save = NULL;
         size_t used = 0;
-        if (parts[2][0] == '\0') {
-            why_printf(why, "key \"%s\" names no sessions (use *)", key.name);
-            return -1;
-        }
         for (char *s = strtok_r(parts[2], ",", &save); s;
              s = strtok_r(NULL, ",", &save)) {
             char name[CONFIG_SESSION_NAME_MAX];
@@ -726,6 +722,12 @@ static int set_auth_key(struct config *cfg, const struct config_key *k, const ch
                 why_printf(why, "session list is too long");
                 return -1;
             }
+        }
+        /* After the loop: "" and "," alike name nothing (strtok_r skips
+         * empty items). */
+        if (used == 0) {
+            why_printf(why, "key \"%s\" names no sessions (use *)", key.name);
+            return -1;
         }
     }
     if (cfg->auth.key_count == CONFIG_MAX_AUTH_KEYS) {

@@ -155,6 +155,49 @@ static bool all_numbers_finite(struct json_object *obj, int depth)
     }
 }
 
+/*
+ * TEXT (LEN bytes) is UTF-8 as RFC 3629 has it: no overlong forms, no
+ * surrogates, nothing above U+10FFFF. json-c's own check
+ * (JSON_TOKENER_VALIDATE_UTF8) lets all three through.
+ */
+static bool valid_utf8(const char *text, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)text;
+
+    for (size_t i = 0; i < len;) {
+        unsigned char c = s[i], lo = 0x80, hi = 0xbf; /* lo, hi: of the 2nd byte */
+        size_t more;
+
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf)
+            more = 1;
+        else if (c >= 0xe0 && c <= 0xef)
+            more = 2;
+        else if (c >= 0xf0 && c <= 0xf4)
+            more = 3;
+        else
+            return false;
+        if (c == 0xe0)
+            lo = 0xa0; /* overlong */
+        else if (c == 0xed)
+            hi = 0x9f; /* surrogates */
+        else if (c == 0xf0)
+            lo = 0x90; /* overlong */
+        else if (c == 0xf4)
+            hi = 0x8f; /* above U+10FFFF */
+        if (more >= len - i || s[i + 1] < lo || s[i + 1] > hi)
+            return false;
+        for (size_t k = 2; k <= more; k++)
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+        i += more + 1;
+    }
+    return true;
+}
+
 struct json_object *json_parse_bounded(const char *text, size_t len, char *why,
                                        size_t why_size)
 {
@@ -173,6 +216,13 @@ struct json_object *json_parse_bounded(const char *text, size_t len, char *why,
     }
     if (len > (size_t)0x7fffffff) {
         snprintf(why, why_size, "too large");
+        json_tokener_free(tok);
+        return NULL;
+    }
+    /* What is parsed here (WAHA's answers, webhooks) is served again as
+     * JSON, and all JSON is UTF-8. */
+    if (!valid_utf8(text, len)) {
+        snprintf(why, why_size, "not JSON: not UTF-8");
         json_tokener_free(tok);
         return NULL;
     }
@@ -211,10 +261,14 @@ struct json_object *json_parse_bounded(const char *text, size_t len, char *why,
 const char *json_get_string(struct json_object *obj, const char *key)
 {
     struct json_object *v;
+    const char *s;
 
     if (!json_object_is_type(obj, json_type_object) ||
         !json_object_object_get_ex(obj, key, &v) ||
         !json_object_is_type(v, json_type_string))
         return NULL;
-    return json_object_get_string(v);
+    /* "\u0000" inside: C would read a shorter string than JSON has, and
+     * check one thing while another is stored and served. */
+    s = json_object_get_string(v);
+    return strlen(s) == (size_t)json_object_get_string_len(v) ? s : NULL;
 }

@@ -7,7 +7,9 @@
 # is missing, and does nothing (not even apt-get update) when all is there.
 # Run as root, or as a user with sudo.
 #
-#   scripts/install-deps.sh [--quiet]
+#   scripts/install-deps.sh [--quiet] [--fuzz]
+#
+# --fuzz adds clang and its fuzzer runtime, for `make fuzz`.
 set -eu
 
 PACKAGES="
@@ -23,7 +25,12 @@ PACKAGES="
 "
 
 quiet=false
-[ "${1:-}" = "--quiet" ] && quiet=true
+for arg in "$@"; do
+    case "$arg" in
+    --quiet) quiet=true ;;
+    --fuzz) PACKAGES="$PACKAGES clang-14 libclang-rt-14-dev" ;; # make fuzz: libFuzzer
+    esac
+done
 
 missing=""
 for p in $PACKAGES; do

@@ -1132,6 +1132,9 @@ static void test_auth_key_malformed(void **state)
     expect_only_error("[auth]\nkey =  : secret : *\n", 2, "[auth] key: key name");
     expect_only_error("[auth]\nkey = web : secret :\n", 2,
                       "[auth] key: key \"web\" names no sessions");
+    /* Found by fuzz_config: "," was a key for no session at all. */
+    expect_only_error("[auth]\nkey = web : secret : ,\n", 2,
+                      "[auth] key: key \"web\" names no sessions");
     expect_only_error("[auth]\nkey = web : secret : bad.name\n", 2,
                       "[auth] key: \"bad.name\" is not a session name");
 }

@@ -525,6 +525,37 @@ static void test_json_get_string(void **state)
     o = parse("[\"s\"]", why);
     assert_null(json_get_string(o, "s"));
     json_object_put(o);
+
+    /* A NUL inside: C would read "a" where JSON has "a\0b" (fuzz_webhook). */
+    o = parse("{\"s\":\"a\\u0000b\"}", why);
+    assert_non_null(o);
+    assert_null(json_get_string(o, "s"));
+    json_object_put(o);
+}
+
+/* What json-c lets through but is not UTF-8 (found by fuzz_upstream). */
+static void test_parse_rejects_invalid_utf8(void **state)
+{
+    static const char *const bad[] = {
+        "{\"s\":\"\xc0\xaf\"}",         /* overlong '/' */
+        "{\"s\":\"\xe0\x80\xaf\"}",     /* overlong, 3 bytes */
+        "{\"s\":\"\xed\xa0\x80\"}",     /* a surrogate */
+        "{\"s\":\"\xf4\x90\x80\x80\"}", /* above U+10FFFF */
+        "{\"s\":\"\xe2\x82\"}",         /* cut short */
+        "{\"s\":\"\xff\"}",
+    };
+    char why[128];
+    struct json_object *o;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why[0] = '\0';
+        assert_null(parse(bad[i], why));
+        assert_string_equal(why, "not JSON: not UTF-8");
+    }
+    o = parse("{\"s\":\"Caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}", why);
+    assert_non_null(o);
+    json_object_put(o);
 }
 
 static void test_parse_length_bound(void **state)
@@ -709,6 +740,7 @@ int main(void)
         cmocka_unit_test(test_parse_depth_bound),
         cmocka_unit_test(test_parse_top_level_scalars),
         cmocka_unit_test(test_json_get_string),
+        cmocka_unit_test(test_parse_rejects_invalid_utf8),
         cmocka_unit_test(test_parse_length_bound),
         cmocka_unit_test(test_http_response_error),
         cmocka_unit_test(test_http_response_header),
