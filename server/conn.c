@@ -37,6 +37,13 @@
  * event stream: only conn_stream_write()), CLOSING (written out, then
  * freed).
  *
+ * Accepting: every worker polls the same listening sockets and takes one
+ * connection per wakeup (nginx's default, without multi_accept). A worker
+ * that drained the whole queue at once would keep a burst of new clients
+ * (a load balancer opening its pool, wrk starting) to itself while the
+ * other workers idle, and serve them all with the latency of one busy
+ * loop; one at a time, the workers woken together share the burst.
+ *
  * Bounds and time: at most server.max_connections connections (more are
  * answered 503 and closed); a busy connection buffers at most one more
  * request's worth of input, then is not read until it is answered; a
@@ -63,7 +70,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/listener.h>
 #include <http_parser.h>
 
 #include "json.h"
@@ -135,8 +141,11 @@ static struct {
     struct event_base *base;
     conn_request_cb on_request;
     conn_gone_cb on_gone;
-    struct evconnlistener *listeners[LISTEN_MAX];
-    bool listener_admin[LISTEN_MAX];
+    struct listener {
+        struct event *readable; /* NULL once closed */
+        int fd;
+        bool admin; /* server.admin_listen: stats and metrics only */
+    } listeners[LISTEN_MAX];
     int listener_count;
     struct event *sweep;
     struct event *resume; /* re-enables the listeners after EMFILE */
@@ -776,23 +785,31 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 static void pause_listeners(bool paused)
 {
     for (int i = 0; i < cs.listener_count; i++) {
-        if (cs.listeners[i] == NULL)
+        if (cs.listeners[i].readable == NULL)
             continue;
         if (paused)
-            evconnlistener_disable(cs.listeners[i]);
+            event_del(cs.listeners[i].readable);
         else
-            evconnlistener_enable(cs.listeners[i]);
+            event_add(cs.listeners[i].readable, NULL);
     }
 }
 
-static void on_accept(struct evconnlistener *listener, evutil_socket_t fd,
-                      struct sockaddr *addr, int socklen, void *arg)
+static void close_listeners(void)
+{
+    for (int i = 0; i < cs.listener_count; i++) {
+        if (cs.listeners[i].readable == NULL)
+            continue;
+        event_free(cs.listeners[i].readable);
+        close(cs.listeners[i].fd); /* this process's copy: the others keep theirs */
+        cs.listeners[i].readable = NULL;
+    }
+}
+
+static void accept_conn(int fd, const struct sockaddr *addr, bool admin)
 {
     struct conn *c;
     int one = 1;
 
-    (void)listener;
-    (void)socklen;
     if (cs.open >= cs.cfg->server.max_connections + CONN_MAX_REFUSING) {
         close(fd); /* not even room to refuse it properly */
         region_count_request(cs.slot, ENDPOINT_OTHER, 503, 0);
@@ -814,7 +831,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd,
     /* Answers are written whole: Nagle would only hold back the second of
      * two pipelined answers until the client's delayed ACK. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c->admin = *(const bool *)arg;
+    c->admin = admin;
     ratelimit_addr_from_sockaddr(addr, &c->peer);
     c->state = CONN_READING;
     c->activity_ms = time_mono_ms();
@@ -834,18 +851,39 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd,
     }
 }
 
-static void on_accept_error(struct evconnlistener *listener, void *arg)
+static void on_listener_readable(evutil_socket_t fd, short what, void *arg)
 {
     static const struct timeval pause = {0, 100000};
-    int err = EVUTIL_SOCKET_ERROR();
+    const struct listener *l = arg;
+    struct sockaddr_storage addr;
+    socklen_t addr_len = sizeof(addr);
+    int conn_fd;
 
-    (void)listener;
-    (void)arg;
-    /* Out of descriptors: stop accepting for a moment (the connection waits
-     * in the queue, maybe for another worker) instead of spinning. */
-    log_warn(err, "accept() failed; pausing for 100 ms");
-    pause_listeners(true);
-    evtimer_add(cs.resume, &pause);
+    (void)what;
+    conn_fd = accept4(fd, (struct sockaddr *)&addr, &addr_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (conn_fd >= 0) {
+        accept_conn(conn_fd, (struct sockaddr *)&addr, l->admin);
+        return;
+    }
+    switch (errno) {
+    case EAGAIN:       /* another worker took it */
+    case EINTR:
+    case ECONNABORTED: /* the client gave up while it waited */
+        return;
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM:
+        /* Out of descriptors or memory: stop accepting for a moment (the
+         * connection waits in the queue, maybe for another worker) instead
+         * of spinning. */
+        log_warn(errno, "accept() failed; pausing for 100 ms");
+        pause_listeners(true);
+        evtimer_add(cs.resume, &pause);
+        return;
+    default: /* a network error of that connection, which accept() passes on */
+        log_warn(errno, "accept() failed");
+    }
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
@@ -902,7 +940,6 @@ int conn_server_start(struct event_base *base, const struct config *cfg,
                       const struct listeners *ls, struct region_proc *slot,
                       conn_request_cb on_request, conn_gone_cb on_gone)
 {
-    static const bool is_admin = true, is_api = false;
     struct timeval second = {1, 0};
 
     memset(&cs, 0, sizeof(cs));
@@ -920,15 +957,18 @@ int conn_server_start(struct event_base *base, const struct config *cfg,
         return -1;
     }
     for (int i = 0; i < ls->count; i++) {
-        cs.listener_admin[i] = ls->admin[i];
-        cs.listeners[i] = evconnlistener_new(
-            base, on_accept, (void *)(ls->admin[i] ? &is_admin : &is_api),
-            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, ls->fds[i]);
-        if (cs.listeners[i] == NULL) {
+        struct listener *l = &cs.listeners[i];
+
+        l->fd = ls->fds[i];
+        l->admin = ls->admin[i];
+        l->readable = event_new(base, l->fd, EV_READ | EV_PERSIST, on_listener_readable, l);
+        if (l->readable == NULL || event_add(l->readable, NULL) != 0) {
             log_error(0, "cannot accept on %s:%u", ls->addrs[i].host, ls->addrs[i].port);
+            if (l->readable != NULL)
+                event_free(l->readable);
+            l->readable = NULL;
             return -1;
         }
-        evconnlistener_set_error_cb(cs.listeners[i], on_accept_error);
         cs.listener_count++;
     }
     return 0;
@@ -937,11 +977,7 @@ int conn_server_start(struct event_base *base, const struct config *cfg,
 int conn_server_drain(void)
 {
     cs.draining = true;
-    for (int i = 0; i < cs.listener_count; i++) {
-        if (cs.listeners[i] != NULL)
-            evconnlistener_free(cs.listeners[i]);
-        cs.listeners[i] = NULL;
-    }
+    close_listeners();
     return cs.open;
 }
 
@@ -964,9 +1000,7 @@ int conn_server_open(void)
 
 void conn_server_stop(void)
 {
-    for (int i = 0; i < cs.listener_count; i++)
-        if (cs.listeners[i] != NULL)
-            evconnlistener_free(cs.listeners[i]);
+    close_listeners();
     cs.listener_count = 0;
     for (struct conn *c = cs.all, *next; c != NULL; c = next) {
         next = c->next;
