@@ -860,20 +860,15 @@ static void on_listener_readable(evutil_socket_t fd, short what, void *arg)
     int conn_fd;
 
     (void)what;
-    conn_fd = accept4(fd, (struct sockaddr *)&addr, &addr_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    conn_fd =
+        accept4(fd, (struct sockaddr *)&addr, &addr_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (conn_fd >= 0) {
         accept_conn(conn_fd, (struct sockaddr *)&addr, l->admin);
         return;
     }
-    switch (errno) {
-    case EAGAIN:       /* another worker took it */
-    case EINTR:
-    case ECONNABORTED: /* the client gave up while it waited */
-        return;
-    case EMFILE:
-    case ENFILE:
-    case ENOBUFS:
-    case ENOMEM:
+    if (errno == EAGAIN || errno == ECONNABORTED || errno == EINTR)
+        return; /* another worker took it, or the client gave up while it waited */
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         /* Out of descriptors or memory: stop accepting for a moment (the
          * connection waits in the queue, maybe for another worker) instead
          * of spinning. */
@@ -881,9 +876,8 @@ static void on_listener_readable(evutil_socket_t fd, short what, void *arg)
         pause_listeners(true);
         evtimer_add(cs.resume, &pause);
         return;
-    default: /* a network error of that connection, which accept() passes on */
-        log_warn(errno, "accept() failed");
     }
+    log_warn(errno, "accept() failed"); /* an error of that connection, passed on */
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
@@ -923,11 +917,10 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
         } else if (c->state == CONN_READING && c->started_ms != 0 &&
                    now - c->started_ms > limit) {
             refuse(c, 408, "request_timeout", "the request did not arrive in time");
-        } else if (c->state == CONN_READING && c->started_ms == 0 &&
-                   now - c->activity_ms > limit) {
-            free_conn(c); /* idle keep-alive connection */
-        } else if (c->linger_until_ms != 0 && now >= c->linger_until_ms) {
-            free_conn(c); /* drained long enough */
+        } else if ((c->state == CONN_READING && c->started_ms == 0 &&
+                    now - c->activity_ms > limit) || /* idle keep-alive connection */
+                   (c->linger_until_ms != 0 && now >= c->linger_until_ms)) { /* drained */
+            free_conn(c);
         }
     }
 }
@@ -961,7 +954,8 @@ int conn_server_start(struct event_base *base, const struct config *cfg,
 
         l->fd = ls->fds[i];
         l->admin = ls->admin[i];
-        l->readable = event_new(base, l->fd, EV_READ | EV_PERSIST, on_listener_readable, l);
+        l->readable =
+            event_new(base, l->fd, EV_READ | EV_PERSIST, on_listener_readable, l);
         if (l->readable == NULL || event_add(l->readable, NULL) != 0) {
             log_error(0, "cannot accept on %s:%u", ls->addrs[i].host, ls->addrs[i].port);
             if (l->readable != NULL)
