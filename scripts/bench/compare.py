@@ -19,8 +19,20 @@ process tree, read from /proc before and after the run, divided by the
 requests wrk completed; wrk shares the two cores with the server, so
 requests/s swings with the scheduler while the CPU a request costs the server
 barely moves), the total RSS of the server's processes, and the ratios
-wahagate/nginx. The summary takes the median over rounds and checks the
-targets of issue 10. Last, each server holds 10,000 idle keep-alive
+wahagate/nginx.
+
+Each round then runs the three again at the same offered load (--paced,
+default 30,000 requests/s, well under what each of the three serves here):
+each connection waits C/RATE seconds (rounded to whole milliseconds) after
+an answer before its next request (a wrk Lua delay()). At full load much of
+the latency wrk reports is wrk's own: the faster the server, the more of the
+two cores wrk needs and the longer an answer waits in wrk's socket while wrk
+is not scheduled (nginx's static `return 200` often has the worst p99 of the
+three there). At the same offered load the cores are not saturated and
+p50/p99 say more about the servers.
+
+The summary takes the median over rounds and checks the targets of issue
+10. Last, each server holds 10,000 idle keep-alive
 connections (hold_conns.py) and the RSS of its processes is measured.
 
 Debian's nginx and wrk are installed when missing (apt-get, as root or with
@@ -30,15 +42,17 @@ started with PR_SET_PDEATHSIG and stopped by its pid (SIGTERM, then SIGKILL
 after 10 s), also on SIGINT/SIGTERM; the temp directory is removed.
 
   scripts/bench/compare.py [build/wahagate] [-d SECONDS] [-r ROUNDS]
-                           [-c 64,256] [-t THREADS] [--hold N] [--quick]
+                           [-c 64,256] [-t THREADS] [--hold N] [--paced RATE]
+                           [--quick]
 
   environment (flags win):  BENCH_SECONDS=10  BENCH_ROUNDS=3
                             BENCH_CONNECTIONS=64,256  BENCH_THREADS=2
                             BENCH_HOLD=10000 (0: skip)
+                            BENCH_PACED=30000 (0: skip)
                             BENCH_QUICK=1 (3 s runs, 1 round: checks that
                             the script works, figures not worth keeping)
 
-With the defaults a run takes about 4 minutes, in quick mode under a minute.
+With the defaults a run takes about 7 minutes, in quick mode under 2.
 The output's tables are Markdown, ready for BENCHMARKS.md.
 """
 
@@ -90,6 +104,8 @@ def parse_args():
     p.add_argument("-t", "--threads", type=int, default=int(env("BENCH_THREADS", "2")))
     p.add_argument("--hold", type=int, default=int(env("BENCH_HOLD", "10000")),
                    help="idle keep-alive connections for the memory check (0: skip)")
+    p.add_argument("--paced", type=int, default=int(env("BENCH_PACED", "30000")),
+                   help="offered requests/s of the equal-load runs (0: skip them)")
     p.add_argument("--quick", action="store_true", default=quick, help="3 s runs, 1 round")
     a = p.parse_args()
     if a.seconds is None:
@@ -298,9 +314,9 @@ def to_ms(text):
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def wrk(port, conns, seconds, threads):
+def wrk(port, conns, seconds, threads, script=None):
     cmd = ["wrk", "--latency", f"-t{min(threads, conns)}", f"-c{conns}", f"-d{seconds}s",
-           f"http://127.0.0.1:{port}{PATH}"]
+           f"http://127.0.0.1:{port}{PATH}"] + (["-s", script] if script else [])
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
     errors = re.findall(r"^\s+(Non-2xx or 3xx responses: \d+|Socket errors: .*)$", out, re.M)
@@ -313,9 +329,18 @@ def sim_calls(sim_port):
     return json.loads(http_get(f"http://127.0.0.1:{sim_port}/_sim/stats")[1])["total"]
 
 
-def measure(pid, port, sim_port, conns, a):
+def pacing_script(tmp, conns, rate):
+    """A wrk script that makes CONNS connections offer RATE requests/s in all."""
+    path = os.path.join(tmp, f"paced-{conns}.lua")
+    with open(path, "w") as f:
+        f.write("-- each connection waits this many ms after an answer\n"
+                f"function delay() return {max(1, round(conns * 1000 / rate))} end\n")
+    return path
+
+
+def measure(pid, port, sim_port, conns, a, script=None):
     calls, ticks = sim_calls(sim_port), proctree.cpu_ticks(pid)
-    r = wrk(port, conns, a.seconds, a.threads)
+    r = wrk(port, conns, a.seconds, a.threads, script)
     time.sleep(0.3)  # let the server finish closing wrk's connections
     r["cpu_us"] = (proctree.cpu_ticks(pid) - ticks) / proctree.CLK_TCK / max(r["requests"], 1) * 1e6
     r["calls"] = sim_calls(sim_port) - calls
@@ -339,12 +364,12 @@ def hold(pid, port, n):
 
 # --------------------------------------------------------------------------- report
 
-HEAD = f"{'round':>5} {'conns':>5}  {'server':<13} {'req/s':>9} {'p50':>8} {'p99':>8} " \
+HEAD = f"{'round':>5} {'conns':>5}  {'server':<19} {'req/s':>9} {'p50':>8} {'p99':>8} " \
        f"{'upstream':>8} {'CPU/req':>9} {'RSS':>8}"
 
 
 def row(rnd, conns, name, r):
-    return (f"{rnd:>5} {conns:>5}  {name:<13} {r['rps']:>9,.0f} {r['p50']:>6.2f}ms {r['p99']:>6.2f}ms "
+    return (f"{rnd:>5} {conns:>5}  {name:<19} {r['rps']:>9,.0f} {r['p50']:>6.2f}ms {r['p99']:>6.2f}ms "
             f"{r['calls']:>8} {r['cpu_us']:>7.2f}us {r['rss_mb']:>5.1f} MB")
 
 
@@ -387,11 +412,24 @@ def summary(results, a):
     return med
 
 
+def paced_summary(paced, a):
+    print(f"\n## The same offered load: {a.paced:,} requests/s (median of {a.rounds} round(s))\n")
+    print("| connections | server | requests/s | p50 | p99 | CPU/request |")
+    print("|---|---|---|---|---|---|")
+    med = {}
+    for conns in a.connections:
+        for name in SERVERS:
+            m = med[conns, name] = median_of(paced[conns, name])
+            print(f"| {conns} | {name} | {m['rps']:,.0f} | {m['p50']:.2f} ms | {m['p99']:.2f} ms | "
+                  f"{m['cpu_us']:.2f} µs |")
+    return med
+
+
 def verdict(ok, text):
     print(f"- {'met   ' if ok else 'MISSED'} {text}")
 
 
-def targets(med, held, a):
+def targets(med, paced, held, a):
     print("\n## Targets (issue 10)\n")
     for conns in a.connections:
         wg, nc = med[conns, "wahagate"], med[conns, "nginx-cache"]
@@ -403,8 +441,14 @@ def targets(med, held, a):
         verdict(q >= TARGETS["rps_ratio"], f"{conns} conns: requests/s {q:.2f}x nginx-cache >= "
                 f"{TARGETS['rps_ratio']}x" + ("" if q >= TARGETS["rps_ratio"] else
                                               f" (short by {(TARGETS['rps_ratio'] - q) / TARGETS['rps_ratio']:.0%})"))
-        verdict(wg["p99"] <= nc["p99"], f"{conns} conns: p99 {wg['p99']:.2f} ms <= nginx-cache's "
-                f"{nc['p99']:.2f} ms" + ("" if wg["p99"] <= nc["p99"] else f" ({wg['p99'] / nc['p99']:.2f}x)"))
+        verdict(wg["p99"] <= nc["p99"], f"{conns} conns, full load: p99 {wg['p99']:.2f} ms <= "
+                f"nginx-cache's {nc['p99']:.2f} ms" +
+                ("" if wg["p99"] <= nc["p99"] else f" ({wg['p99'] / nc['p99']:.2f}x)"))
+        if paced:
+            wg, nc = paced[conns, "wahagate"], paced[conns, "nginx-cache"]
+            verdict(wg["p99"] <= nc["p99"], f"{conns} conns, {a.paced:,} requests/s offered: p99 "
+                    f"{wg['p99']:.2f} ms <= nginx-cache's {nc['p99']:.2f} ms" +
+                    ("" if wg["p99"] <= nc["p99"] else f" ({wg['p99'] / nc['p99']:.2f}x)"))
     if "wahagate" in held:
         h = held["wahagate"]
         mb = h["rss_kb"] / 1024
@@ -437,21 +481,29 @@ def run(a, procs, tmp):
 
     print("\n" + HEAD, flush=True)
     results = {(c, s): [] for c in a.connections for s in SERVERS}
+    paced = {(c, s): [] for c in a.connections for s in SERVERS}
     for rnd in range(1, a.rounds + 1):
         for conns in a.connections:
-            now = {}
-            for name in SERVERS:
-                pid, port = servers[name]
-                time.sleep(1.0)
-                r = now[name] = measure(pid, port, sim_port, conns, a)
-                results[conns, name].append(r)
-                print(row(rnd, conns, name, r), flush=True)
-                for e in r["errors"]:
-                    print(f"{'':>13}  ! {e}")
-            print(f"{'':>13}  wahagate/nginx-cache: {ratio_text(ratios(now['wahagate'], now['nginx-cache']))}; "
-                  f"/nginx-static: {ratio_text(ratios(now['wahagate'], now['nginx-static']))}", flush=True)
+            runs = [("", None, results)]
+            if a.paced:
+                runs.append((" paced", pacing_script(tmp, conns, a.paced), paced))
+            for label, script, into in runs:
+                now = {}
+                for name in SERVERS:
+                    pid, port = servers[name]
+                    time.sleep(1.0)
+                    r = now[name] = measure(pid, port, sim_port, conns, a, script)
+                    into[conns, name].append(r)
+                    print(row(rnd, conns, name + label, r), flush=True)
+                    for e in r["errors"]:
+                        print(f"{'':>13}  ! {e}")
+                print(f"{'':>13}  wahagate/nginx-cache: "
+                      f"{ratio_text(ratios(now['wahagate'], now['nginx-cache']))}; "
+                      f"/nginx-static: {ratio_text(ratios(now['wahagate'], now['nginx-static']))}",
+                      flush=True)
 
     med = summary(results, a)
+    paced_med = paced_summary(paced, a) if a.paced else {}
 
     held = {}
     if a.hold:
@@ -467,7 +519,7 @@ def run(a, procs, tmp):
                   f"{h['held']:,} | {h['closed_by_server']} | {h['open_s']:.1f} s |", flush=True)
             time.sleep(1.0)
 
-    targets(med, held, a)
+    targets(med, paced_med, held, a)
     print(f"\nload average at end: {load()}")
 
 
