@@ -423,6 +423,11 @@ void conn_stream_start(struct conn *c, const struct http_response *resp)
 
     head.status = 200;
     head.content_type = "text/event-stream";
+    /* A fixed send buffer: for a client that stops reading, the kernel
+     * would otherwise grow it to net.ipv4.tcp_wmem's maximum (4 MiB), memory
+     * that conn_stream_write()'s bound does not see. Events are small;
+     * this holds many of them. */
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &(int){CONN_STREAM_SNDBUF}, sizeof(int));
     c->state = CONN_STREAM;
     c->keep_alive = false;
     send_bytes(c, text, format_head(c, &head, true, 0, text));

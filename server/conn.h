@@ -30,6 +30,8 @@
 #define CONN_MAX_HEADERS 100
 /* Request targets (path and query) longer than this get 414. */
 #define CONN_MAX_TARGET 2048
+/* An event stream's socket send buffer (the kernel doubles it). */
+#define CONN_STREAM_SNDBUF (32 * 1024)
 
 struct conn;
 
@@ -63,7 +65,9 @@ void conn_send(struct conn *c, const struct http_response *resp);
 /*
  * conn_stream_start - answer C's current request with the head of an event
  * stream (200, text/event-stream, RESP's headers, no length: the stream ends
- * with the connection). From then on C only takes conn_stream_write().
+ * with the connection). From then on C only takes conn_stream_write(). The
+ * socket's send buffer is set to CONN_STREAM_SNDBUF (the kernel doubles it),
+ * so a stream's unsent bytes are bounded in the kernel as in the worker.
  */
 void conn_stream_start(struct conn *c, const struct http_response *resp);
 

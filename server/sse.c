@@ -20,7 +20,9 @@
  *
  * Bounds: at most server.max_connections streams per worker; a stream whose
  * connection holds more than SSE_MAX_BUFFERED unsent bytes is dropped
- * rather than allowed to grow memory. Streams count as readers of their
+ * rather than allowed to grow memory (and its socket's send buffer is
+ * fixed, CONN_STREAM_SNDBUF, so the kernel does not hold megabytes for it
+ * first). Streams count as readers of their
  * sessions (last_read_ms), so the fetcher keeps them fresh.
  *
  * A stream ends in one of two ways: the client goes away (conn.c calls the

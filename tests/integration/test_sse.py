@@ -4,8 +4,9 @@ A tiny SSE reader (stdlib only) parses the stream into events so the tests
 can check what a browser's EventSource would see: the status of every
 tracked session on connect, an event for each change pushed within a moment
 of the region update, ids that make Last-Event-ID resume without a
-duplicate, the retry hint, the subscriber count in the stats, and streams
-that end cleanly when the gateway stops.
+duplicate, the retry hint, the subscriber count in the stats, streams
+that end cleanly when the gateway stops, the heartbeat comment, and a
+subscriber that stops reading being dropped while the others go on.
 """
 
 import json
@@ -214,3 +215,95 @@ def test_sigterm_ends_streams_and_exits_zero(simulator, gateway):
         s.events(0.5)
         assert s.closed, "a stream stayed open after the gateway stopped"
         s.close()
+
+
+def test_heartbeat_comment_keeps_a_quiet_stream_alive(simulator, gateway):
+    """Nothing changes: a comment line still arrives within the 15 s heartbeat."""
+    sim = simulator()
+    gw = gateway(sim)
+    s = Stream(gw.port)
+    try:
+        assert s.wait_for(lambda e: True, 10)
+        assert wait_until(lambda: s.events(0.05) is not None and ": keep-alive" in s._text(), 30), \
+            s._text()
+        assert not s.closed
+    finally:
+        s.close()
+
+
+def test_slow_subscriber_is_dropped_and_the_others_keep_receiving(simulator, gateway):
+    """A subscriber that stops reading is dropped once its socket's fixed send
+    buffer is full and SSE_MAX_BUFFERED (64 KiB) more wait in the worker,
+    instead of growing memory; a subscriber that reads keeps being served.
+    (Here about 90 rounds of 4 changes; without the fixed send buffer the
+    kernel took 4 MiB first and 1,800 rounds did not do it.)"""
+    sessions = ["default", "s1", "s2", "s3"]
+    sim = simulator("--sessions", ",".join(f"{n}:WORKING" for n in sessions))
+    gw = gateway(sim, {"upstream": {"sessions": ",".join(sessions)},
+                       "backend": {"flap_hold": 0}})
+    slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # little room in the kernel
+    slow.settimeout(10)
+    slow.connect(("127.0.0.1", gw.port))
+    slow.sendall(b"GET /api/waha/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # never read
+    fast = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    fast.sendall(b"GET /api/waha/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    fast.setblocking(False)
+    received = bytearray()
+
+    def drain():
+        while True:
+            try:
+                chunk = fast.recv(1 << 20)
+            except BlockingIOError:
+                return
+            assert chunk, "the subscriber that reads was dropped"
+            received.extend(chunk)
+
+    def subscribers():
+        return gw.json("/api/waha/monitoring/stats")["sseClients"]
+
+    try:
+        assert wait_until(lambda: subscribers() == 2, 10)
+        deadline = time.monotonic() + 60  # bounded: 4 webhooks a round
+        dropped = False
+        rounds = 0
+        while not dropped and time.monotonic() < deadline:
+            status = "STARTING" if rounds % 2 else "WORKING"
+            for n in sessions:
+                body = json.dumps({"id": f"evt_slow_{rounds}_{n}", "timestamp": 0,
+                                   "event": "session.status", "session": n,
+                                   "payload": {"name": n, "status": status}}).encode()
+                code, _, _ = gw.request("POST", "/api/waha/webhook",
+                                        {"Content-Type": "application/json"}, body)
+                assert code == 200, code
+            rounds += 1
+            drain()
+            time.sleep(0.03)  # about one SSE tick: each round is its own event
+            dropped = subscribers() == 1
+        assert dropped, f"still {subscribers()} subscribers after {rounds} rounds"
+        assert rounds >= 20, rounds  # 64 KiB and the kernel's buffers took many events
+        # The one that reads is still served: a new change reaches it.
+        before = len(received)
+        sim.set_session("s3", "FAILED")
+        code, _, _ = gw.request("POST", "/api/waha/webhook", {"Content-Type": "application/json"},
+                                json.dumps({"id": "evt_slow_last", "timestamp": 0,
+                                            "event": "session.status", "session": "s3",
+                                            "payload": {"name": "s3", "status": "FAILED"}}).encode())
+        assert code == 200, code
+        assert wait_until(lambda: drain() is None and b'"FAILED"' in received[before:], 10)
+        # The slow one gets what the kernel held, then the end of the stream.
+        slow.settimeout(10)
+        got = bytearray()
+        while True:
+            try:
+                chunk = slow.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            got.extend(chunk)
+        assert got.startswith(b"HTTP/1.1 200"), bytes(got[:200])
+    finally:
+        slow.close()
+        fast.close()
