@@ -43,6 +43,10 @@ struct http_request_view {
     int64_t now_mono_ms;
     bool parked;   /* this is a second look after waiting */
     bool may_wait; /* false: answer now with what is there */
+    /* Where the rate limit's verdict is kept from the first look (when the
+     * request is charged) to the answer after parking, which shows it in
+     * its RateLimit-* headers; NULL: nowhere. */
+    struct ratelimit_verdict *rate;
 };
 
 #define HTTP_MAX_HEADERS 16

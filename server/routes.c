@@ -1097,20 +1097,35 @@ static void preflight(const struct http_request_view *req, struct http_response 
     http_response_header(resp, "Access-Control-Max-Age", "600");
 }
 
+static void rate_headers(struct http_response *resp, const struct ratelimit_verdict *v)
+{
+    header_int(resp, "RateLimit-Limit", v->limit);
+    header_int(resp, "RateLimit-Remaining", v->remaining);
+    header_int(resp, "RateLimit-Reset", (v->reset_ms + 999) / 1000);
+}
+
 /*
  * ratelimit.*: charge a request to its client. False when RESP is now the
- * 429. WAHA's webhooks (signed) and the admin listener are not limited, and
- * a parked request was charged when it arrived.
+ * 429. WAHA's webhooks (signed) and the admin listener are not limited. A
+ * parked request was charged when it arrived: its answer shows what that
+ * verdict said.
  */
 static bool rate_ok(const struct http_request_view *req, struct http_response *resp)
 {
     struct ratelimit_verdict v;
 
-    if (!rt.cfg->ratelimit.enabled || req->admin || req->parked ||
+    if (!rt.cfg->ratelimit.enabled || req->admin ||
         strcmp(req->path, "/api/waha/webhook") == 0)
         return true;
+    if (req->parked) {
+        if (req->rate != NULL && req->rate->limit > 0)
+            rate_headers(resp, req->rate);
+        return true;
+    }
     ratelimit_take(region_ratelimit(rt.region), &req->client, rt.cfg->ratelimit.rate,
                    rt.cfg->ratelimit.burst, req->now_mono_ms, &v);
+    if (req->rate != NULL)
+        *req->rate = v;
     if (!v.allowed) {
         count(COUNTER_RATE_LIMITED);
         http_response_error(resp, 429, "rate_limited",
@@ -1118,9 +1133,7 @@ static bool rate_ok(const struct http_request_view *req, struct http_response *r
         http_response_header(resp, "Retry-After", "%lld",
                              (long long)((v.retry_after_ms + 999) / 1000));
     }
-    header_int(resp, "RateLimit-Limit", v.limit);
-    header_int(resp, "RateLimit-Remaining", v.remaining);
-    header_int(resp, "RateLimit-Reset", (v.reset_ms + 999) / 1000);
+    rate_headers(resp, &v);
     return v.allowed;
 }
 

@@ -53,6 +53,7 @@ struct parked {
     enum request_method method;
     bool admin;
     struct client_addr client;
+    struct ratelimit_verdict rate; /* charged on arrival, shown in the answer */
     bool has_query, has_inm, has_accept, has_authorization, has_origin, has_api_key;
     char path[CONN_MAX_TARGET + 1];
     char query[CONN_MAX_TARGET + 1];
@@ -142,6 +143,7 @@ static void park(struct conn *c, const struct http_request_view *view, int64_t a
     p->method = view->method;
     p->admin = view->admin;
     p->client = view->client;
+    p->rate = view->rate != NULL ? *view->rate : (struct ratelimit_verdict){0};
     snprintf(p->path, sizeof(p->path), "%s", view->path);
     p->has_query = view->query != NULL;
     if (p->has_query)
@@ -165,11 +167,13 @@ static void unpark(int i)
 static void on_request(struct conn *c, const struct http_request_view *view)
 {
     struct http_request_view first = *view;
+    struct ratelimit_verdict rate = {0};
     int64_t arrived_us = time_mono_us();
 
+    first.rate = &rate;
     first.may_wait = !w.draining && w.parked_count < WORKER_MAX_PARKED;
     if (!try_answer(c, &first, arrived_us))
-        park(c, view, arrived_us);
+        park(c, &first, arrived_us);
 }
 
 static void park_tick(evutil_socket_t fd, short what, void *arg)
@@ -193,6 +197,7 @@ static void park_tick(evutil_socket_t fd, short what, void *arg)
             .api_key = p->has_api_key ? p->api_key : NULL,
             .admin = p->admin,
             .client = p->client,
+            .rate = &p->rate,
             .now_mono_ms = now,
             .parked = true,
             .may_wait = (!w.draining || w.retiring) &&

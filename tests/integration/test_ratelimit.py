@@ -57,12 +57,11 @@ def check_429(r, burst, rate):
 
 def check_200(r, burst):
     assert r[0] == 200, r[:3]
-    # An answer that waited for the fetcher (a cold read) comes without the
-    # RateLimit headers: its token was taken when it arrived.
-    if r[1].get("RateLimit-Limit") is not None:
-        assert int(r[1]["RateLimit-Limit"]) == burst, r[1]
-        assert 0 <= int(r[1]["RateLimit-Remaining"]) < burst, r[1]
-        assert 0 <= int(r[1]["RateLimit-Reset"]), r[1]
+    # Also an answer that waited for the fetcher (a cold read): it shows
+    # the verdict of when it arrived and was charged.
+    assert int(r[1]["RateLimit-Limit"]) == burst, r[1]
+    assert 0 <= int(r[1]["RateLimit-Remaining"]) < burst, r[1]
+    assert 0 <= int(r[1]["RateLimit-Reset"]), r[1]
 
 
 def until_refused(port, xff=None, limit=1000, path="/api/waha/status"):
@@ -127,9 +126,22 @@ def test_abusive_client_is_refused_while_a_polite_one_is_served(simulator, gatew
     assert burst <= len(ok) <= burst + rate * span + 1, (len(ok), span)
     # The first answers came from the full bucket, counting down.
     remaining = [(i, r[1].get("RateLimit-Remaining")) for i, r in enumerate(abuse[:burst])]
-    assert all(int(n) == burst - 1 - i for i, n in remaining if n is not None), remaining
+    assert all(int(n) == burst - 1 - i for i, n in remaining), remaining
     # Every 429 is counted, in the stats and the metrics.
     assert rate_limited_counts(gw, admin) == (len(refused), len(refused))
+
+
+def test_an_answer_that_waited_for_waha_shows_the_verdict_of_its_arrival(simulator, gateway):
+    """A cold read is charged when it arrives and parked until the fetcher
+    has data; its answer carries what the rate limit said then."""
+    rate, burst = 1, 5
+    sim = simulator()
+    gw = gateway(sim, limited(rate, burst))
+    sim.fault("slow", delayMs=500, paths="/api/sessions")
+    r = get(gw.port, xff=POLITE)
+    assert r[4] - r[3] >= 0.45, "the first read did not wait for the fetcher"
+    check_200(r, burst)
+    assert int(r[1]["RateLimit-Remaining"]) == burst - 1, r[1]
 
 
 def test_forwarded_for_is_ignored_from_an_untrusted_peer(simulator, gateway):
