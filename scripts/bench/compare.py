@@ -381,17 +381,26 @@ def median_of(runs):
     return {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99", "calls", "cpu_us", "rss_mb")}
 
 
-def summary(results, a):
-    print(f"\n## Summary: median of {a.rounds} round(s), {a.seconds} s runs, "
-          f"wrk -t{a.threads}, {WORKERS} workers each\n")
-    print("| connections | server | requests/s | p50 | p99 | upstream calls | CPU/request | RSS (all processes) |")
-    print("|---|---|---|---|---|---|---|---|")
+def median_table(results, a, full):
+    """Print the medians of RESULTS as a Markdown table (FULL: with upstream
+    calls and RSS) and return them."""
+    print("| connections | server | requests/s | p50 | p99 |" + (" upstream calls |" if full else "") +
+          " CPU/request |" + (" RSS (all processes) |" if full else ""))
+    print("|---|---|---|---|---|---|" + ("---|---|" if full else ""))
     med = {}
     for conns in a.connections:
         for name in SERVERS:
             m = med[conns, name] = median_of(results[conns, name])
-            print(f"| {conns} | {name} | {m['rps']:,.0f} | {m['p50']:.2f} ms | {m['p99']:.2f} ms | "
-                  f"{m['calls']:g} | {m['cpu_us']:.2f} µs | {m['rss_mb']:.1f} MB |")
+            print(f"| {conns} | {name} | {m['rps']:,.0f} | {m['p50']:.2f} ms | {m['p99']:.2f} ms | " +
+                  (f"{m['calls']:g} | " if full else "") + f"{m['cpu_us']:.2f} µs |" +
+                  (f" {m['rss_mb']:.1f} MB |" if full else ""))
+    return med
+
+
+def summary(results, a):
+    print(f"\n## Summary: median of {a.rounds} round(s), {a.seconds} s runs, "
+          f"wrk -t{a.threads}, {WORKERS} workers each\n")
+    med = median_table(results, a, full=True)
     if a.rounds > 1:
         print(f"\nSpread over the {a.rounds} rounds (max/min - 1): requests/s swings with the "
               "scheduler, CPU/request much less.\n")
@@ -414,15 +423,7 @@ def summary(results, a):
 
 def paced_summary(paced, a):
     print(f"\n## The same offered load: {a.paced:,} requests/s (median of {a.rounds} round(s))\n")
-    print("| connections | server | requests/s | p50 | p99 | CPU/request |")
-    print("|---|---|---|---|---|---|")
-    med = {}
-    for conns in a.connections:
-        for name in SERVERS:
-            m = med[conns, name] = median_of(paced[conns, name])
-            print(f"| {conns} | {name} | {m['rps']:,.0f} | {m['p50']:.2f} ms | {m['p99']:.2f} ms | "
-                  f"{m['cpu_us']:.2f} µs |")
-    return med
+    return median_table(paced, a, full=False)
 
 
 def verdict(ok, text):
