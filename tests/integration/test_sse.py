@@ -16,6 +16,10 @@ import time
 
 from conftest import wait_until
 
+# No scaling: a worker retired for being idle ends its streams (with a short
+# retry hint), which the tests of one stream's life must not mistake.
+ONE_WORKER = {"server": {"workers": 1, "min_workers": 1, "max_workers": 1}}
+
 
 class Stream:
     """An SSE client on a raw socket: events as (id, event, data dict)."""
@@ -220,7 +224,7 @@ def test_sigterm_ends_streams_and_exits_zero(simulator, gateway):
 def test_heartbeat_comment_keeps_a_quiet_stream_alive(simulator, gateway):
     """Nothing changes: a comment line still arrives within the 15 s heartbeat."""
     sim = simulator()
-    gw = gateway(sim)
+    gw = gateway(sim, ONE_WORKER)  # a quiet gateway retires workers, ending their streams
     s = Stream(gw.port)
     try:
         assert s.wait_for(lambda e: True, 10)
@@ -240,7 +244,7 @@ def test_slow_subscriber_is_dropped_and_the_others_keep_receiving(simulator, gat
     sessions = ["default", "s1", "s2", "s3"]
     sim = simulator("--sessions", ",".join(f"{n}:WORKING" for n in sessions))
     gw = gateway(sim, {"upstream": {"sessions": ",".join(sessions)},
-                       "backend": {"flap_hold": 0}})
+                       "backend": {"flap_hold": 0}, **ONE_WORKER})
     slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # little room in the kernel
     slow.settimeout(10)
