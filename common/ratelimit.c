@@ -19,22 +19,6 @@
 #include <netinet/in.h>
 #include <string.h>
 
-int ratelimit_init(struct ratelimit_table *t)
-{
-    pthread_mutexattr_t attr;
-    int rc;
-
-    if ((rc = pthread_mutexattr_init(&attr)) != 0)
-        return rc;
-    rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    if (rc == 0)
-        rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    if (rc == 0)
-        rc = pthread_mutex_init(&t->lock, &attr);
-    pthread_mutexattr_destroy(&attr);
-    return rc == 0 ? 0 : -1;
-}
-
 static uint32_t hash(const struct client_addr *a)
 {
     uint32_t h = 2166136261u; /* FNV-1a */

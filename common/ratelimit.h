@@ -34,7 +34,8 @@ struct ratelimit_bucket {
     int64_t last_ms; /* monotonic: last refill */
 };
 
-/* Lives in the region; its own robust mutex, so it never waits on the cache. */
+/* Lives in the region; its own robust mutex (set up by region.c, like the
+ * region's), so it never waits on the cache. */
 struct ratelimit_table {
     pthread_mutex_t lock;
     struct ratelimit_bucket buckets[RATELIMIT_BUCKETS];
@@ -47,9 +48,6 @@ struct ratelimit_verdict {
     int64_t retry_after_ms; /* until the next token (refused) */
     int64_t reset_ms;       /* until the bucket is full again */
 };
-
-/* ratelimit_init - set up a zeroed table (the master, at region creation). */
-int ratelimit_init(struct ratelimit_table *t);
 
 /*
  * ratelimit_take - charge one request of ADDR at NOW_MS against RATE tokens

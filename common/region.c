@@ -397,9 +397,10 @@ int region_create(struct region *r, const char *name)
         log_error(errno, "mmap(\"%s\") failed", name);
         goto fail;
     }
+    /* The rate-limit table, zeroed like the rest, needs only its own lock. */
     rc = init_mutex(&region_header(r)->lock);
-    if (rc == 0 && ratelimit_init(region_ratelimit(r)) != 0)
-        rc = EINVAL;
+    if (rc == 0)
+        rc = init_mutex(&region_ratelimit(r)->lock);
     if (rc != 0) {
         log_error(rc, "pthread_mutex_init() for the region failed");
         goto fail;
