@@ -26,7 +26,7 @@ import selectors
 import signal
 import socket
 import subprocess
-import sys
+import threading
 import time
 from pathlib import Path
 
@@ -582,22 +582,62 @@ def no_leftover_shm():
     assert not left, f"shm objects left in /dev/shm: {left}"
 
 
-# --------------------------------------------------------------------------- background client
+# --------------------------------------------------------------------------- background threads
 
-class Poller:
-    """A client thread that GETs PATH every INTERVAL seconds on a fresh
-    connection and records (started, finished, status, json or None, error)."""
+class Background:
+    """A daemon thread running the subclass's _run(), a loop bounded by its
+    own count that ends when self._stop is set. What it records (_record())
+    tests read with snapshot(); stop() ends it and returns the records.
+    Subclasses set their fields, then call Background.__init__, which starts
+    the thread."""
 
-    def __init__(self, port, path="/api/waha/status", interval=0.1, timeout=HTTP_TIMEOUT,
-                 max_requests=100000):
-        import threading
-        self.port, self.path, self.interval, self.timeout = port, path, interval, timeout
-        self.max_requests = max_requests
+    def __init__(self, timeout=HTTP_TIMEOUT):
+        self.timeout = timeout
         self.results = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    def _record(self, item):
+        with self._lock:
+            self.results.append(item)
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.results)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=self.timeout + 5)
+        assert not self._thread.is_alive(), f"{type(self).__name__} thread did not stop"
+        return self.snapshot()
+
+
+def stopped_at_teardown(cls):
+    """The body of a fixture that hands out CLS(...) and stops every one at
+    teardown, before the processes, so none outlives its gateway."""
+    started = []
+
+    def make(*args, **kw):
+        started.append(cls(*args, **kw))
+        return started[-1]
+    yield make
+    for t in started:
+        t._stop.set()
+    for t in started:
+        t._thread.join(timeout=HTTP_TIMEOUT + 5)
+
+
+class Poller(Background):
+    """A client thread that GETs PATH every INTERVAL seconds on a fresh
+    connection and records (started, finished, status, json or None, error)."""
+
+    def __init__(self, port, path="/api/waha/status", interval=0.1, timeout=HTTP_TIMEOUT,
+                 max_requests=100000):
+        self.port, self.path, self.interval = port, path, interval
+        self.max_requests = max_requests
+        super().__init__(timeout)
 
     def _run(self):
         n = 0
@@ -613,13 +653,8 @@ class Poller:
                     doc = None
             except (OSError, http.client.HTTPException) as exc:
                 error = repr(exc)
-            with self._lock:
-                self.results.append((started, time.monotonic(), status, doc, error))
+            self._record((started, time.monotonic(), status, doc, error))
             self._stop.wait(self.interval)
-
-    def snapshot(self):
-        with self._lock:
-            return list(self.results)
 
     def latest(self):
         with self._lock:
@@ -635,46 +670,24 @@ class Poller:
             return None
         return wait_until(found, timeout, 0.02)
 
-    def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=self.timeout + 5)
-        assert not self._thread.is_alive(), "poller thread did not stop"
-        return self.snapshot()
-
 
 @pytest.fixture
 def poller(procs):
-    """Factory: poller(port, path=..., interval=...) -> Poller, stopped at teardown
-    (before the processes, so it never outlives its gateway)."""
-    started = []
-
-    def make(port, path="/api/waha/status", interval=0.1, **kw):
-        p = Poller(port, path, interval, **kw)
-        started.append(p)
-        return p
-    yield make
-    for p in started:
-        p._stop.set()
-    for p in started:
-        p._thread.join(timeout=HTTP_TIMEOUT + 5)
+    """Factory: poller(port, path=..., interval=...) -> Poller."""
+    yield from stopped_at_teardown(Poller)
 
 
 # --------------------------------------------------------------------------- WAHA call timeline
 
-class StatsSampler:
+class StatsSampler(Background):
     """A thread that reads the simulator's /_sim/stats every INTERVAL seconds
     and records (monotonic time, stats): when WAHA was called, to within an
     interval, without any help from the gateway."""
 
     def __init__(self, sim, interval=0.01, max_samples=200000):
-        import threading
         self.sim, self.interval, self.max_samples = sim, interval, max_samples
-        self.samples = []
         self.errors = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__()
 
     def _run(self):
         n = 0
@@ -685,18 +698,13 @@ class StatsSampler:
             except (OSError, AssertionError, ValueError, http.client.HTTPException) as exc:
                 self.errors.append(repr(exc))
             else:
-                with self._lock:
-                    self.samples.append((time.monotonic(), stats))
+                self._record((time.monotonic(), stats))
             self._stop.wait(self.interval)
 
     @staticmethod
     def count_of(stats, key=None):
         """The total number of calls, or those of route KEY ("GET /api/sessions/{name}")."""
         return stats["total"] if key is None else stats["calls"].get(key, 0)
-
-    def snapshot(self):
-        with self._lock:
-            return list(self.samples)
 
     def count(self, key=None):
         snap = self.snapshot()
@@ -719,28 +727,11 @@ class StatsSampler:
         ok = wait_until(lambda: self.count(key) >= n, timeout, 0.005)
         return self.call_times(key) if ok else None
 
-    def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=HTTP_TIMEOUT + 5)
-        assert not self._thread.is_alive(), "stats sampler thread did not stop"
-        return self.snapshot()
-
 
 @pytest.fixture
 def stats_sampler(procs):
-    """Factory: stats_sampler(sim, interval=0.01) -> StatsSampler, stopped at
-    teardown (before the processes)."""
-    started = []
-
-    def make(sim, interval=0.01, **kw):
-        s = StatsSampler(sim, interval, **kw)
-        started.append(s)
-        return s
-    yield make
-    for s in started:
-        s._stop.set()
-    for s in started:
-        s._thread.join(timeout=HTTP_TIMEOUT + 5)
+    """Factory: stats_sampler(sim, interval=0.01) -> StatsSampler."""
+    yield from stopped_at_teardown(StatsSampler)
 
 
 # --------------------------------------------------------------------------- load processes
@@ -827,9 +818,10 @@ class NoAnswer(Exception):
         self.got = got
 
 
-class KeepAliveClient:
+class KeepAliveClient(Background):
     """A thread that polls PATH on one keep-alive connection the way browsers
     and HTTP client libraries do, waiting INTERVALS[i % len] between requests.
+    With PATHS, it asks for each in turn instead, from PATHS[FIRST % len].
 
     A server may close a keep-alive connection that is idle (a draining
     worker does after 500 ms); a client then either sees the close before
@@ -845,20 +837,17 @@ class KeepAliveClient:
     IDLE_CLOSE_S = 0.45
 
     def __init__(self, port, path="/api/waha/status", intervals=(0.05, 0.3, 0.7, 0.15, 1.0),
-                 timeout=HTTP_TIMEOUT, max_requests=100000):
-        import threading
-        self.port, self.path, self.intervals, self.timeout = port, path, intervals, timeout
+                 timeout=HTTP_TIMEOUT, max_requests=100000, paths=None, first=0):
+        self.port, self.intervals = port, intervals
         self.max_requests = max_requests
-        self.request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
-        self.results = []
+        self.requests = [f"GET {p} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+                         for p in (paths or [path])]
+        self.first = first
         self.idle_closes = 0   # closed by the server while idle, seen before sending
         self.retries = 0       # requests retried after an idle-close race
         self.connections = 0
         self.local_port = None  # of the current connection
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__(timeout)
 
     def _connect(self):
         s = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
@@ -878,10 +867,10 @@ class KeepAliveClient:
         except OSError:
             return True
 
-    def _exchange(self, s):
-        """Send the request on S and read one answer: (status, close)."""
+    def _exchange(self, s, request):
+        """Send REQUEST on S and read one answer: (status, close)."""
         try:
-            s.sendall(self.request)
+            s.sendall(request)
         except OSError as exc:
             raise NoAnswer(b"", repr(exc))
         buf = b""
@@ -903,10 +892,6 @@ class KeepAliveClient:
                 raise NoAnswer(buf, "closed")
             buf += chunk
 
-    def _record(self, started, status, error, how):
-        with self._lock:
-            self.results.append((started, time.monotonic(), status, error, how))
-
     @staticmethod
     def _drop(sock):
         if sock is not None:
@@ -921,65 +906,46 @@ class KeepAliveClient:
                 self.idle_closes += 1
                 sock = self._drop(sock)
             how = "reused" if sock is not None else "fresh"
+            request = self.requests[(self.first + n) % len(self.requests)]
             idle = started - answered_at
             status = close = None
             try:
                 if sock is None:
                     sock = self._connect()
-                status, close = self._exchange(sock)
+                status, close = self._exchange(sock, request)
             except (OSError, NoAnswer) as exc:
                 sock = self._drop(sock)
                 raced = (how == "reused" and idle >= self.IDLE_CLOSE_S
                          and isinstance(exc, NoAnswer) and not exc.got)
                 if not raced:
-                    self._record(started, None, repr(exc), how)
+                    self._record((started, time.monotonic(), None, repr(exc), how))
                 else:
                     self.retries += 1
                     how = "retry"
                     try:
                         sock = self._connect()
-                        status, close = self._exchange(sock)
+                        status, close = self._exchange(sock, request)
                     except (OSError, NoAnswer) as exc2:
                         sock = self._drop(sock)
-                        self._record(started, None, f"retry failed: {exc2!r}", how)
+                        self._record((started, time.monotonic(), None,
+                                      f"retry failed: {exc2!r}", how))
             if status is not None:
                 answered_at = time.monotonic()
-                self._record(started, status, None, how)
+                self._record((started, time.monotonic(), status, None, how))
                 if close:
                     sock = self._drop(sock)
             self._stop.wait(self.intervals[n % len(self.intervals)])
             n += 1
         self._drop(sock)
 
-    def snapshot(self):
-        with self._lock:
-            return list(self.results)
-
     def failures(self):
         return [r for r in self.snapshot() if r[2] != 200]
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=self.timeout + 5)
-        assert not self._thread.is_alive(), "keep-alive client thread did not stop"
-        return self.snapshot()
 
 
 @pytest.fixture
 def keepalive_client(procs):
-    """Factory: keepalive_client(port, path=..., intervals=...) ->
-    KeepAliveClient, stopped at teardown (before the processes)."""
-    started = []
-
-    def make(port, **kw):
-        c = KeepAliveClient(port, **kw)
-        started.append(c)
-        return c
-    yield make
-    for c in started:
-        c._stop.set()
-    for c in started:
-        c._thread.join(timeout=HTTP_TIMEOUT + 5)
+    """Factory: keepalive_client(port, path=..., intervals=...) -> KeepAliveClient."""
+    yield from stopped_at_teardown(KeepAliveClient)
 
 
 # --------------------------------------------------------------------------- connection owners

@@ -67,10 +67,19 @@ def whole_status(doc, status, me):
     assert ISO_MS_RE.match(doc["upstream"]["lastSuccessAt"]), doc
 
 
-def faults_build():
+def fault_gateway(simulator, gateway, tmp_path, timeout_ms, **sections):
+    """A simulator whose session is WORKING and a gateway of the test build
+    with fault points (FAULTS_BIN), armed through the file it returns (write
+    a point's name into it): (sim, gw, fault)."""
     assert os.path.exists(FAULTS_BIN), (f"FAULTS_BIN {FAULTS_BIN} does not exist: "
                                         "run make faults (the Makefile's integration target does)")
-    return FAULTS_BIN
+    sim = simulator()
+    sim.set_session("default", "WORKING", me=ME)
+    fault = tmp_path / "fault"
+    gw = gateway(sim, {"server": TWO_WORKERS, "limits": {"request_timeout": timeout_ms},
+                       **sections},
+                 binary=FAULTS_BIN, env_extra={"WG_FAULT_FILE": str(fault)})
+    return sim, gw, fault
 
 
 # --------------------------------------------------------------------------- scaling
@@ -226,11 +235,7 @@ def test_kill_9_fetcher_while_clients_poll(simulator, gateway, poller):
 # --------------------------------------------------------------------------- killed in the lock
 
 def test_fetcher_killed_holding_the_lock(simulator, gateway, poller, tmp_path):
-    sim = simulator()
-    sim.set_session("default", "WORKING", me=ME)
-    fault = tmp_path / "fault"
-    gw = gateway(sim, {"server": TWO_WORKERS, "limits": {"request_timeout": 3000}},
-                 binary=faults_build(), env_extra={"WG_FAULT_FILE": str(fault)})
+    sim, gw, fault = fault_gateway(simulator, gateway, tmp_path, 3000)
     gw.expect_child_deaths = True
     fetcher = gw.wait_children("fetcher", 1)
     assert len(fetcher) == 1, gw.child_pids("fetcher")
@@ -280,11 +285,7 @@ def test_fetcher_killed_holding_the_lock_during_a_refresh(simulator, gateway, po
     was writing is discarded and fetched again, slowly (WAHA takes 0.8 s):
     meanwhile readers wait for that fetch as for any cold read. None is told
     there is no data, none gets a torn answer."""
-    sim = simulator()
-    sim.set_session("default", "WORKING", me=ME)
-    fault = tmp_path / "fault"
-    gw = gateway(sim, {"server": TWO_WORKERS, "limits": {"request_timeout": 4000}},
-                 binary=faults_build(), env_extra={"WG_FAULT_FILE": str(fault)})
+    sim, gw, fault = fault_gateway(simulator, gateway, tmp_path, 4000)
     p = poller(gw.port, "/api/waha/status", interval=0.05)
     assert p.wait_for(lambda st, d: st == 200 and d["status"] == "WORKING", 10)
     fetcher = gw.wait_children("fetcher", 1)
@@ -343,12 +344,8 @@ def test_worker_killed_holding_the_lock_while_applying_a_webhook(simulator, gate
     from WAHA, which is slow here (1 s): meanwhile readers wait for that
     fetch as for any cold read, and get the new data; none is told there
     is no data, and none gets a torn answer."""
-    sim = simulator()
-    sim.set_session("default", "WORKING", me=ME)
-    fault = tmp_path / "fault"
-    gw = gateway(sim, {"server": TWO_WORKERS, "webhook": {"hmac_key": HOOK_KEY},
-                       "limits": {"request_timeout": 4000}},
-                 binary=faults_build(), env_extra={"WG_FAULT_FILE": str(fault)})
+    sim, gw, fault = fault_gateway(simulator, gateway, tmp_path, 4000,
+                                   webhook={"hmac_key": HOOK_KEY})
     p = poller(gw.port, "/api/waha/status", interval=0.05)
     assert p.wait_for(lambda st, d: st == 200 and d["status"] == "WORKING", 10)
     workers = gw.wait_children("worker", 2)
@@ -423,11 +420,7 @@ def test_crash_loop_is_respawned_with_growing_delay(simulator, gateway, poller, 
     armed again each time it fired, ARMS times in all). The master must
     space the restarts: 0.1 s, 0.2 s, 0.4 s, ... and say why."""
     arms = 5
-    sim = simulator()
-    sim.set_session("default", "WORKING", me=ME)
-    fault = tmp_path / "fault"
-    gw = gateway(sim, {"server": TWO_WORKERS, "limits": {"request_timeout": 3000}},
-                 binary=faults_build(), env_extra={"WG_FAULT_FILE": str(fault)})
+    sim, gw, fault = fault_gateway(simulator, gateway, tmp_path, 3000)
     gw.expect_child_deaths = True
     cfg = poller(gw.port, "/api/waha/config", interval=0.05)
     fault.write_text("store_session\n")

@@ -11,14 +11,12 @@ than what a gateway has never replace it; without Redis every gateway falls
 back to fetching on its own, says so once, and rejoins when Redis is back.
 """
 
-import http.client
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
@@ -190,7 +188,7 @@ def kill_gateway(gw):
 
 # --------------------------------------------------------------------------- tests
 
-def test_fleet_makes_the_calls_of_one_gateway(simulator, gateway, redis):
+def test_fleet_makes_the_calls_of_one_gateway(simulator, gateway, redis, keepalive_client):
     period_s, window_s = 1.0, 6.0
     r = redis()
     sim = simulator("--sessions", "default:WORKING,other:STOPPED")
@@ -202,54 +200,18 @@ def test_fleet_makes_the_calls_of_one_gateway(simulator, gateway, redis):
     t_reset = time.monotonic()
 
     # 30 clients, spread over the three gateways as a load balancer would.
-    stop = threading.Event()
-    results = {"ok": 0, "bad": [], "by_gw": [0, 0, 0]}
-    lock = threading.Lock()
     paths = ["/api/waha/status", "/api/waha/status?session=other"]
-
-    def client(i):
-        gw = gws[i % 3]
-        conn = None
-        n, ok, bad = 0, 0, []
-        deadline = time.monotonic() + window_s + 30
-        while not stop.is_set() and n < 3000 and time.monotonic() < deadline:
-            path = paths[n % 2]
-            n += 1
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=15)
-                conn.request("GET", path)
-                resp = conn.getresponse()
-                body = resp.read()
-                if resp.status == 200:
-                    ok += 1
-                else:
-                    bad.append((path, resp.status, body[:200]))
-            except (OSError, http.client.HTTPException) as exc:
-                bad.append((path, repr(exc)))
-                if conn is not None:
-                    conn.close()
-                conn = None
-            stop.wait(0.02)
-        if conn is not None:
-            conn.close()
-        with lock:
-            results["ok"] += ok
-            results["by_gw"][i % 3] += ok
-            results["bad"].extend(bad)
-
-    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(30)]
-    for t in threads:
-        t.start()
-    stop.wait(window_s)
+    clients = [keepalive_client(gws[i % 3].port, paths=paths, first=i, intervals=(0.02,),
+                                max_requests=3000) for i in range(30)]
+    time.sleep(window_s)
     stats = sim.stats()
     window = time.monotonic() - t_reset
-    stop.set()
-    for t in threads:
-        t.join(timeout=30)
-    assert not any(t.is_alive() for t in threads), "client threads did not stop"
-    assert not results["bad"], results["bad"][:5]
-    assert min(results["by_gw"]) >= 50, results["by_gw"]
+    by_gw = [0, 0, 0]
+    for i, c in enumerate(clients):
+        by_gw[i % 3] += sum(1 for r in c.stop() if r[2] == 200)
+    bad = [r for c in clients for r in c.failures()]
+    assert not bad, bad[:5]
+    assert min(by_gw) >= 50, by_gw
 
     # The bound of test_refresh.py for one gateway: the fleet is one.
     bound = int(window / (0.8 * period_s)) + 2

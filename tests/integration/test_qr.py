@@ -185,14 +185,25 @@ def follow_rotations(sim, gw, p, count, max_lag):
     return lags
 
 
-def test_qr_follows_rotation_while_read(simulator, gateway, poller):
+def rotating_qr(simulator, gateway, poller, cache_ms, webhooks):
+    """A session waiting for a scan whose QR changes every 1.5 s, a gateway
+    caching its status for CACHE_MS (with WAHA's webhooks when WEBHOOKS), and
+    a poller reading the QR once it is there: (sim, gw, poller)."""
     sim = simulator("--sessions", "qr:SCAN_QR_CODE", "--start-delay-ms", "500",
                     "--qr-first-ms", "1500", "--qr-next-ms", "1500", "--qr-count", "50")
     gw = gateway(sim, {"upstream": {"sessions": "qr"},
-                       "backend": {"status_cache_duration": 1000, "session_cache_duration": 1000},
+                       "backend": {"status_cache_duration": cache_ms,
+                                   "session_cache_duration": cache_ms},
                        "limits": {"request_timeout": 3000}})
+    if webhooks:
+        sim.control("POST", "/_sim/config", {"webhookUrl": gw.url + "/api/waha/webhook"})
     p = poller(gw.port, "/api/waha/sessions/qr/qr?format=raw", interval=0.05)
     assert p.wait_for(lambda st, d: st == 200, 10), p.latest()
+    return sim, gw, p
+
+
+def test_qr_follows_rotation_while_read(simulator, gateway, poller):
+    sim, gw, p = rotating_qr(simulator, gateway, poller, 1000, webhooks=False)
     follow_rotations(sim, gw, p, 2, 1.0 + SLACK)
     p.stop()
     png_code, headers, png = gw_qr(gw, "qr")
@@ -200,29 +211,15 @@ def test_qr_follows_rotation_while_read(simulator, gateway, poller):
 
 
 def test_qr_follows_rotation_at_once_by_webhook(simulator, gateway, poller):
-    sim = simulator("--sessions", "qr:SCAN_QR_CODE", "--start-delay-ms", "500",
-                    "--qr-first-ms", "1500", "--qr-next-ms", "1500", "--qr-count", "50")
     # Polling alone would refresh this QR every 20 s.
-    gw = gateway(sim, {"upstream": {"sessions": "qr"},
-                       "backend": {"status_cache_duration": 30000, "session_cache_duration": 30000},
-                       "limits": {"request_timeout": 3000}})
-    sim.control("POST", "/_sim/config", {"webhookUrl": gw.url + "/api/waha/webhook"})
-    p = poller(gw.port, "/api/waha/sessions/qr/qr?format=raw", interval=0.05)
-    assert p.wait_for(lambda st, d: st == 200, 10), p.latest()
+    sim, gw, p = rotating_qr(simulator, gateway, poller, 30000, webhooks=True)
     follow_rotations(sim, gw, p, 2, 0.5 + SLACK)
     p.stop()
     assert sim.stats()["webhooks"]["sent"] >= 2, sim.stats()
 
 
 def test_qr_reads_during_a_rotation_always_get_a_qr(simulator, gateway, poller):
-    sim = simulator("--sessions", "qr:SCAN_QR_CODE", "--start-delay-ms", "500",
-                    "--qr-first-ms", "1500", "--qr-next-ms", "1500", "--qr-count", "50")
-    gw = gateway(sim, {"upstream": {"sessions": "qr"},
-                       "backend": {"status_cache_duration": 30000, "session_cache_duration": 30000},
-                       "limits": {"request_timeout": 3000}})
-    sim.control("POST", "/_sim/config", {"webhookUrl": gw.url + "/api/waha/webhook"})
-    p = poller(gw.port, "/api/waha/sessions/qr/qr?format=raw", interval=0.05)
-    assert p.wait_for(lambda st, d: st == 200, 10), p.latest()
+    sim, gw, p = rotating_qr(simulator, gateway, poller, 30000, webhooks=True)
     old = p.latest()[3]
     # WAHA takes 0.5 s per QR request (the gateway needs two per new code).
     sim.fault("slow", delayMs=500, paths="/api/qr/auth/qr")

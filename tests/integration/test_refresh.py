@@ -2,7 +2,6 @@
 number of clients; nothing is fetched while nobody reads; a cold read waits
 once for everybody; failures and bad bodies never replace good data."""
 
-import http.client
 import json
 import re
 import socket
@@ -23,7 +22,7 @@ def calls(stats, key):
 
 # --------------------------------------------------------------------------- load
 
-def test_upstream_load_for_100_clients_follows_the_schedule(simulator, gateway):
+def test_upstream_load_for_100_clients_follows_the_schedule(simulator, gateway, keepalive_client):
     period_s, health_period_s, max_conc = 1.0, 2.0, 2
     sim = simulator("--sessions", "default:WORKING,other:STOPPED")
     gw = gateway(sim, {
@@ -40,56 +39,17 @@ def test_upstream_load_for_100_clients_follows_the_schedule(simulator, gateway):
     sim.reset()
     t_reset = time.monotonic()
 
-    stop = threading.Event()
     window_s = 6.0
-    results = {"ok": 0, "bad": []}
-    lock = threading.Lock()
-
-    def client(i):
-        conn = None
-        n, ok, bad = 0, 0, []
-        deadline = time.monotonic() + window_s + 30  # hard bound on the loop
-        while not stop.is_set() and n < 5000 and time.monotonic() < deadline:
-            path = paths[(i + n) % len(paths)]
-            n += 1
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=15)
-                conn.request("GET", path)
-                resp = conn.getresponse()
-                body = resp.read()
-                if resp.status == 200:
-                    ok += 1
-                else:
-                    bad.append((path, resp.status, body[:200]))
-                if resp.getheader("Connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
-            except (OSError, http.client.HTTPException) as exc:
-                bad.append((path, repr(exc)))
-                if conn is not None:
-                    conn.close()
-                conn = None
-            stop.wait(0.01)
-        if conn is not None:
-            conn.close()
-        with lock:
-            results["ok"] += ok
-            results["bad"].extend(bad)
-
-    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(100)]
-    for t in threads:
-        t.start()
-    stop.wait(window_s)
+    clients = [keepalive_client(gw.port, paths=paths, first=i, intervals=(0.01,), max_requests=5000)
+               for i in range(100)]
+    time.sleep(window_s)
     stats = sim.stats()
     window = time.monotonic() - t_reset
-    stop.set()
-    for t in threads:
-        t.join(timeout=30)
-    assert not any(t.is_alive() for t in threads), "client threads did not stop"
+    answered = sum(1 for c in clients for r in c.stop() if r[2] == 200)
+    bad = [r for c in clients for r in c.failures()]
 
-    assert not results["bad"], f"{len(results['bad'])} failed requests, e.g. {results['bad'][:5]}"
-    assert results["ok"] >= 300, f"only {results['ok']} requests: the load was not real"
+    assert not bad, f"{len(bad)} failed requests, e.g. {bad[:5]}"
+    assert answered >= 300, f"only {answered} requests: the load was not real"
 
     bound = int(window / (0.8 * period_s)) + 2
     health_bound = int(window / (0.8 * health_period_s)) + 2

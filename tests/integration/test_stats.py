@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 
-from conftest import (API_KEY, free_port, http_request, run_gateway_cli, wait_until)
+from conftest import free_port, http_request, run_gateway_cli, wait_until
 
 STATS = "/api/waha/monitoring/stats"
 STATS_KEYS = {"uptimeSeconds", "totalRequests", "cacheHits", "cacheMisses", "cacheHitRate",
