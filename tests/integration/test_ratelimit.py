@@ -176,18 +176,23 @@ def test_bucket_is_shared_by_all_workers(simulator, gateway):
     gw = gateway(sim, limited(rate, burst, workers=2, min_workers=2))
     workers = gw.wait_children("worker", 2)
     assert len(workers) == 2, gw.child_pids("worker")
-    # Keep-alive connections until each worker holds some.
+    # Keep-alive connections until each worker holds some. They are opened
+    # ten at a time: idle workers are woken in the same order for each new
+    # connection, so connections opened one by one can all go to one worker,
+    # while a burst waiting in the queue is shared.
     by_worker = {w: [] for w in workers}
     conns = []
     try:
-        for _ in range(60):
-            s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
-            conns.append(s)
-            port = s.getsockname()[1]
-            owner = wait_until(lambda: next((w for w, ports in server_connections(
-                gw.port, workers).items() if port in ports), None), 5)
-            assert owner, "a connection no worker holds"
-            by_worker[owner].append(s)
+        for _ in range(6):
+            batch = [socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+                     for _ in range(10)]
+            conns += batch
+            for s in batch:
+                port = s.getsockname()[1]
+                owner = wait_until(lambda: next((w for w, ports in server_connections(
+                    gw.port, workers).items() if port in ports), None), 5)
+                assert owner, "a connection no worker holds"
+                by_worker[owner].append(s)
             if all(len(v) >= 2 for v in by_worker.values()):
                 break
         assert all(len(v) >= 2 for v in by_worker.values()), \
