@@ -35,22 +35,42 @@ ifeq ($(WAHAGATE_FAULTS),1)
 FAULTFLAGS := -DWAHAGATE_FAULTS
 endif
 
-CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Wshadow $(FAULTFLAGS) \
-           -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings \
-           -MMD -MP $(SANFLAGS) -DWAHAGATE_VERSION='"$(VERSION)"' \
-           -Icommon -Iserver $(shell pkg-config --cflags $(PKGS))
-LDFLAGS := $(SANFLAGS)
+# CFLAGS, CPPFLAGS and LDFLAGS are the builder's (dpkg-buildflags' hardening
+# flags come in through them); what wahagate itself needs is in WG_*.
+CFLAGS   ?= -O2 -g
+WARNINGS := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wwrite-strings
+# (The libraries' include paths come after ours: json-c has a json.h too.)
+WG_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARNINGS) $(FAULTFLAGS) -MMD -MP $(SANFLAGS) \
+             -DWAHAGATE_VERSION='"$(VERSION)"'
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+WG_LDFLAGS := $(SANFLAGS)
 LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lpthread -lm
 
-COMMON_SRC := $(wildcard common/*.c)
-SERVER_SRC := $(wildcard server/*.c)
-COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
-SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/assets.o
-ASSETS     := $(wildcard server/assets/*)
-# Server objects the unit tests may link (everything but main and the roles).
-TESTABLE_SERVER_OBJ := $(BUILD)/server/upstream.o $(BUILD)/server/http.o \
-                       $(BUILD)/server/backoff.o $(BUILD)/server/webhook.o \
-                       $(BUILD)/server/store.o
+# The tree says which process runs a file (ARCHITECTURE.md): common/ is
+# shared, server/<role>/ belongs to one role. A role's files see common/
+# and their own folder only; the master, which forks the others, names
+# their entry points as worker/worker.h and fetcher/fetcher.h.
+INCLUDES_common  := -Icommon
+INCLUDES_master  := -Icommon -Iserver/master -Iserver
+INCLUDES_worker  := -Icommon -Iserver/worker
+INCLUDES_fetcher := -Icommon -Iserver/fetcher
+INCLUDES_tests   := -Icommon -Iserver/master -Iserver/worker -Iserver/fetcher
+role_of = $(if $(findstring /server/master/,/$1),master,$(if $(findstring /server/worker/,/$1),worker,$(if $(findstring /server/fetcher/,/$1),fetcher,common)))
+
+COMMON_SRC  := $(wildcard common/*.c)
+MASTER_SRC  := $(wildcard server/master/*.c)
+WORKER_SRC  := $(wildcard server/worker/*.c)
+FETCHER_SRC := $(wildcard server/fetcher/*.c)
+SERVER_SRC  := $(MASTER_SRC) $(WORKER_SRC) $(FETCHER_SRC)
+COMMON_OBJ  := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+WORKER_OBJ  := $(WORKER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/assets.o
+FETCHER_OBJ := $(FETCHER_SRC:%.c=$(BUILD)/%.o)
+SERVER_OBJ  := $(MASTER_SRC:%.c=$(BUILD)/%.o) $(WORKER_OBJ) $(FETCHER_OBJ)
+ASSETS      := $(wildcard server/worker/assets/*)
+# Role objects the unit tests may link (what has no event loop of its own).
+TESTABLE_SERVER_OBJ := $(BUILD)/server/worker/http.o $(BUILD)/server/worker/request.o \
+                       $(BUILD)/server/fetcher/backoff.o
 
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -61,13 +81,13 @@ else
 Q := @
 endif
 
-.PHONY: all test unit integration faults browser-deps sanitize demo bench lint format deps clean
+.PHONY: all test unit integration roles faults browser-deps sanitize demo bench lint format deps clean
 
 all: $(BUILD)/wahagate
 
 $(BUILD)/wahagate: $(COMMON_OBJ) $(SERVER_OBJ)
 	@echo "  LINK  $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(WG_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The dashboard and the poller, compiled into the binary.
 $(BUILD)/assets.c: $(ASSETS) scripts/embed_assets.py
@@ -77,20 +97,20 @@ $(BUILD)/assets.c: $(ASSETS) scripts/embed_assets.py
 
 $(BUILD)/assets.o: $(BUILD)/assets.c
 	@echo "  CC    $<"
-	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+	$(Q)$(CC) $(WG_CFLAGS) $(INCLUDES_worker) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
-	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+	$(Q)$(CC) $(WG_CFLAGS) $(INCLUDES_$(call role_of,$<)) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c $(COMMON_OBJ) $(TESTABLE_SERVER_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
-	$(Q)$(CC) $(CFLAGS) -Wno-missing-prototypes $(LDFLAGS) -o $@ $^ \
-		$(LDLIBS) -lcmocka
+	$(Q)$(CC) $(WG_CFLAGS) -Wno-missing-prototypes $(INCLUDES_tests) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS) \
+		$(WG_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
-test: unit integration
+test: unit roles integration
 
 # playwright-core for the browser tests (tests/browser), from the lock file.
 browser-deps: tests/browser/node_modules/.package-lock.json
@@ -100,6 +120,11 @@ tests/browser/node_modules/.package-lock.json: tests/browser/package.json tests/
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "  UNIT  $$t"; $$t; done
+
+# The roles' boundaries, checked on the objects: workers never call WAHA
+# (no libcurl, no fetcher code) and the fetcher serves no client.
+roles: $(WORKER_OBJ) $(FETCHER_OBJ)
+	$(Q)$(PYTHON) scripts/check_roles.py $(WORKER_OBJ) -- $(FETCHER_OBJ)
 
 # The same program with its fault points, for the tests that kill a
 # process inside the region's critical section.
@@ -114,21 +139,29 @@ sanitize:
 	$(MAKE) test SANITIZE=1
 
 demo:
-	scripts/install-deps.sh --quiet
+	scripts/install-deps.sh --quiet --demo
 	$(MAKE) all
 	scripts/demo.sh
 
 bench: $(BUILD)/wahagate
 	scripts/bench.sh $(BUILD)/wahagate
 
+# Lint: cppcheck, clang-tidy (.clang-tidy: no function over 80 lines among
+# its checks), and no source file over 900 lines.
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--inline-suppr --std=c11 -D_GNU_SOURCE -DWAHAGATE_VERSION='"lint"' \
-		-Icommon -Iserver common server
-	clang-tidy --quiet $(COMMON_SRC) $(SERVER_SRC) -- $(CFLAGS)
+		-Icommon -Iserver -Iserver/master -Iserver/worker -Iserver/fetcher common server
+	clang-tidy --quiet $(COMMON_SRC) -- $(WG_CFLAGS) $(INCLUDES_common) $(PKG_CFLAGS)
+	clang-tidy --quiet $(MASTER_SRC) -- $(WG_CFLAGS) $(INCLUDES_master) $(PKG_CFLAGS)
+	clang-tidy --quiet $(WORKER_SRC) -- $(WG_CFLAGS) $(INCLUDES_worker) $(PKG_CFLAGS)
+	clang-tidy --quiet $(FETCHER_SRC) -- $(WG_CFLAGS) $(INCLUDES_fetcher) $(PKG_CFLAGS)
+	$(Q)long=$$(wc -l common/*.[ch] server/*/*.[ch] tests/unit/*.c tests/fuzz/*.[ch] | \
+		awk '$$2 != "total" && $$1 > 900 {print $$2 " (" $$1 " lines)"}'); \
+	if [ -n "$$long" ]; then echo "lint: files over 900 lines: $$long"; exit 1; fi
 
 format:
-	clang-format -i common/*.[ch] server/*.[ch] tests/unit/*.c tests/fuzz/*.[ch]
+	clang-format -i common/*.[ch] server/*/*.[ch] tests/unit/*.c tests/fuzz/*.[ch]
 
 deps:
 	scripts/install-deps.sh
@@ -196,12 +229,11 @@ bench-compare: $(BUILD)/wahagate
 FUZZ_CC      := clang-14
 FUZZ_DIR     := build/fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= request webhook upstream config
+FUZZ_TARGETS ?= request webhook waha config
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Wall -Wextra \
                 -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings \
                 -fsanitize=address,undefined -fno-sanitize-recover=all -MMD -MP \
-                -DWAHAGATE_VERSION='"fuzz"' -Icommon -Iserver \
-                $(shell pkg-config --cflags $(PKGS))
+                -DWAHAGATE_VERSION='"fuzz"' $(INCLUDES_tests) $(PKG_CFLAGS)
 FUZZ_COMMON  := $(COMMON_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
 FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
 
@@ -214,9 +246,9 @@ fuzz:
 fuzz-build: $(FUZZ_BIN)
 
 # The server files each target tests; common/ goes into all of them.
-$(FUZZ_DIR)/fuzz_request: $(FUZZ_DIR)/obj/server/conn.o $(FUZZ_DIR)/obj/server/http.o
-$(FUZZ_DIR)/fuzz_webhook: $(FUZZ_DIR)/obj/server/webhook.o $(FUZZ_DIR)/obj/server/upstream.o
-$(FUZZ_DIR)/fuzz_upstream: $(FUZZ_DIR)/obj/server/upstream.o
+$(FUZZ_DIR)/fuzz_request: $(FUZZ_DIR)/obj/server/worker/conn.o \
+                           $(FUZZ_DIR)/obj/server/worker/http.o \
+                           $(FUZZ_DIR)/obj/server/worker/request.o
 
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_COMMON)
 	@mkdir -p $(dir $@)
@@ -251,7 +283,7 @@ fuzz-run: $(FUZZ_BIN)
 		echo "fuzz: failed:$$failed (inputs in $(FUZZ_DIR)/crashes/)"; exit 1; \
 	fi
 
--include $(wildcard $(FUZZ_DIR)/*.d $(FUZZ_DIR)/obj/*/*.d)
+-include $(wildcard $(FUZZ_DIR)/*.d $(FUZZ_DIR)/obj/*/*.d $(FUZZ_DIR)/obj/*/*/*.d)
 # ---- end of fuzz
 
 # ---- soak and valgrind: long-run and memcheck checks (scripts/soak.py, scripts/valgrind.py)

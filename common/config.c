@@ -4,9 +4,10 @@
  *
  * DESIGN
  * Every key is one row of config_keys[]: section, key, the setter that
- * parses and checks a value, where the value lives in struct config, its
- * default as text and its numeric range. Defaults go through the same setters
- * as the file and the environment, so a default can never be out of range.
+ * parses and checks a value (with the parsers of config_values.c), where
+ * the value lives in struct config, its default as text and its numeric
+ * range. Defaults go through the same setters as the file and the
+ * environment, so a default can never be out of range.
  *
  * Loading is: defaults, then the file (inih calls handle_ini_pair() for each
  * "key = value"), then the environment, then validate_whole(). Debian's
@@ -39,11 +40,11 @@
 #include <ini.h>
 #include <openssl/evp.h>
 
+#include "config_values.h"
 #include "log.h"
 
 extern char **environ;
 
-#define WHY_MAX 192
 #define WHERE_MAX 160
 
 struct config_key;
@@ -64,7 +65,8 @@ struct config_key {
 };
 
 /*========================================================================
- * Value parsers shared by the setters.
+ * Setters: one per kind of value (parsed by config_values.c). Each writes
+ * into the field its row names.
  */
 
 static void *field(struct config *cfg, const struct config_key *k)
@@ -72,250 +74,17 @@ static void *field(struct config *cfg, const struct config_key *k)
     return (char *)cfg + k->offset;
 }
 
-static void why_printf(char *why, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void why_printf(char *why, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(why, WHY_MAX, fmt, ap);
-    va_end(ap);
-}
-
-/* Copy TEXT without surrounding blanks into OUT (size OUT_SIZE). */
-static int copy_trimmed(char *out, size_t out_size, const char *text, size_t len)
-{
-    while (len > 0 && isspace((unsigned char)*text)) {
-        text++;
-        len--;
-    }
-    while (len > 0 && isspace((unsigned char)text[len - 1]))
-        len--;
-    if (len >= out_size)
-        return -1;
-    memmove(out, text, len); /* OUT may be TEXT itself */
-    out[len] = '\0';
-    return 0;
-}
-
-/*
- * Split VALUE at commas and call ITEM for each trimmed, non-empty element.
- * Stops at the first failing ITEM.
- */
-static int for_each_item(const char *value, char *why,
-                         int (*item)(const char *text, void *ctx, char *why), void *ctx)
-{
-    char buf[512];
-    const char *p = value;
-
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-
-        if (copy_trimmed(buf, sizeof(buf), p, len) != 0) {
-            why_printf(why, "list item is too long");
-            return -1;
-        }
-        if (buf[0] == '\0') {
-            why_printf(why, "empty item in list \"%s\"", value);
-            return -1;
-        }
-        if (item(buf, ctx, why) != 0)
-            return -1;
-        if (comma == NULL)
-            return 0;
-        p = comma + 1;
-    }
-}
-
-static int parse_int64(const char *text, int64_t *out)
-{
-    char *end;
-    long long v;
-
-    if (text[0] == '\0' || isspace((unsigned char)text[0]))
-        return -1;
-    errno = 0;
-    v = strtoll(text, &end, 10);
-    if (errno != 0 || *end != '\0')
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_bool(const char *text, bool *out)
-{
-    static const char *const yes[] = {"true", "yes", "on", "1"};
-    static const char *const no[] = {"false", "no", "off", "0"};
-
-    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
-        if (strcasecmp(text, yes[i]) == 0) {
-            *out = true;
-            return 0;
-        }
-        if (strcasecmp(text, no[i]) == 0) {
-            *out = false;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-bool config_valid_session_name(const char *name)
-{
-    size_t len = strlen(name);
-
-    if (len == 0 || len > 54)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)name[i];
-        if (!isalnum(c) && c != '_' && c != '-')
-            return false;
-    }
-    return true;
-}
-
-/*
- * "host:port", "[v6]:port" or "*:port" into ADDR; the host must be an
- * address or a name that resolves.
- */
-static int parse_listen_addr(const char *text, struct listen_addr *addr, char *why)
-{
-    const char *colon;
-    const char *host = text;
-    size_t host_len;
-    int64_t port;
-
-    if (text[0] == '[') {
-        const char *close = strchr(text, ']');
-        if (close == NULL || close[1] != ':') {
-            why_printf(why, "\"%s\" is not [ipv6]:port", text);
-            return -1;
-        }
-        host = text + 1;
-        host_len = (size_t)(close - host);
-        colon = close + 1;
-    } else {
-        colon = strrchr(text, ':');
-        if (colon == NULL) {
-            why_printf(why, "\"%s\" has no :port", text);
-            return -1;
-        }
-        host_len = (size_t)(colon - text);
-    }
-    if (host_len == 0 || host_len >= sizeof(addr->host)) {
-        why_printf(why, "\"%s\" has no valid host", text);
-        return -1;
-    }
-    if (parse_int64(colon + 1, &port) != 0 || port < 1 || port > 65535) {
-        why_printf(why, "\"%s\": port must be 1-65535", text);
-        return -1;
-    }
-    memcpy(addr->host, host, host_len);
-    addr->host[host_len] = '\0';
-    addr->port = (uint16_t)port;
-
-    if (strcmp(addr->host, "*") != 0) {
-        struct addrinfo hints = {
-            .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
-        struct addrinfo *res = NULL;
-        int rc = getaddrinfo(addr->host, NULL, &hints, &res);
-        if (rc != 0) {
-            why_printf(why, "host \"%s\" does not resolve (%s)", addr->host,
-                       gai_strerror(rc));
-            return -1;
-        }
-        freeaddrinfo(res);
-    }
-    return 0;
-}
-
-static int parse_cidr(const char *text, struct cidr *out, char *why)
-{
-    char addr[64];
-    const char *slash = strchr(text, '/');
-    size_t len = slash ? (size_t)(slash - text) : strlen(text);
-    int64_t prefix;
-
-    if (len >= sizeof(addr)) {
-        why_printf(why, "\"%s\" is not an address or CIDR", text);
-        return -1;
-    }
-    memcpy(addr, text, len);
-    addr[len] = '\0';
-    memset(out, 0, sizeof(*out));
-    if (inet_pton(AF_INET, addr, out->addr) == 1) {
-        out->family = AF_INET;
-        out->prefix = 32;
-    } else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
-        out->family = AF_INET6;
-        out->prefix = 128;
-    } else {
-        why_printf(why, "\"%s\" is not an IPv4 or IPv6 address", addr);
-        return -1;
-    }
-    if (slash != NULL) {
-        if (parse_int64(slash + 1, &prefix) != 0 || prefix < 0 || prefix > out->prefix) {
-            why_printf(why, "\"%s\": bad prefix length", text);
-            return -1;
-        }
-        out->prefix = (int)prefix;
-    }
-    return 0;
-}
-
-/* http:// or https:// followed by a host; stored without trailing '/'. */
-static int parse_http_url(const char *text, char *out, size_t out_size, char *why)
-{
-    size_t len = strlen(text);
-    const char *rest;
-
-    if (strncmp(text, "http://", 7) == 0)
-        rest = text + 7;
-    else if (strncmp(text, "https://", 8) == 0)
-        rest = text + 8;
-    else {
-        why_printf(why, "\"%s\" must start with http:// or https://", text);
-        return -1;
-    }
-    if (rest[0] == '\0' || rest[0] == '/' || rest[0] == ':') {
-        why_printf(why, "\"%s\" has no host", text);
-        return -1;
-    }
-    for (const char *p = text; *p; p++) {
-        if (isspace((unsigned char)*p) || !isprint((unsigned char)*p)) {
-            why_printf(why, "URL contains a blank or control character");
-            return -1;
-        }
-    }
-    while (len > 0 && text[len - 1] == '/')
-        len--;
-    if (len >= out_size) {
-        why_printf(why, "URL is longer than %zu characters", out_size - 1);
-        return -1;
-    }
-    memcpy(out, text, len);
-    out[len] = '\0';
-    return 0;
-}
-
-/*========================================================================
- * Setters: one per kind of value. Each writes into the field its row names.
- */
-
 static int set_int(struct config *cfg, const struct config_key *k, const char *value,
                    char *why)
 {
     int64_t v;
 
-    if (parse_int64(value, &v) != 0) {
-        why_printf(why, "\"%s\" is not a whole number", value);
+    if (config_parse_int64(value, &v) != 0) {
+        config_why(why, "\"%s\" is not a whole number", value);
         return -1;
     }
     if ((double)v < k->min || (double)v > k->max) {
-        why_printf(why, "%lld is out of range (%.0f to %.0f)", (long long)v, k->min,
+        config_why(why, "%lld is out of range (%.0f to %.0f)", (long long)v, k->min,
                    k->max);
         return -1;
     }
@@ -332,11 +101,11 @@ static int set_double(struct config *cfg, const struct config_key *k, const char
     errno = 0;
     v = strtod(value, &end);
     if (value[0] == '\0' || *end != '\0' || errno != 0 || !isfinite(v)) {
-        why_printf(why, "\"%s\" is not a number", value);
+        config_why(why, "\"%s\" is not a number", value);
         return -1;
     }
     if (v < k->min || v > k->max) {
-        why_printf(why, "%g is out of range (%g to %g)", v, k->min, k->max);
+        config_why(why, "%g is out of range (%g to %g)", v, k->min, k->max);
         return -1;
     }
     *(double *)field(cfg, k) = v;
@@ -346,8 +115,8 @@ static int set_double(struct config *cfg, const struct config_key *k, const char
 static int set_bool(struct config *cfg, const struct config_key *k, const char *value,
                     char *why)
 {
-    if (parse_bool(value, (bool *)field(cfg, k)) != 0) {
-        why_printf(why, "\"%s\" is not true or false", value);
+    if (config_parse_bool(value, (bool *)field(cfg, k)) != 0) {
+        config_why(why, "\"%s\" is not true or false", value);
         return -1;
     }
     return 0;
@@ -359,7 +128,7 @@ static int set_string(struct config *cfg, const struct config_key *k, const char
     size_t len = strlen(value);
 
     if (len >= k->size) {
-        why_printf(why, "value is longer than %zu characters", k->size - 1);
+        config_why(why, "value is longer than %zu characters", k->size - 1);
         return -1;
     }
     memcpy(field(cfg, k), value, len + 1);
@@ -383,7 +152,7 @@ static int set_user(struct config *cfg, const struct config_key *k, const char *
                     char *why)
 {
     if (value[0] != '\0' && getpwnam(value) == NULL) {
-        why_printf(why, "user \"%s\" does not exist", value);
+        config_why(why, "user \"%s\" does not exist", value);
         return -1;
     }
     return set_string(cfg, k, value, why);
@@ -395,7 +164,7 @@ static int set_shm_name(struct config *cfg, const struct config_key *k, const ch
     size_t len = strlen(value);
 
     if (value[0] != '/' || len < 2 || strchr(value + 1, '/') != NULL) {
-        why_printf(why, "\"%s\" must be '/' followed by a name without '/'", value);
+        config_why(why, "\"%s\" must be '/' followed by a name without '/'", value);
         return -1;
     }
     return set_string(cfg, k, value, why);
@@ -404,77 +173,13 @@ static int set_shm_name(struct config *cfg, const struct config_key *k, const ch
 static int set_upstream_url(struct config *cfg, const struct config_key *k,
                             const char *value, char *why)
 {
-    return parse_http_url(value, field(cfg, k), k->size, why);
-}
-
-/* TEXT as a struct redis_address, or -1 with WHY. */
-static int parse_redis_url(const char *text, struct redis_address *out, char *why)
-{
-    const char *p, *at, *colon, *slash, *end;
-    int64_t number;
-    char digits[16];
-
-    memset(out, 0, sizeof(*out));
-    if (strncmp(text, "unix:", 5) == 0) {
-        if (text[5] != '/' || strlen(text + 5) >= sizeof(out->unix_path)) {
-            why_printf(
-                why,
-                "\"%s\" must be unix: and an absolute path of at most %zu characters",
-                text, sizeof(out->unix_path) - 1);
-            return -1;
-        }
-        snprintf(out->unix_path, sizeof(out->unix_path), "%s", text + 5);
-        return 0;
-    }
-    if (strncmp(text, "redis://", 8) != 0) {
-        why_printf(why, "\"%s\" must be redis://[:password@]host:port/db or unix:/path",
-                   text);
-        return -1;
-    }
-    p = text + 8;
-    at = strrchr(p, '@');
-    if (at != NULL) {
-        const char *pw = *p == ':' ? p + 1 : p;
-        if ((size_t)(at - pw) >= sizeof(out->password)) {
-            why_printf(why, "the password in \"%s\" is too long", text);
-            return -1;
-        }
-        snprintf(out->password, sizeof(out->password), "%.*s", (int)(at - pw), pw);
-        p = at + 1;
-    }
-    slash = strchr(p, '/');
-    end = slash ? slash : p + strlen(p);
-    colon = memchr(p, ':', (size_t)(end - p));
-    if ((colon ? colon : end) == p ||
-        (size_t)((colon ? colon : end) - p) >= sizeof(out->host)) {
-        why_printf(why, "\"%s\" has no host", text);
-        return -1;
-    }
-    snprintf(out->host, sizeof(out->host), "%.*s", (int)((colon ? colon : end) - p), p);
-    out->port = 6379;
-    if (colon != NULL) {
-        snprintf(digits, sizeof(digits), "%.*s", (int)(end - colon - 1), colon + 1);
-        if (end - colon - 1 >= (long)sizeof(digits) ||
-            parse_int64(digits, &number) != 0 || number < 1 || number > 65535) {
-            why_printf(why, "\"%s\" has no valid port (1 to 65535)", text);
-            return -1;
-        }
-        out->port = (int)number;
-    }
-    if (slash != NULL && slash[1] != '\0') {
-        if (parse_int64(slash + 1, &number) != 0 || number < 0 || number > INT_MAX) {
-            why_printf(why, "\"%s\": the database after / must be a number", text);
-            return -1;
-        }
-        out->db = (int)number;
-    }
-    return 0;
+    return config_parse_http_url(value, field(cfg, k), k->size, why);
 }
 
 static int set_redis_url(struct config *cfg, const struct config_key *k,
                          const char *value, char *why)
 {
-    if (value[0] != '\0' && parse_redis_url(value, &cfg->redis.address, why) != 0)
+    if (value[0] != '\0' && config_parse_redis_url(value, &cfg->redis.address, why) != 0)
         return -1;
     return set_string(cfg, k, value, why);
 }
@@ -485,7 +190,7 @@ static int set_log_level(struct config *cfg, const struct config_key *k,
     int level = log_level_parse(value);
 
     if (level < 0) {
-        why_printf(why, "\"%s\" is not one of error, warn, info, debug", value);
+        config_why(why, "\"%s\" is not one of error, warn, info, debug", value);
         return -1;
     }
     *(int *)field(cfg, k) = level;
@@ -502,10 +207,10 @@ static int add_listen_item(const char *text, void *ctx, char *why)
     struct listen_list *list = ctx;
 
     if (list->count == CONFIG_MAX_LISTEN) {
-        why_printf(why, "at most %d addresses", CONFIG_MAX_LISTEN);
+        config_why(why, "at most %d addresses", CONFIG_MAX_LISTEN);
         return -1;
     }
-    return parse_listen_addr(text, &list->addrs[list->count++], why);
+    return config_parse_listen(text, &list->addrs[list->count++], why);
 }
 
 /* server.listen (required) and server.admin_listen (may be empty). */
@@ -520,10 +225,10 @@ static int set_listen(struct config *cfg, const struct config_key *k, const char
      * compared and handed across fork(). */
     memset(addrs, 0, sizeof(addrs));
     if (value[0] == '\0' && !admin) {
-        why_printf(why, "at least one host:port is needed");
+        config_why(why, "at least one host:port is needed");
         return -1;
     }
-    if (value[0] != '\0' && for_each_item(value, why, add_listen_item, &list) != 0)
+    if (value[0] != '\0' && config_for_each_item(value, why, add_listen_item, &list) != 0)
         return -1;
     if (admin) {
         memcpy(cfg->server.admin_listen, addrs, sizeof(addrs));
@@ -540,7 +245,7 @@ static int add_session_item(const char *text, void *ctx, char *why)
     struct config *cfg = ctx;
 
     if (!config_valid_session_name(text)) {
-        why_printf(why,
+        config_why(why,
                    "\"%s\" is not a WAHA session name ([A-Za-z0-9_-], "
                    "at most 54 characters)",
                    text);
@@ -548,12 +253,12 @@ static int add_session_item(const char *text, void *ctx, char *why)
     }
     for (int i = 0; i < cfg->upstream.session_count; i++) {
         if (strcmp(cfg->upstream.sessions[i], text) == 0) {
-            why_printf(why, "session \"%s\" is listed twice", text);
+            config_why(why, "session \"%s\" is listed twice", text);
             return -1;
         }
     }
     if (cfg->upstream.session_count == CONFIG_MAX_SESSIONS) {
-        why_printf(why, "at most %d sessions", CONFIG_MAX_SESSIONS);
+        config_why(why, "at most %d sessions", CONFIG_MAX_SESSIONS);
         return -1;
     }
     snprintf(cfg->upstream.sessions[cfg->upstream.session_count++],
@@ -573,11 +278,11 @@ static int set_sessions(struct config *cfg, const struct config_key *k, const ch
     cfg->upstream.all_sessions = false;
     cfg->upstream.session_count = 0;
     if (value[0] == '\0') {
-        why_printf(why, "name at least one session, or *");
+        config_why(why, "name at least one session, or *");
         return -1;
     }
     /* On failure the list is half built, but then the whole load fails. */
-    return for_each_item(value, why, add_session_item, cfg);
+    return config_for_each_item(value, why, add_session_item, cfg);
 }
 
 static int add_proxy_item(const char *text, void *ctx, char *why)
@@ -585,10 +290,10 @@ static int add_proxy_item(const char *text, void *ctx, char *why)
     struct config *cfg = ctx;
 
     if (cfg->server.trusted_proxy_count == CONFIG_MAX_PROXIES) {
-        why_printf(why, "at most %d entries", CONFIG_MAX_PROXIES);
+        config_why(why, "at most %d entries", CONFIG_MAX_PROXIES);
         return -1;
     }
-    return parse_cidr(
+    return config_parse_cidr(
         text, &cfg->server.trusted_proxies[cfg->server.trusted_proxy_count++], why);
 }
 
@@ -599,7 +304,7 @@ static int set_trusted_proxies(struct config *cfg, const struct config_key *k,
     cfg->server.trusted_proxy_count = 0;
     if (value[0] == '\0')
         return 0;
-    return for_each_item(value, why, add_proxy_item, cfg);
+    return config_for_each_item(value, why, add_proxy_item, cfg);
 }
 
 static int add_origin_item(const char *text, void *ctx, char *why)
@@ -611,14 +316,14 @@ static int add_origin_item(const char *text, void *ctx, char *why)
         cfg->server.cors_any = true;
         return 0;
     }
-    if (parse_http_url(text, url, sizeof(url), why) != 0)
+    if (config_parse_http_url(text, url, sizeof(url), why) != 0)
         return -1;
     if (strchr(strstr(url, "://") + 3, '/') != NULL) {
-        why_printf(why, "origin \"%s\" must not have a path", text);
+        config_why(why, "origin \"%s\" must not have a path", text);
         return -1;
     }
     if (cfg->server.cors_origin_count == CONFIG_MAX_ORIGINS) {
-        why_printf(why, "at most %d origins", CONFIG_MAX_ORIGINS);
+        config_why(why, "at most %d origins", CONFIG_MAX_ORIGINS);
         return -1;
     }
     snprintf(cfg->server.cors_origins[cfg->server.cors_origin_count++], CONFIG_ORIGIN_MAX,
@@ -634,104 +339,26 @@ static int set_cors_origins(struct config *cfg, const struct config_key *k,
     cfg->server.cors_any = false;
     if (value[0] == '\0')
         return 0;
-    return for_each_item(value, why, add_origin_item, cfg);
+    return config_for_each_item(value, why, add_origin_item, cfg);
 }
 
-static int sha256_hex_decode(const char *hex, uint8_t out[32])
-{
-    if (strlen(hex) != 64)
-        return -1;
-    for (size_t i = 0; i < 32; i++) {
-        unsigned int byte;
-        if (!isxdigit((unsigned char)hex[2 * i]) ||
-            !isxdigit((unsigned char)hex[2 * i + 1]) ||
-            sscanf(hex + 2 * i, "%2x", &byte) != 1)
-            return -1;
-        out[i] = (uint8_t)byte;
-    }
-    return 0;
-}
-
-/* auth.key = NAME : SECRET : SESSIONS, SECRET in clear or sha256:<hex>. */
+/* auth.key = NAME : SECRET : SESSIONS (config_parse_auth_key()). */
 static int set_auth_key(struct config *cfg, const struct config_key *k, const char *value,
                         char *why)
 {
-    char parts[3][512];
-    const char *p = value;
     struct auth_key key;
 
     (void)k;
-    memset(&key, 0, sizeof(key));
-    for (int i = 0; i < 3; i++) {
-        const char *colon = i < 2 ? strchr(p, ':') : NULL;
-        size_t len = colon ? (size_t)(colon - p) : strlen(p);
-        if ((i < 2 && colon == NULL) ||
-            copy_trimmed(parts[i], sizeof(parts[i]), p, len) != 0) {
-            why_printf(why, "expected NAME : SECRET : SESSIONS");
-            return -1;
-        }
-        p = colon ? colon + 1 : p + len;
-    }
-    /* "sha256:<hex>" puts one more colon inside SECRET. */
-    if (strcmp(parts[1], "sha256") == 0) {
-        const char *colon = strchr(parts[2], ':');
-        char hex[128];
-        if (colon == NULL ||
-            copy_trimmed(hex, sizeof(hex), parts[2], (size_t)(colon - parts[2])) != 0 ||
-            sha256_hex_decode(hex, key.secret_sha256) != 0) {
-            why_printf(why, "sha256: must be followed by 64 hex digits");
-            return -1;
-        }
-        memmove(parts[2], colon + 1, strlen(colon + 1) + 1);
-        copy_trimmed(parts[2], sizeof(parts[2]), parts[2], strlen(parts[2]));
-    } else if (parts[1][0] == '\0') {
-        why_printf(why, "the secret of key \"%s\" is empty", parts[0]);
+    if (config_parse_auth_key(value, &key, why) != 0)
         return -1;
-    } else {
-        EVP_Digest(parts[1], strlen(parts[1]), key.secret_sha256, NULL, EVP_sha256(),
-                   NULL);
-    }
-    if (parts[0][0] == '\0' || strlen(parts[0]) >= sizeof(key.name)) {
-        why_printf(why, "key name must be 1 to %zu characters", sizeof(key.name) - 1);
-        return -1;
-    }
-    snprintf(key.name, sizeof(key.name), "%s", parts[0]);
     for (int i = 0; i < cfg->auth.key_count; i++) {
         if (strcmp(cfg->auth.keys[i].name, key.name) == 0) {
-            why_printf(why, "key name \"%s\" is used twice", key.name);
-            return -1;
-        }
-    }
-    if (strcmp(parts[2], "*") == 0) {
-        key.all_sessions = true;
-    } else {
-        /* Keep the list as "a,b,c", each a valid session name. */
-        char *save = NULL;
-        size_t used = 0;
-        for (char *s = strtok_r(parts[2], ",", &save); s;
-             s = strtok_r(NULL, ",", &save)) {
-            char name[CONFIG_SESSION_NAME_MAX];
-            if (copy_trimmed(name, sizeof(name), s, strlen(s)) != 0 ||
-                !config_valid_session_name(name)) {
-                why_printf(why, "\"%s\" is not a session name", s);
-                return -1;
-            }
-            used += (size_t)snprintf(key.sessions + used, sizeof(key.sessions) - used,
-                                     "%s%s", used ? "," : "", name);
-            if (used >= sizeof(key.sessions)) {
-                why_printf(why, "session list is too long");
-                return -1;
-            }
-        }
-        /* After the loop: "" and "," alike name nothing (strtok_r skips
-         * empty items). */
-        if (used == 0) {
-            why_printf(why, "key \"%s\" names no sessions (use *)", key.name);
+            config_why(why, "key name \"%s\" is used twice", key.name);
             return -1;
         }
     }
     if (cfg->auth.key_count == CONFIG_MAX_AUTH_KEYS) {
-        why_printf(why, "at most %d keys", CONFIG_MAX_AUTH_KEYS);
+        config_why(why, "at most %d keys", CONFIG_MAX_AUTH_KEYS);
         return -1;
     }
     cfg->auth.keys[cfg->auth.key_count++] = key;
@@ -739,7 +366,7 @@ static int set_auth_key(struct config *cfg, const struct config_key *k, const ch
 }
 
 /*========================================================================
- * The key table. The defaults are the contract in DESIGN.md and waha.ini.
+ * The key table. The defaults are the contract in docs/design.md and waha.ini.
  */
 
 #define OFF(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
@@ -888,7 +515,7 @@ static int apply(struct load_state *st, const char *section, const char *key,
 {
     bool section_known;
     const struct config_key *k = find_key(section, key, &section_known);
-    char why[WHY_MAX] = "";
+    char why[CONFIG_WHY_MAX] = "";
     size_t idx;
 
     if (k == NULL) {
@@ -918,20 +545,20 @@ int config_set(struct config *cfg, const char *section, const char *key,
                const char *value, const char *source, int line,
                struct config_errors *errs)
 {
-    bool section_known;
-    const struct config_key *k = find_key(section, key, &section_known);
-    char why[WHY_MAX] = "";
+    struct load_state *st = calloc(1, sizeof(*st));
+    char where[WHERE_MAX];
+    int rc;
 
-    if (k == NULL) {
-        add_error(errs, "%s:%d: [%s] %s: unknown %s", source, line, section, key,
-                  section_known ? "key" : "section");
+    if (st == NULL) {
+        add_error(errs, "%s:%d: out of memory", source, line);
         return -1;
     }
-    if (k->set(cfg, k, value, why) != 0) {
-        add_error(errs, "%s:%d: [%s] %s: %s", source, line, section, key, why);
-        return -1;
-    }
-    return 0;
+    st->cfg = cfg;
+    st->errs = errs;
+    snprintf(where, sizeof(where), "%s:%d", source, line);
+    rc = apply(st, section, key, value, where);
+    free(st);
+    return rc;
 }
 
 /*
@@ -1043,17 +670,43 @@ static const char *where_of(struct load_state *st, const char *section, const ch
     return w[0] ? w : st->path;
 }
 
+/* Pairs of numbers where the first may not be above the second. */
+static const struct {
+    const char *section, *low, *high;
+    size_t low_offset, high_offset;
+} ordered[] = {
+    {"server", "min_workers", "max_workers", offsetof(struct config, server.min_workers),
+     offsetof(struct config, server.max_workers)},
+    {"frontend", "base_interval", "max_interval",
+     offsetof(struct config, frontend.base_interval),
+     offsetof(struct config, frontend.max_interval)},
+    {"frontend", "authenticated_interval", "max_interval",
+     offsetof(struct config, frontend.authenticated_interval),
+     offsetof(struct config, frontend.max_interval)},
+    {"circuit", "open_duration", "max_open_duration",
+     offsetof(struct config, circuit.open_duration),
+     offsetof(struct config, circuit.max_open_duration)},
+};
+
+static int64_t number_at(const struct config *cfg, size_t offset)
+{
+    return *(const int64_t *)((const char *)cfg + offset);
+}
+
 /* Checks that involve more than one key. */
 static void validate_whole(struct load_state *st)
 {
     struct config *cfg = st->cfg;
 
-    if (cfg->server.min_workers > cfg->server.max_workers)
-        add_error(st->errs,
-                  "%s: [server] min_workers: %lld is above "
-                  "max_workers %lld",
-                  where_of(st, "server", "min_workers"),
-                  (long long)cfg->server.min_workers, (long long)cfg->server.max_workers);
+    for (size_t i = 0; i < sizeof(ordered) / sizeof(ordered[0]); i++) {
+        int64_t low = number_at(cfg, ordered[i].low_offset);
+        int64_t high = number_at(cfg, ordered[i].high_offset);
+        if (low > high)
+            add_error(st->errs, "%s: [%s] %s: %lld is above %s %lld",
+                      where_of(st, ordered[i].section, ordered[i].low),
+                      ordered[i].section, ordered[i].low, (long long)low, ordered[i].high,
+                      (long long)high);
+    }
     if (cfg->server.workers < cfg->server.min_workers ||
         cfg->server.workers > cfg->server.max_workers)
         add_error(st->errs,
@@ -1061,27 +714,6 @@ static void validate_whole(struct load_state *st)
                   "min_workers..max_workers (%lld..%lld)",
                   where_of(st, "server", "workers"), (long long)cfg->server.workers,
                   (long long)cfg->server.min_workers, (long long)cfg->server.max_workers);
-    if (cfg->frontend.base_interval > cfg->frontend.max_interval)
-        add_error(st->errs,
-                  "%s: [frontend] base_interval: %lld is above "
-                  "max_interval %lld",
-                  where_of(st, "frontend", "base_interval"),
-                  (long long)cfg->frontend.base_interval,
-                  (long long)cfg->frontend.max_interval);
-    if (cfg->frontend.authenticated_interval > cfg->frontend.max_interval)
-        add_error(st->errs,
-                  "%s: [frontend] authenticated_interval: %lld is "
-                  "above max_interval %lld",
-                  where_of(st, "frontend", "authenticated_interval"),
-                  (long long)cfg->frontend.authenticated_interval,
-                  (long long)cfg->frontend.max_interval);
-    if (cfg->circuit.open_duration > cfg->circuit.max_open_duration)
-        add_error(st->errs,
-                  "%s: [circuit] open_duration: %lld is above "
-                  "max_open_duration %lld",
-                  where_of(st, "circuit", "open_duration"),
-                  (long long)cfg->circuit.open_duration,
-                  (long long)cfg->circuit.max_open_duration);
     for (int i = 0; i < cfg->server.admin_listen_count; i++) {
         for (int j = 0; j < cfg->server.listen_count; j++) {
             if (cfg->server.admin_listen[i].port == cfg->server.listen[j].port &&
@@ -1119,7 +751,7 @@ static void validate_whole(struct load_state *st)
 
 void config_defaults(struct config *cfg)
 {
-    char why[WHY_MAX];
+    char why[CONFIG_WHY_MAX];
 
     memset(cfg, 0, sizeof(*cfg));
     for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {

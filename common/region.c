@@ -42,7 +42,7 @@
 const char *const entry_kind_names[ENTRY_KIND_COUNT] = {
     [ENTRY_FREE] = "free",
     [ENTRY_HEALTH] = "health",
-    [ENTRY_SESSION_LIST] = "sessions",
+    [ENTRY_SESSION_LIST] = "list",
     [ENTRY_SESSION] = "session",
 };
 
@@ -56,6 +56,13 @@ const char *const circuit_state_names[CIRCUIT_COUNT] = {
     [CIRCUIT_CLOSED] = "closed",
     [CIRCUIT_OPEN] = "open",
     [CIRCUIT_HALF_OPEN] = "half-open",
+};
+
+const char *const fleet_state_names[FLEET_STATE_COUNT] = {
+    [FLEET_OFF] = "off",
+    [FLEET_LEADER] = "leader",
+    [FLEET_FOLLOWER] = "follower",
+    [FLEET_DOWN] = "unreachable",
 };
 
 const char *const proc_role_names[ROLE_COUNT] = {

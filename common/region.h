@@ -158,6 +158,18 @@ enum circuit_state { CIRCUIT_CLOSED = 0, CIRCUIT_OPEN, CIRCUIT_HALF_OPEN, CIRCUI
 
 extern const char *const circuit_state_names[CIRCUIT_COUNT];
 
+/* Where the gateway stands in a Redis fleet; the fetcher (fleet.c)
+ * publishes it in the header. */
+enum fleet_state {
+    FLEET_OFF = 0,  /* no redis.url: a single host */
+    FLEET_LEADER,   /* holds the lease: calls WAHA for the fleet */
+    FLEET_FOLLOWER, /* another gateway calls WAHA; we copy its entries */
+    FLEET_DOWN,     /* Redis unreachable: calling WAHA on our own */
+    FLEET_STATE_COUNT
+};
+
+extern const char *const fleet_state_names[FLEET_STATE_COUNT];
+
 enum proc_role { ROLE_NONE = 0, ROLE_MASTER, ROLE_WORKER, ROLE_FETCHER, ROLE_COUNT };
 
 extern const char *const proc_role_names[ROLE_COUNT];
@@ -279,7 +291,7 @@ struct region_header {
 
     _Atomic uint64_t table_generation; /* entries added or removed */
     _Atomic int32_t workers_running;
-    _Atomic uint32_t fleet; /* enum fleet_state (fleet.c) */
+    _Atomic uint32_t fleet; /* enum fleet_state */
 
     /* Calls to WAHA per monotonic second, a ring written by the fetcher. */
     struct {

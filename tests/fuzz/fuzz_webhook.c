@@ -1,6 +1,6 @@
 /*
  * fuzz_webhook.c - libFuzzer target: POST /api/waha/webhook as routes.c
- * reads it (server/webhook.c): the X-Webhook-Hmac check, then the envelope.
+ * reads it (common/waha.c): the X-Webhook-Hmac check, then the envelope.
  *
  * Input: one selector byte, then the raw body. The selector chooses the
  * signature the body comes with: the right one in lower or upper case hex
@@ -9,7 +9,7 @@
  * body), which is checked against a digest computed here. The key is
  * tests/integration/test_webhooks.py's, or empty. The body is then parsed
  * as an envelope, NUL-terminated as conn.c hands it over, and what
- * webhook_parse() fills is checked against webhook.h and against the
+ * waha_parse_event() fills is checked against webhook.h and against the
  * body itself (parsed again here): the event and the session name are the
  * envelope's, all of them; a session.status event has a valid session
  * name, the payload's status, made of capital letters, digits and '_',
@@ -24,7 +24,7 @@
 
 #include "config.h"
 #include "fuzz.h"
-#include "webhook.h"
+#include "waha.h"
 
 enum signature { SIGN_LOWER, SIGN_UPPER, SIGN_ALTERED, SIGN_GIVEN, SIGN_KINDS };
 
@@ -70,17 +70,17 @@ static void check_hmac(enum signature how, const char *key, const char *body, si
     case SIGN_LOWER:
     case SIGN_UPPER:
         hex(digest, header, how == SIGN_UPPER);
-        FUZZ_CHECK(webhook_hmac_ok(key, body, len, header));
+        FUZZ_CHECK(waha_signature_ok(key, body, len, header));
         break;
     case SIGN_ALTERED:
         hex(digest, header, false);
         header[pick % 128] = header[pick % 128] == '0' ? '1' : '0';
-        FUZZ_CHECK(!webhook_hmac_ok(key, body, len, header));
+        FUZZ_CHECK(!waha_signature_ok(key, body, len, header));
         break;
     default:
-        FUZZ_CHECK(webhook_hmac_ok(key, body, len, given) ==
+        FUZZ_CHECK(waha_signature_ok(key, body, len, given) ==
                    expected_hmac_ok(digest, given));
-        FUZZ_CHECK(!webhook_hmac_ok(key, body, len, NULL));
+        FUZZ_CHECK(!waha_signature_ok(key, body, len, NULL));
         break;
     }
 }
@@ -95,17 +95,17 @@ static bool status_chars(const char *s)
 
 static void check_envelope(const char *body, size_t len)
 {
-    struct webhook_event ev;
+    struct waha_event ev;
     char why[REGION_ERROR_MAX];
-    enum webhook_result result;
+    enum waha_event_kind result;
     struct json_object *env, *payload = NULL;
 
     memset(why, 'x', sizeof(why));
-    memset(&ev, 'x', sizeof(ev)); /* webhook_parse() must fill all of it */
-    result = webhook_parse(body, len, &ev, why);
-    FUZZ_CHECK(result == WEBHOOK_STATUS || result == WEBHOOK_IGNORED ||
-               result == WEBHOOK_BAD);
-    if (result == WEBHOOK_BAD) {
+    memset(&ev, 'x', sizeof(ev)); /* waha_parse_event() must fill all of it */
+    result = waha_parse_event(body, len, &ev, why);
+    FUZZ_CHECK(result == WAHA_EVENT_STATUS || result == WAHA_EVENT_IGNORED ||
+               result == WAHA_EVENT_BAD);
+    if (result == WAHA_EVENT_BAD) {
         FUZZ_CHECK(fuzz_terminated(why, sizeof(why)) && why[0] != '\0');
         return;
     }
@@ -116,7 +116,7 @@ static void check_envelope(const char *body, size_t len)
     env = json_tokener_parse(body);
     FUZZ_CHECK(fuzz_member_is(env, "event", ev.event));
     FUZZ_CHECK(fuzz_member_is(env, "session", ev.session));
-    if (result == WEBHOOK_IGNORED) {
+    if (result == WAHA_EVENT_IGNORED) {
         FUZZ_CHECK(strcmp(ev.event, "session.status") != 0);
     } else {
         FUZZ_CHECK(strcmp(ev.event, "session.status") == 0);

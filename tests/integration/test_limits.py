@@ -1,4 +1,4 @@
-"""Bounds of the HTTP transport (issue 6, server/conn.c): 431 for a request
+"""Bounds of the HTTP transport (issue 6, server/worker/conn.c): 431 for a request
 head over 8 KiB or with more than 100 header fields, 414 for a target over
 2 KiB, 413 for a body over 64 KiB, 503 at accept beyond
 server.max_connections, and server.client_timeout for slow heads

@@ -1,4 +1,4 @@
-"""GET /api/waha/sessions/NAME/qr (issue 3; waha-api.md 4): the fetcher keeps
+"""GET /api/waha/sessions/NAME/qr (issue 3; docs/waha-api.md 4): the fetcher keeps
 the QR of a session that waits for a scan, and the gateway answers like WAHA
 (PNG, {"mimetype","data"} for Accept: application/json, {"value"} for
 ?format=raw); 404 otherwise; WAHA is never asked for a QR outside

@@ -1,5 +1,5 @@
 """Per-client rate limiting (issue 6; common/ratelimit.c, rate_ok() in
-server/routes.c): a token bucket per client address, ratelimit.burst tokens
+server/worker/routes.c): a token bucket per client address, ratelimit.burst tokens
 refilled at ratelimit.rate per second, shared by all workers through the
 region. A refused request gets 429 with a JSON error, Retry-After and the
 RateLimit-Limit/Remaining/Reset headers. X-Forwarded-For names the client

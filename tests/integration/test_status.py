@@ -1,5 +1,5 @@
 """GET /api/waha/status: the status object, its headers, change propagation
-and conditional requests (DESIGN.md, Contract: HTTP endpoints, Status object)."""
+and conditional requests (docs/design.md, Contract: HTTP endpoints, Status object)."""
 
 import json
 import re

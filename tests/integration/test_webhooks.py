@@ -1,4 +1,4 @@
-"""POST /api/waha/webhook (issue 3; waha-api.md 6): WAHA's session.status
+"""POST /api/waha/webhook (issue 3; docs/waha-api.md 6): WAHA's session.status
 events update the cache at once, signed with HMAC-SHA512 when
 webhook.hmac_key is set, applied once per envelope id, and relax periodic
 refresh to webhook.safety_interval. Hand-made envelopes and the simulator's

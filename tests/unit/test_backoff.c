@@ -9,7 +9,7 @@
  * refresh; a delay of the wrong shape hammers WAHA. A breaker that opens
  * one failure too early or too late, lets two probes out at once, forgets
  * to lengthen its open period (frontend.backoff_multiplier, capped at
- * circuit.max_open_duration, DESIGN.md "waha.ini") or never closes again
+ * circuit.max_open_duration, docs/design.md "waha.ini") or never closes again
  * would either flood a sick WAHA or stop the gateway from noticing that it
  * recovered; and the status object's upstream.circuit and the stats'
  * circuit.opens are read from the header atomics checked here.
@@ -354,7 +354,7 @@ static void test_breaker_default_threshold(void **state)
     struct breaker b;
 
     (void)state;
-    config_defaults(cfg); /* DESIGN.md: 5 failures, 30 s, x2, 300 s */
+    config_defaults(cfg); /* docs/design.md: 5 failures, 30 s, x2, 300 s */
     assert_int_equal(cfg->circuit.failure_threshold, 5);
     assert_int_equal(cfg->circuit.open_duration, 30000);
     assert_int_equal(cfg->circuit.max_open_duration, 300000);

@@ -1,10 +1,10 @@
 /*
  * test_config.c - unit tests for common/config.c: waha.ini loading, the
- * defaults of the DESIGN.md key table, the environment overrides, the error
+ * defaults of the docs/design.md key table, the environment overrides, the error
  * messages and the checks that span several keys.
  *
  * Why: waha.ini and its environment overrides are part of the contract
- * (DESIGN.md "waha.ini"); packaging, `wahagate -t` and SIGHUP reload depend
+ * (docs/design.md "waha.ini"); packaging, `wahagate -t` and SIGHUP reload depend
  * on a default never changing silently, on every bad line being reported as
  * FILE:LINE with its [section] key (all of them, not only the first), and on
  * the precedence defaults < file < environment. Every test passes its own

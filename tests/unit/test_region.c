@@ -12,11 +12,11 @@
  * must never be served an entry a dead writer left half-written.
  *
  * Also tested here, because they live in or write through the region: the
- * flap smoothing of published statuses (entry_observe_status(), DESIGN.md
+ * flap smoothing of published statuses (entry_observe_status(), docs/design.md
  * backend.flap_hold: a change away from WORKING is published only once it
  * has lasted that long), the ring of recent webhook ids that drops WAHA's
  * retried deliveries, the QR slots (layout, copy, clearing, repair after a
- * writer died), and server/store.c, the code through which the fetcher and
+ * writer died), and common/store.c, the code through which the fetcher and
  * the workers write answers, failures, webhooks and QR codes. A status
  * published too early makes every dashboard flash "disconnected" on a
  * reconnect; one published too late hides a real logout; a generation that
@@ -1119,7 +1119,7 @@ static void test_webhook_seen_long_ids(void **state)
 
     /*
      * Longer ids cannot be kept whole, so they are neither recorded nor ever
-     * a duplicate (webhook_parse() drops them before they get here).
+     * a duplicate (waha_parse_event() drops them before they get here).
      */
     memset(id, 'b', REGION_WEBHOOK_ID_MAX + 20);
     id[REGION_WEBHOOK_ID_MAX + 20] = '\0';
@@ -1406,7 +1406,7 @@ static void test_robust_mutex_repairs_torn_qr(void **state)
 }
 
 /*========================================================================
- * server/store.c through the region
+ * common/store.c through the region
  */
 
 static struct config store_cfg;
@@ -1430,7 +1430,7 @@ static int store_region(const char *tag, const char (*tracked)[REGION_NAME_MAX],
     return index;
 }
 
-/* What upstream_parse_session() would make of WAHA's session object. */
+/* What waha_parse_session() would make of WAHA's session object. */
 static const struct session_record *make_rec(const char *name, const char *status,
                                              const char *me_json)
 {
@@ -1445,10 +1445,10 @@ static const struct session_record *make_rec(const char *name, const char *statu
     return &rec;
 }
 
-static struct webhook_event hook;
+static struct waha_event hook;
 
-static const struct webhook_event *make_hook(const char *id, const char *session,
-                                             const char *status, const char *me_json)
+static const struct waha_event *make_hook(const char *id, const char *session,
+                                          const char *status, const char *me_json)
 {
     memset(&hook, 0, sizeof(hook));
     snprintf(hook.id, sizeof(hook.id), "%s", id);
@@ -1560,7 +1560,7 @@ static void test_store_session_404_repeated(void **state)
     assert_false(e->d.exists);
     gen = e->generation;
     /*
-     * BUG (server/store.c, store_session): WAHA answering 404 again is the
+     * BUG (common/store.c, store_session): WAHA answering 404 again is the
      * same answer, so nothing a client sees changes and the generation must
      * stay (store.h: "bumps the entry's generation only when something a
      * client sees changed"). store_session() computes `changed` with
@@ -1662,9 +1662,10 @@ static void test_store_webhook(void **state)
 
     (void)state;
     gen = e->generation;
-    assert_int_equal(
-        store_webhook(&reg, &store_cfg, make_hook("evt_1", "default", "WORKING", ME_A)),
-        STORE_WEBHOOK_APPLIED);
+    assert_int_equal(store_event(&reg, &store_cfg,
+                                 make_hook("evt_1", "default", "WORKING", ME_A),
+                                 SOURCE_WEBHOOK),
+                     STORE_EVENT_APPLIED);
     assert_true(d->has_data);
     assert_true(d->exists);
     assert_string_equal(d->status, "WORKING");
@@ -1683,34 +1684,39 @@ static void test_store_webhook(void **state)
     /* WAHA retries the same envelope: applied once. */
     gen = e->generation;
     seq = e->seq;
-    assert_int_equal(
-        store_webhook(&reg, &store_cfg, make_hook("evt_1", "default", "FAILED", "null")),
-        STORE_WEBHOOK_DUPLICATE);
+    assert_int_equal(store_event(&reg, &store_cfg,
+                                 make_hook("evt_1", "default", "FAILED", "null"),
+                                 SOURCE_WEBHOOK),
+                     STORE_EVENT_DUPLICATE);
     assert_int_equal(e->seq, seq);
     assert_int_equal(e->generation, gen);
     assert_string_equal(d->raw_status, "WORKING");
 
     /* A session this gateway does not track. */
-    assert_int_equal(
-        store_webhook(&reg, &store_cfg, make_hook("evt_2", "elsewhere", "WORKING", NULL)),
-        STORE_WEBHOOK_UNTRACKED);
+    assert_int_equal(store_event(&reg, &store_cfg,
+                                 make_hook("evt_2", "elsewhere", "WORKING", NULL),
+                                 SOURCE_WEBHOOK),
+                     STORE_EVENT_UNTRACKED);
     assert_int_equal(e->seq, seq);
 
     /* No id: applied every time. Without me, me is kept. */
-    assert_int_equal(
-        store_webhook(&reg, &store_cfg, make_hook("", "default", "WORKING", NULL)),
-        STORE_WEBHOOK_APPLIED);
-    assert_int_equal(
-        store_webhook(&reg, &store_cfg, make_hook("", "default", "WORKING", NULL)),
-        STORE_WEBHOOK_APPLIED);
+    assert_int_equal(store_event(&reg, &store_cfg,
+                                 make_hook("", "default", "WORKING", NULL),
+                                 SOURCE_WEBHOOK),
+                     STORE_EVENT_APPLIED);
+    assert_int_equal(store_event(&reg, &store_cfg,
+                                 make_hook("", "default", "WORKING", NULL),
+                                 SOURCE_WEBHOOK),
+                     STORE_EVENT_APPLIED);
     assert_int_equal(e->generation, gen); /* the same status again */
     assert_string_equal(d->me_json, ME_A);
     assert_true(e->seq > seq);
 
     /* me null (logged out) replaces me. */
-    assert_int_equal(
-        store_webhook(&reg, &store_cfg, make_hook("evt_3", "default", "WORKING", "null")),
-        STORE_WEBHOOK_APPLIED);
+    assert_int_equal(store_event(&reg, &store_cfg,
+                                 make_hook("evt_3", "default", "WORKING", "null"),
+                                 SOURCE_WEBHOOK),
+                     STORE_EVENT_APPLIED);
     assert_string_equal(d->me_json, "null");
     assert_int_equal(e->generation, gen + 1);
 
@@ -1734,9 +1740,10 @@ static void test_store_webhook_wants_after_last_attempt(void **state)
      * processes): the want must still be newer than that attempt. */
     atomic_store(&e->attempt_done_ms, future);
     atomic_store(&q->attempt_done_ms, future + 10);
-    assert_int_equal(store_webhook(&reg, &store_cfg,
-                                   make_hook("evt_q", "default", "SCAN_QR_CODE", "null")),
-                     STORE_WEBHOOK_APPLIED);
+    assert_int_equal(store_event(&reg, &store_cfg,
+                                 make_hook("evt_q", "default", "SCAN_QR_CODE", "null"),
+                                 SOURCE_WEBHOOK),
+                     STORE_EVENT_APPLIED);
     assert_true(e->wanted_ms == future + 1);
     /* SCAN_QR_CODE announces a new QR: it is wanted too. */
     assert_true(q->wanted_ms == future + 11);
@@ -1749,9 +1756,10 @@ static void test_store_webhook_untracked_then_tracked(void **state)
 
     (void)state;
     (void)i;
-    assert_int_equal(
-        store_webhook(&reg, &store_cfg, make_hook("evt_n", "newone", "WORKING", ME_A)),
-        STORE_WEBHOOK_UNTRACKED);
+    assert_int_equal(store_event(&reg, &store_cfg,
+                                 make_hook("evt_n", "newone", "WORKING", ME_A),
+                                 SOURCE_WEBHOOK),
+                     STORE_EVENT_UNTRACKED);
     assert_int_equal(region_lock(&reg), 0);
     assert_int_equal(region_set_sessions(&reg, both, 2), 0);
     inew = region_find_session(&reg, "newone");
@@ -1761,9 +1769,10 @@ static void test_store_webhook_untracked_then_tracked(void **state)
      * again once the session is tracked (routes.c asks for a new session
      * list on UNTRACKED with sessions = *), it is applied.
      */
-    assert_int_equal(
-        store_webhook(&reg, &store_cfg, make_hook("evt_n", "newone", "WORKING", ME_A)),
-        STORE_WEBHOOK_APPLIED);
+    assert_int_equal(store_event(&reg, &store_cfg,
+                                 make_hook("evt_n", "newone", "WORKING", ME_A),
+                                 SOURCE_WEBHOOK),
+                     STORE_EVENT_APPLIED);
     assert_true(region_entry(&reg, inew)->d.has_data);
     assert_string_equal(region_entry(&reg, inew)->d.status, "WORKING");
 }
@@ -1782,9 +1791,10 @@ static void test_store_webhook_flap_hold(void **state)
 
     /* WORKING -> STARTING by webhook: held like a polled one. */
     mono0 = time_mono_ms();
-    assert_int_equal(
-        store_webhook(&reg, &store_cfg, make_hook("w1", "default", "STARTING", NULL)),
-        STORE_WEBHOOK_APPLIED);
+    assert_int_equal(store_event(&reg, &store_cfg,
+                                 make_hook("w1", "default", "STARTING", NULL),
+                                 SOURCE_WEBHOOK),
+                     STORE_EVENT_APPLIED);
     assert_string_equal(d->status, "WORKING");
     assert_string_equal(d->raw_status, "STARTING");
     assert_true(d->pending_since_mono_ms >= mono0);
@@ -1797,9 +1807,10 @@ static void test_store_webhook_flap_hold(void **state)
     assert_int_equal(e->generation, gen);
 
     /* Back to WORKING within the hold: the flap is never shown. */
-    assert_int_equal(
-        store_webhook(&reg, &store_cfg, make_hook("w2", "default", "WORKING", NULL)),
-        STORE_WEBHOOK_APPLIED);
+    assert_int_equal(store_event(&reg, &store_cfg,
+                                 make_hook("w2", "default", "WORKING", NULL),
+                                 SOURCE_WEBHOOK),
+                     STORE_EVENT_APPLIED);
     assert_string_equal(d->status, "WORKING");
     assert_true(d->pending_since_mono_ms == 0);
     assert_int_equal(e->generation, gen);
@@ -1807,32 +1818,36 @@ static void test_store_webhook_flap_hold(void **state)
     /* Away again, and this time it lasts (the hold's start is moved back
      * by flap_hold instead of sleeping): the next webhook saying so
      * publishes it. */
-    assert_int_equal(
-        store_webhook(&reg, &store_cfg, make_hook("w3", "default", "FAILED", NULL)),
-        STORE_WEBHOOK_APPLIED);
+    assert_int_equal(store_event(&reg, &store_cfg,
+                                 make_hook("w3", "default", "FAILED", NULL),
+                                 SOURCE_WEBHOOK),
+                     STORE_EVENT_APPLIED);
     assert_string_equal(d->status, "WORKING");
     assert_int_equal(region_lock(&reg), 0);
     d->pending_since_mono_ms -= store_cfg.backend.flap_hold;
     region_unlock(&reg);
-    assert_int_equal(
-        store_webhook(&reg, &store_cfg, make_hook("w3b", "default", "FAILED", NULL)),
-        STORE_WEBHOOK_APPLIED);
+    assert_int_equal(store_event(&reg, &store_cfg,
+                                 make_hook("w3b", "default", "FAILED", NULL),
+                                 SOURCE_WEBHOOK),
+                     STORE_EVENT_APPLIED);
     assert_string_equal(d->status, "FAILED");
     assert_true(d->pending_since_mono_ms == 0);
     assert_int_equal(e->generation, gen + 1);
 
     /* A webhook back to WORKING is published at once. */
-    assert_int_equal(
-        store_webhook(&reg, &store_cfg, make_hook("w4", "default", "WORKING", NULL)),
-        STORE_WEBHOOK_APPLIED);
+    assert_int_equal(store_event(&reg, &store_cfg,
+                                 make_hook("w4", "default", "WORKING", NULL),
+                                 SOURCE_WEBHOOK),
+                     STORE_EVENT_APPLIED);
     assert_string_equal(d->status, "WORKING");
     assert_int_equal(e->generation, gen + 2);
 
     /* With flap_hold 0 nothing is held. */
     store_cfg.backend.flap_hold = 0;
-    assert_int_equal(
-        store_webhook(&reg, &store_cfg, make_hook("w5", "default", "STARTING", NULL)),
-        STORE_WEBHOOK_APPLIED);
+    assert_int_equal(store_event(&reg, &store_cfg,
+                                 make_hook("w5", "default", "STARTING", NULL),
+                                 SOURCE_WEBHOOK),
+                     STORE_EVENT_APPLIED);
     assert_string_equal(d->status, "STARTING");
     assert_int_equal(e->generation, gen + 3);
 }
@@ -1858,9 +1873,10 @@ static void test_store_release_held(void **state)
 
     /* WORKING -> SCAN_QR_CODE (logged out on the phone) is held; the new QR
      * is fetched meanwhile. */
-    assert_int_equal(store_webhook(&reg, &store_cfg,
-                                   make_hook("r1", "default", "SCAN_QR_CODE", "null")),
-                     STORE_WEBHOOK_APPLIED);
+    assert_int_equal(store_event(&reg, &store_cfg,
+                                 make_hook("r1", "default", "SCAN_QR_CODE", "null"),
+                                 SOURCE_WEBHOOK),
+                     STORE_EVENT_APPLIED);
     assert_string_equal(d->status, "WORKING");
     assert_string_equal(d->raw_status, "SCAN_QR_CODE");
     assert_true(store_qr_value(&reg, i, "2@relogin"));
@@ -2024,9 +2040,10 @@ static void test_store_session_drops_qr(void **state)
     assert_true(store_qr_value(&reg, i, "2@again"));
     store_qr_png(&reg, i, png, sizeof(png));
     assert_true(q->d.has_qr);
-    assert_int_equal(
-        store_webhook(&reg, &store_cfg, make_hook("evt_s", "default", "FAILED", NULL)),
-        STORE_WEBHOOK_APPLIED);
+    assert_int_equal(store_event(&reg, &store_cfg,
+                                 make_hook("evt_s", "default", "FAILED", NULL),
+                                 SOURCE_WEBHOOK),
+                     STORE_EVENT_APPLIED);
     expect_qr_cleared(q);
 
     /* And a 404. */

@@ -1,13 +1,13 @@
 /*
- * test_webhook.c - unit tests for server/webhook.c: the X-Webhook-Hmac
+ * test_webhook.c - unit tests for common/waha.c: the X-Webhook-Hmac
  * check and the reading of WAHA's event envelopes.
  *
  * Why: POST /api/waha/webhook is the one endpoint through which anybody who
  * can reach the gateway changes what every client is told. With an
  * hmac_key set, a body that was not signed with it must be refused (401)
  * whatever the header looks like, and WAHA's own signature (hex
- * HMAC-SHA512 of the raw body, waha-api.md 6.2, in either case of hex) must
- * be accepted. A session.status envelope (waha-api.md 6.3) must yield
+ * HMAC-SHA512 of the raw body, docs/waha-api.md 6.2, in either case of hex) must
+ * be accepted. A session.status envelope (docs/waha-api.md 6.3) must yield
  * exactly the session, the status (an open set: PASSKEY_REQUIRED came in
  * 2026.7.1), "me" and the id used to drop WAHA's retried deliveries; other
  * events are valid but ignored (202), and anything that is not such an
@@ -31,10 +31,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "webhook.h"
+#include "waha.h"
 
 /*========================================================================
- * webhook_hmac_ok
+ * waha_signature_ok
  */
 
 static const char vector_body[] = "{\"event\":\"message\",\"session\":\"default\","
@@ -62,7 +62,7 @@ static const char nul_prefix_hmac[] =
 
 static bool vector_ok(const char *header)
 {
-    return webhook_hmac_ok(vector_key, vector_body, strlen(vector_body), header);
+    return waha_signature_ok(vector_key, vector_body, strlen(vector_body), header);
 }
 
 static void test_hmac_vector(void **state)
@@ -92,11 +92,11 @@ static void test_hmac_wrong_key(void **state)
     size_t len = strlen(vector_body);
 
     (void)state;
-    assert_false(webhook_hmac_ok("my-secret-kez", vector_body, len, vector_hmac));
-    assert_false(webhook_hmac_ok("my-secret-key ", vector_body, len, vector_hmac));
-    assert_false(webhook_hmac_ok("my-secret-ke", vector_body, len, vector_hmac));
-    assert_false(webhook_hmac_ok("MY-SECRET-KEY", vector_body, len, vector_hmac));
-    assert_false(webhook_hmac_ok(NULL, vector_body, len, vector_hmac));
+    assert_false(waha_signature_ok("my-secret-kez", vector_body, len, vector_hmac));
+    assert_false(waha_signature_ok("my-secret-key ", vector_body, len, vector_hmac));
+    assert_false(waha_signature_ok("my-secret-ke", vector_body, len, vector_hmac));
+    assert_false(waha_signature_ok("MY-SECRET-KEY", vector_body, len, vector_hmac));
+    assert_false(waha_signature_ok(NULL, vector_body, len, vector_hmac));
 }
 
 static void test_hmac_body_changed(void **state)
@@ -109,14 +109,14 @@ static void test_hmac_body_changed(void **state)
     for (size_t i = 0; i < len; i++) {
         memcpy(body, vector_body, sizeof(body));
         body[i] ^= 0x01;
-        if (webhook_hmac_ok(vector_key, body, len, vector_hmac))
+        if (waha_signature_ok(vector_key, body, len, vector_hmac))
             fail_msg("byte %zu flipped and still accepted", i);
     }
     /* Only LEN bytes are signed: one byte fewer or more does not match. */
-    assert_false(webhook_hmac_ok(vector_key, vector_body, len - 1, vector_hmac));
-    assert_false(webhook_hmac_ok(vector_key, vector_body, len + 1, vector_hmac));
+    assert_false(waha_signature_ok(vector_key, vector_body, len - 1, vector_hmac));
+    assert_false(waha_signature_ok(vector_key, vector_body, len + 1, vector_hmac));
     /* A body signed for another one. */
-    assert_false(webhook_hmac_ok(vector_key, "", 0, vector_hmac));
+    assert_false(waha_signature_ok(vector_key, "", 0, vector_hmac));
 }
 
 static void test_hmac_uses_len_not_strlen(void **state)
@@ -126,17 +126,17 @@ static void test_hmac_uses_len_not_strlen(void **state)
 
     (void)state;
     assert_int_equal(len, 12);
-    assert_true(webhook_hmac_ok(vector_key, body, len, nul_body_hmac));
-    assert_false(webhook_hmac_ok(vector_key, body, len, nul_prefix_hmac));
-    assert_true(webhook_hmac_ok(vector_key, body, 7, nul_prefix_hmac));
-    assert_false(webhook_hmac_ok(vector_key, body, 7, nul_body_hmac));
+    assert_true(waha_signature_ok(vector_key, body, len, nul_body_hmac));
+    assert_false(waha_signature_ok(vector_key, body, len, nul_prefix_hmac));
+    assert_true(waha_signature_ok(vector_key, body, 7, nul_prefix_hmac));
+    assert_false(waha_signature_ok(vector_key, body, 7, nul_body_hmac));
 }
 
 static void test_hmac_empty_body(void **state)
 {
     (void)state;
-    assert_true(webhook_hmac_ok(vector_key, "", 0, empty_body_hmac));
-    assert_false(webhook_hmac_ok(vector_key, "", 0, vector_hmac));
+    assert_true(waha_signature_ok(vector_key, "", 0, empty_body_hmac));
+    assert_false(waha_signature_ok(vector_key, "", 0, vector_hmac));
 }
 
 static void test_hmac_malformed_header(void **state)
@@ -204,22 +204,22 @@ static void test_hmac_empty_key(void **state)
      * webhook.hmac_key is empty is the caller's choice (routes.c skips the
      * call then).
      */
-    assert_true(webhook_hmac_ok("", vector_body, len, empty_key_hmac));
-    assert_false(webhook_hmac_ok("", vector_body, len, vector_hmac));
-    assert_false(webhook_hmac_ok("", vector_body, len, NULL));
-    assert_false(webhook_hmac_ok("", vector_body, len, ""));
+    assert_true(waha_signature_ok("", vector_body, len, empty_key_hmac));
+    assert_false(waha_signature_ok("", vector_body, len, vector_hmac));
+    assert_false(waha_signature_ok("", vector_body, len, NULL));
+    assert_false(waha_signature_ok("", vector_body, len, ""));
 }
 
 /*========================================================================
  * webhook_parse
  */
 
-static struct webhook_event ev;
+static struct waha_event ev;
 static char why[REGION_ERROR_MAX];
 static char buf[8192];
 
 /* Parse TEXT with a NUL after it, as the HTTP layer keeps one. */
-static enum webhook_result parse(const char *text)
+static enum waha_event_kind parse(const char *text)
 {
     size_t len = strlen(text);
 
@@ -227,14 +227,14 @@ static enum webhook_result parse(const char *text)
     memcpy(buf, text, len + 1);
     memset(&ev, 0x5A, sizeof(ev)); /* webhook_parse must clear it */
     memset(why, 0, sizeof(why));
-    return webhook_parse(buf, len, &ev, why);
+    return waha_parse_event(buf, len, &ev, why);
 }
 
 static void expect_bad(const char *text, const char *reason_part)
 {
-    enum webhook_result r = parse(text);
+    enum waha_event_kind r = parse(text);
 
-    if (r != WEBHOOK_BAD)
+    if (r != WAHA_EVENT_BAD)
         fail_msg("accepted (%d): %s", (int)r, text);
     if (why[0] == '\0')
         fail_msg("no reason for: %s", text);
@@ -242,7 +242,7 @@ static void expect_bad(const char *text, const char *reason_part)
         fail_msg("reason \"%s\" lacks \"%s\" for: %s", why, reason_part, text);
 }
 
-/* A session.status envelope, as WAHA sends it (waha-api.md 6.3). */
+/* A session.status envelope, as WAHA sends it (docs/waha-api.md 6.3). */
 static const char real_status[] =
     "{\"id\":\"evt_01jz8m3k5q7r9t1v3x5z7b9d1f\",\"timestamp\":1741249702485,"
     "\"event\":\"session.status\",\"session\":\"default\","
@@ -272,7 +272,7 @@ static const char *envelope(const char *session, const char *status, const char 
 static void test_parse_real_status(void **state)
 {
     (void)state;
-    assert_int_equal(parse(real_status), WEBHOOK_STATUS);
+    assert_int_equal(parse(real_status), WAHA_EVENT_STATUS);
     assert_string_equal(ev.id, "evt_01jz8m3k5q7r9t1v3x5z7b9d1f");
     assert_string_equal(ev.event, "session.status");
     assert_string_equal(ev.session, "default");
@@ -288,7 +288,7 @@ static void test_parse_pretty_printed(void **state)
     assert_int_equal(parse("\n  {\n \"event\" : \"session.status\",\r\n"
                            "  \"session\":\"s-1_A\",\t\"payload\" : { \"status\" : "
                            "\"SCAN_QR_CODE\" } ,\"me\":null}\n\n  "),
-                     WEBHOOK_STATUS);
+                     WAHA_EVENT_STATUS);
     assert_string_equal(ev.session, "s-1_A");
     assert_string_equal(ev.status, "SCAN_QR_CODE");
     assert_string_equal(ev.id, "");
@@ -299,12 +299,12 @@ static void test_parse_me_variants(void **state)
 {
     (void)state;
     /* me null: the session is not authenticated; that is news too. */
-    assert_int_equal(parse(envelope("default", "STARTING", "null")), WEBHOOK_STATUS);
+    assert_int_equal(parse(envelope("default", "STARTING", "null")), WAHA_EVENT_STATUS);
     assert_true(ev.has_me);
     assert_string_equal(ev.me_json, "null");
 
     /* me absent: nothing is known about it. */
-    assert_int_equal(parse(envelope("default", "STARTING", NULL)), WEBHOOK_STATUS);
+    assert_int_equal(parse(envelope("default", "STARTING", NULL)), WAHA_EVENT_STATUS);
     assert_false(ev.has_me);
 
     /* NOWEB/GOWS extras are dropped; a missing pushName is null. */
@@ -312,22 +312,23 @@ static void test_parse_me_variants(void **state)
         parse(envelope("default", "WORKING",
                        "{\"id\":\"1@c.us\",\"pushName\":\"Shop\","
                        "\"lid\":\"123@lid\",\"jid\":\"1:12@s.whatsapp.net\"}")),
-        WEBHOOK_STATUS);
+        WAHA_EVENT_STATUS);
     assert_true(ev.has_me);
     assert_string_equal(ev.me_json, "{\"id\":\"1@c.us\",\"pushName\":\"Shop\"}");
     assert_int_equal(parse(envelope("default", "WORKING", "{\"id\":\"1@c.us\"}")),
-                     WEBHOOK_STATUS);
+                     WAHA_EVENT_STATUS);
     assert_string_equal(ev.me_json, "{\"id\":\"1@c.us\",\"pushName\":null}");
 
     /* A "me" that is not MeInfo is not used, but the status still is. */
     assert_int_equal(parse(envelope("default", "WORKING", "{\"pushName\":\"x\"}")),
-                     WEBHOOK_STATUS);
+                     WAHA_EVENT_STATUS);
     assert_false(ev.has_me);
     assert_string_equal(ev.status, "WORKING");
-    assert_int_equal(parse(envelope("default", "WORKING", "\"1@c.us\"")), WEBHOOK_STATUS);
+    assert_int_equal(parse(envelope("default", "WORKING", "\"1@c.us\"")),
+                     WAHA_EVENT_STATUS);
     assert_false(ev.has_me);
     assert_int_equal(parse(envelope("default", "WORKING", "{\"id\":42}")),
-                     WEBHOOK_STATUS);
+                     WAHA_EVENT_STATUS);
     assert_false(ev.has_me);
 }
 
@@ -341,7 +342,7 @@ static void test_parse_me_too_long(void **state)
     memset(me + n, 'p', REGION_ME_MAX);
     snprintf(me + n + REGION_ME_MAX, sizeof(me) - (size_t)n - REGION_ME_MAX, "\"}");
     /* It does not fit me_json: not used, the status is. */
-    assert_int_equal(parse(envelope("default", "WORKING", me)), WEBHOOK_STATUS);
+    assert_int_equal(parse(envelope("default", "WORKING", me)), WAHA_EVENT_STATUS);
     assert_false(ev.has_me);
     assert_string_equal(ev.status, "WORKING");
 }
@@ -358,7 +359,7 @@ static void test_parse_other_events_ignored(void **state)
     char text[512];
 
     (void)state;
-    assert_int_equal(parse(vector_body), WEBHOOK_IGNORED);
+    assert_int_equal(parse(vector_body), WAHA_EVENT_IGNORED);
     assert_string_equal(ev.event, "message");
     assert_string_equal(ev.session, "default");
 
@@ -367,7 +368,7 @@ static void test_parse_other_events_ignored(void **state)
                  "{\"id\":\"evt_2\",\"timestamp\":5,\"event\":\"%s\",\"session\":"
                  "\"default\",\"payload\":{\"status\":\"WORKING\"}}",
                  events[i]);
-        if (parse(text) != WEBHOOK_IGNORED)
+        if (parse(text) != WAHA_EVENT_IGNORED)
             fail_msg("event \"%s\" not ignored", events[i]);
         assert_string_equal(ev.event, events[i]);
         assert_string_equal(ev.id, "evt_2");
@@ -378,7 +379,7 @@ static void test_parse_other_events_ignored(void **state)
     }
     /* An ignored event needs no payload at all. */
     assert_int_equal(parse("{\"event\":\"message\",\"session\":\"default\"}"),
-                     WEBHOOK_IGNORED);
+                     WAHA_EVENT_IGNORED);
 }
 
 static void test_parse_open_set_statuses(void **state)
@@ -392,7 +393,7 @@ static void test_parse_open_set_statuses(void **state)
     (void)state;
     assert_int_equal(strlen(statuses[9]), REGION_STATUS_MAX - 1);
     for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
-        if (parse(envelope("default", statuses[i], NULL)) != WEBHOOK_STATUS)
+        if (parse(envelope("default", statuses[i], NULL)) != WAHA_EVENT_STATUS)
             fail_msg("status %s refused: %s", statuses[i], why);
         assert_string_equal(ev.status, statuses[i]);
     }
@@ -461,22 +462,22 @@ static void test_parse_bad_session_name(void **state)
     name[55] = '\0';
     expect_bad(envelope(name, "WORKING", NULL), "session name");
     name[54] = '\0';
-    assert_int_equal(parse(envelope(name, "WORKING", NULL)), WEBHOOK_STATUS);
+    assert_int_equal(parse(envelope(name, "WORKING", NULL)), WAHA_EVENT_STATUS);
     assert_string_equal(ev.session, name);
 }
 
 static void test_parse_event_name_too_long(void **state)
 {
-    char text[256], event[WEBHOOK_EVENT_MAX + 1];
+    char text[256], event[WAHA_EVENT_NAME_MAX + 1];
 
     (void)state;
-    memset(event, 'e', WEBHOOK_EVENT_MAX);
-    event[WEBHOOK_EVENT_MAX] = '\0';
+    memset(event, 'e', WAHA_EVENT_NAME_MAX);
+    event[WAHA_EVENT_NAME_MAX] = '\0';
     snprintf(text, sizeof(text), "{\"event\":\"%s\",\"session\":\"default\"}", event);
     expect_bad(text, "event name");
-    event[WEBHOOK_EVENT_MAX - 1] = '\0';
+    event[WAHA_EVENT_NAME_MAX - 1] = '\0';
     snprintf(text, sizeof(text), "{\"event\":\"%s\",\"session\":\"default\"}", event);
-    assert_int_equal(parse(text), WEBHOOK_IGNORED);
+    assert_int_equal(parse(text), WAHA_EVENT_IGNORED);
     assert_string_equal(ev.event, event);
 }
 
@@ -518,7 +519,7 @@ static void test_parse_trailing_garbage(void **state)
     expect_bad(text, NULL);
     /* Trailing blanks are fine. */
     snprintf(text, sizeof(text), "%s \r\n\t", real_status);
-    assert_int_equal(parse(text), WEBHOOK_STATUS);
+    assert_int_equal(parse(text), WAHA_EVENT_STATUS);
 }
 
 static void test_parse_reads_only_len_bytes(void **state)
@@ -530,10 +531,10 @@ static void test_parse_reads_only_len_bytes(void **state)
     /* Garbage right after LEN bytes (no NUL there) is not part of the body. */
     snprintf(text, sizeof(text), "%s{{{garbage", real_status);
     memset(&ev, 0, sizeof(ev));
-    assert_int_equal(webhook_parse(text, len, &ev, why), WEBHOOK_STATUS);
+    assert_int_equal(waha_parse_event(text, len, &ev, why), WAHA_EVENT_STATUS);
     assert_string_equal(ev.status, "WORKING");
     /* And a body cut short is refused. */
-    assert_int_equal(webhook_parse(text, len - 1, &ev, why), WEBHOOK_BAD);
+    assert_int_equal(waha_parse_event(text, len - 1, &ev, why), WAHA_EVENT_BAD);
     assert_true(why[0] != '\0');
 }
 
@@ -563,7 +564,7 @@ static void test_parse_deep_nesting(void **state)
     for (int i = 0; i < 10; i++)
         text[n++] = ']';
     snprintf(text + n, sizeof(text) - (size_t)n, "}}");
-    assert_int_equal(parse(text), WEBHOOK_STATUS);
+    assert_int_equal(parse(text), WAHA_EVENT_STATUS);
 
     /* Very deep, on its own. */
     memset(text, '[', 3000);
@@ -573,28 +574,28 @@ static void test_parse_deep_nesting(void **state)
 
 static void test_parse_ids(void **state)
 {
-    char text[512], id[WEBHOOK_ID_MAX + 2];
+    char text[512], id[WAHA_EVENT_ID_MAX + 2];
 
     (void)state;
-    /* WEBHOOK_ID_MAX - 1 characters: copied. */
-    memset(id, 'i', WEBHOOK_ID_MAX - 1);
-    id[WEBHOOK_ID_MAX - 1] = '\0';
+    /* WAHA_EVENT_ID_MAX - 1 characters: copied. */
+    memset(id, 'i', WAHA_EVENT_ID_MAX - 1);
+    id[WAHA_EVENT_ID_MAX - 1] = '\0';
     snprintf(text, sizeof(text),
              "{\"id\":\"%s\",\"event\":\"session.status\",\"session\":\"default\","
              "\"payload\":{\"status\":\"FAILED\"}}",
              id);
-    assert_int_equal(parse(text), WEBHOOK_STATUS);
+    assert_int_equal(parse(text), WAHA_EVENT_STATUS);
     assert_string_equal(ev.id, id);
 
-    /* WEBHOOK_ID_MAX characters: not copied (a cut id could collide with
+    /* WAHA_EVENT_ID_MAX characters: not copied (a cut id could collide with
      * another), but the event is still applied. */
-    memset(id, 'i', WEBHOOK_ID_MAX);
-    id[WEBHOOK_ID_MAX] = '\0';
+    memset(id, 'i', WAHA_EVENT_ID_MAX);
+    id[WAHA_EVENT_ID_MAX] = '\0';
     snprintf(text, sizeof(text),
              "{\"id\":\"%s\",\"event\":\"session.status\",\"session\":\"default\","
              "\"payload\":{\"status\":\"FAILED\"}}",
              id);
-    assert_int_equal(parse(text), WEBHOOK_STATUS);
+    assert_int_equal(parse(text), WAHA_EVENT_STATUS);
     assert_string_equal(ev.id, "");
     assert_string_equal(ev.status, "FAILED");
     assert_string_equal(ev.session, "default");
@@ -602,7 +603,7 @@ static void test_parse_ids(void **state)
     /* An id that is not a string is no id. */
     assert_int_equal(parse("{\"id\":123,\"event\":\"session.status\",\"session\":"
                            "\"default\",\"payload\":{\"status\":\"FAILED\"}}"),
-                     WEBHOOK_STATUS);
+                     WAHA_EVENT_STATUS);
     assert_string_equal(ev.id, "");
 }
 
@@ -611,15 +612,15 @@ static void test_parse_timestamps(void **state)
     (void)state;
     assert_int_equal(parse("{\"timestamp\":\"1741249702485\",\"event\":\"message\","
                            "\"session\":\"default\"}"),
-                     WEBHOOK_IGNORED);
+                     WAHA_EVENT_IGNORED);
     assert_true(ev.timestamp_ms == 0);
     assert_int_equal(parse("{\"timestamp\":1741249702485.5,\"event\":\"message\","
                            "\"session\":\"default\"}"),
-                     WEBHOOK_IGNORED);
+                     WAHA_EVENT_IGNORED);
     assert_true(ev.timestamp_ms == 0);
     assert_int_equal(parse("{\"timestamp\":null,\"event\":\"message\","
                            "\"session\":\"default\"}"),
-                     WEBHOOK_IGNORED);
+                     WAHA_EVENT_IGNORED);
     assert_true(ev.timestamp_ms == 0);
 }
 
@@ -627,9 +628,9 @@ static void test_parse_clears_event(void **state)
 {
     (void)state;
     /* A refused body leaves no stale fields from earlier parses. */
-    assert_int_equal(parse(real_status), WEBHOOK_STATUS);
+    assert_int_equal(parse(real_status), WAHA_EVENT_STATUS);
     memset(why, 0, sizeof(why));
-    assert_int_equal(webhook_parse("{\"x\":1}", 7, &ev, why), WEBHOOK_BAD);
+    assert_int_equal(waha_parse_event("{\"x\":1}", 7, &ev, why), WAHA_EVENT_BAD);
     assert_string_equal(ev.id, "");
     assert_string_equal(ev.session, "");
     assert_string_equal(ev.status, "");

@@ -119,12 +119,13 @@ void store_health(struct region *r, bool ping, const char *status, const char *b
     d->healthy = true;
     d->exists = true;
     d->source = SOURCE_POLL;
-    snprintf(d->name, sizeof(d->name), "%s", endpoint);
-    snprintf(d->status, sizeof(d->status), "%s", status);
-    snprintf(d->raw_status, sizeof(d->raw_status), "%s", status);
     d->fetched_real_ms = time_real_ms();
     d->fetched_mono_ms = time_mono_ms();
     d->last_success_real_ms = d->fetched_real_ms;
+    fault_point("store_health"); /* test builds: die with the entry torn */
+    snprintf(d->name, sizeof(d->name), "%s", endpoint);
+    snprintf(d->status, sizeof(d->status), "%s", status);
+    snprintf(d->raw_status, sizeof(d->raw_status), "%s", status);
     d->last_error[0] = '\0';
     memcpy(d->body, body, len);
     d->body[len] = '\0';
@@ -155,6 +156,7 @@ int store_session_list(struct region *r, const struct config *cfg,
     list->d.source = SOURCE_POLL;
     list->d.fetched_real_ms = time_real_ms();
     list->d.fetched_mono_ms = time_mono_ms();
+    fault_point("store_session_list"); /* test builds: die with the entry torn */
     list->d.last_success_real_ms = list->d.fetched_real_ms;
     list->d.last_error[0] = '\0';
     snprintf(list->d.status, sizeof(list->d.status), "%d", count);
@@ -256,8 +258,8 @@ void store_qr_gone(struct region *r, int index)
     region_unlock(r);
 }
 
-enum store_webhook_result store_webhook(struct region *r, const struct config *cfg,
-                                        const struct webhook_event *ev)
+enum store_event_result store_event(struct region *r, const struct config *cfg,
+                                    const struct waha_event *ev, enum entry_source source)
 {
     int64_t now_mono = time_mono_ms(), now_real = time_real_ms();
     struct region_entry *e;
@@ -266,15 +268,15 @@ enum store_webhook_result store_webhook(struct region *r, const struct config *c
     int index;
 
     if (region_lock(r) != 0)
-        return STORE_WEBHOOK_UNTRACKED;
+        return STORE_EVENT_UNTRACKED;
     index = region_find_session(r, ev->session);
     if (index < 0) {
         region_unlock(r);
-        return STORE_WEBHOOK_UNTRACKED;
+        return STORE_EVENT_UNTRACKED;
     }
     if (region_webhook_seen(r, ev->id)) {
         region_unlock(r);
-        return STORE_WEBHOOK_DUPLICATE;
+        return STORE_EVENT_DUPLICATE;
     }
     e = region_entry(r, index);
     d = &e->d;
@@ -289,7 +291,7 @@ enum store_webhook_result store_webhook(struct region *r, const struct config *c
     d->has_data = true;
     fault_point("store_webhook"); /* test builds: a worker dies mid-write */
     d->exists = true;
-    d->source = SOURCE_WEBHOOK;
+    d->source = source;
     d->fetched_real_ms = now_real;
     d->fetched_mono_ms = now_mono;
     d->webhook_mono_ms = now_mono;
@@ -304,7 +306,7 @@ enum store_webhook_result store_webhook(struct region *r, const struct config *c
     want(&e->wanted_ms, &e->attempt_done_ms);
     if (is_scan(ev->status))
         want(&region_qr(r, index)->wanted_ms, &region_qr(r, index)->attempt_done_ms);
-    return STORE_WEBHOOK_APPLIED;
+    return STORE_EVENT_APPLIED;
 }
 
 /*========================================================================

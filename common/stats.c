@@ -14,9 +14,9 @@
 
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
-#include "fleet.h"
 #include "timeutil.h"
 
 /*========================================================================
@@ -281,6 +281,56 @@ void stats_render_metrics(struct region *r, const struct config *cfg, struct jbu
           (double)l.rss_bytes);
     gauge(b, "uptime_seconds", "Seconds since the gateway started.",
           (double)(time_mono_ms() - h->started_mono_ms) / 1000.0);
+}
+
+/* VALUE as a label value: \\, \" and \n escaped (the exposition format). */
+static void label_value(struct jbuf *b, const char *value)
+{
+    for (const char *p = value; *p; p++) {
+        if (*p == '\\' || *p == '"')
+            jbuf_mem(b, "\\", 1);
+        if (*p == '\n')
+            jbuf_raw(b, "\\n");
+        else
+            jbuf_mem(b, p, 1);
+    }
+}
+
+static void session_label(struct jbuf *b, const char *name, const struct stats_session *s)
+{
+    jbuf_printf(b, "wahagate_%s{session=\"", name);
+    label_value(b, s->name);
+    jbuf_raw(b, "\"");
+}
+
+void stats_render_session_metrics(struct jbuf *b, const struct stats_session *sessions,
+                                  int count, int64_t stale_after_ms)
+{
+    help(b, "session_authenticated", "gauge",
+         "1 while the session's published status is WORKING.");
+    for (int i = 0; i < count; i++) {
+        session_label(b, "session_authenticated", &sessions[i]);
+        jbuf_printf(b, "} %d\n", strcmp(sessions[i].status, "WORKING") == 0);
+    }
+    help(b, "session_status", "gauge", "1 for the session's published status.");
+    for (int i = 0; i < count; i++) {
+        session_label(b, "session_status", &sessions[i]);
+        jbuf_raw(b, ",status=\"");
+        label_value(b, sessions[i].status);
+        jbuf_raw(b, "\"} 1\n");
+    }
+    help(b, "session_data_age_seconds", "gauge",
+         "Age of the cached data of the session.");
+    for (int i = 0; i < count; i++) {
+        session_label(b, "session_data_age_seconds", &sessions[i]);
+        jbuf_printf(b, "} %.3f\n", sessions[i].age_ms / 1000.0);
+    }
+    help(b, "session_stale", "gauge",
+         "1 while the session's data is older than backend.status_cache_duration.");
+    for (int i = 0; i < count; i++) {
+        session_label(b, "session_stale", &sessions[i]);
+        jbuf_printf(b, "} %d\n", sessions[i].age_ms >= stale_after_ms);
+    }
 }
 
 /*========================================================================

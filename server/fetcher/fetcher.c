@@ -33,7 +33,7 @@
  * (on_curl_socket) and when to call it back (on_curl_timer); libevent calls
  * curl_multi_socket_action(); finished transfers are collected in
  * collect_done(). Each has a timeout (limits.request_timeout) and a body
- * bound (FETCHER_BODY_MAX). Answers are validated (upstream.c) and written
+ * bound (FETCHER_BODY_MAX). Answers are validated (common/waha.c) and written
  * by store.c; a failure keeps the old data and records why.
  */
 #include "fetcher.h"
@@ -56,7 +56,7 @@
 #include "log.h"
 #include "store.h"
 #include "timeutil.h"
-#include "upstream.h"
+#include "waha.h"
 
 enum job_kind { JOB_SESSION, JOB_HEALTH, JOB_LIST, JOB_QR_VALUE, JOB_QR_IMAGE };
 
@@ -256,10 +256,16 @@ enum outcome {
     OUTCOME_CHAINED    /* a new QR value: its image is fetched next */
 };
 
+/* An HTTP error a retry may mend (WAHA overloaded or failing), or not. */
+static enum outcome http_error_outcome(long http)
+{
+    return http == 429 || http >= 500 ? OUTCOME_RETRYABLE : OUTCOME_FINAL;
+}
+
 static enum outcome session_outcome(struct job *j, long http, char *why)
 {
-    if (http == 200 && upstream_parse_session(f.snap[j->entry].name, j->body, j->len,
-                                              &f.record, why) == 0) {
+    if (http == 200 &&
+        waha_parse_session(f.snap[j->entry].name, j->body, j->len, &f.record, why) == 0) {
         store_session(f.region, f.cfg, j->entry, f.snap[j->entry].name, &f.record);
         return OUTCOME_OK;
     }
@@ -269,8 +275,8 @@ static enum outcome session_outcome(struct job *j, long http, char *why)
         store_session(f.region, f.cfg, j->entry, f.snap[j->entry].name, NULL);
         return OUTCOME_OK;
     }
-    upstream_describe_http_error(http, j->body, j->len, why);
-    return http == 429 || http >= 500 ? OUTCOME_RETRYABLE : OUTCOME_FINAL;
+    waha_describe_error(http, j->body, j->len, why);
+    return http_error_outcome(http);
 }
 
 static enum outcome health_outcome(struct job *j, long http, char *why)
@@ -284,12 +290,12 @@ static enum outcome health_outcome(struct job *j, long http, char *why)
                      time_mono_ms() + 1);
         return OUTCOME_NONE;
     }
-    if (upstream_health_verdict(j->ping, http, j->body, j->len, status, sizeof(status),
-                                why) >= 0) {
+    if (waha_health_verdict(j->ping, http, j->body, j->len, status, sizeof(status),
+                            why) >= 0) {
         store_health(f.region, j->ping, status, j->body, j->len);
         return OUTCOME_OK;
     }
-    return http == 429 || http >= 500 || http == 200 ? OUTCOME_RETRYABLE : OUTCOME_FINAL;
+    return http == 200 ? OUTCOME_RETRYABLE : http_error_outcome(http);
 }
 
 static enum outcome list_outcome(struct job *j, long http, char *why)
@@ -297,11 +303,11 @@ static enum outcome list_outcome(struct job *j, long http, char *why)
     int count, missing;
 
     if (http != 200) {
-        upstream_describe_http_error(http, j->body, j->len, why);
-        return http == 429 || http >= 500 ? OUTCOME_RETRYABLE : OUTCOME_FINAL;
+        waha_describe_error(http, j->body, j->len, why);
+        return http_error_outcome(http);
     }
-    if (upstream_parse_session_list(j->body, j->len, f.list, REGION_SESSION_MAX, &count,
-                                    why) != 0)
+    if (waha_parse_session_list(j->body, j->len, f.list, REGION_SESSION_MAX, &count,
+                                why) != 0)
         return OUTCOME_RETRYABLE;
     missing = store_session_list(f.region, f.cfg, f.list, count);
     if (missing > 0 && !f.warned_too_many_sessions) {
@@ -321,27 +327,27 @@ static enum outcome qr_outcome(struct job *j, long http, char *why)
         return OUTCOME_OK;
     }
     if (http != 200) {
-        upstream_describe_http_error(http, j->body, j->len, why);
-        return http == 429 || http >= 500 ? OUTCOME_RETRYABLE : OUTCOME_FINAL;
+        waha_describe_error(http, j->body, j->len, why);
+        return http_error_outcome(http);
     }
     if (j->kind == JOB_QR_IMAGE) {
         if (j->len < sizeof(png_signature) || j->len > REGION_QR_PNG_MAX ||
             memcmp(j->body, png_signature, sizeof(png_signature)) != 0) {
-            snprintf(why, UPSTREAM_WHY_MAX, "QR image is not a PNG of at most %d bytes",
+            snprintf(why, WAHA_WHY_MAX, "QR image is not a PNG of at most %d bytes",
                      REGION_QR_PNG_MAX);
             return OUTCOME_RETRYABLE;
         }
         store_qr_png(f.region, j->entry, (const unsigned char *)j->body, j->len);
         return OUTCOME_OK;
     }
-    struct json_object *obj = json_parse_bounded(j->body, j->len, why, UPSTREAM_WHY_MAX);
+    struct json_object *obj = json_parse_bounded(j->body, j->len, why, WAHA_WHY_MAX);
     const char *value = obj ? json_get_string(obj, "value") : NULL;
     enum outcome result = OUTCOME_RETRYABLE;
 
     if (value != NULL && value[0] != '\0' && strlen(value) < REGION_QR_VALUE_MAX) {
         result = store_qr_value(f.region, j->entry, value) ? OUTCOME_CHAINED : OUTCOME_OK;
     } else if (obj != NULL) {
-        snprintf(why, UPSTREAM_WHY_MAX, "QR answer has no valid \"value\"");
+        snprintf(why, WAHA_WHY_MAX, "QR answer has no valid \"value\"");
     }
     json_object_put(obj);
     return result;
@@ -378,7 +384,7 @@ static void count_call(const struct job *j, CURLcode code, long http,
 
 static void handle_result(struct job *j, CURLcode code)
 {
-    char why[UPSTREAM_WHY_MAX] = "";
+    char why[WAHA_WHY_MAX] = "";
     curl_off_t retry_after = 0;
     enum outcome outcome;
     long http = 0;

@@ -16,8 +16,7 @@
 
 #include "config.h"
 #include "region.h"
-#include "upstream.h"
-#include "webhook.h"
+#include "waha.h"
 
 /*
  * store_session - a good answer REC for the session of entry INDEX, or
@@ -56,19 +55,21 @@ void store_qr_png(struct region *r, int index, const unsigned char *png, size_t 
 bool store_qr_value(struct region *r, int index, const char *value);
 void store_qr_gone(struct region *r, int index);
 
-enum store_webhook_result {
-    STORE_WEBHOOK_APPLIED,
-    STORE_WEBHOOK_DUPLICATE, /* this envelope id was applied already */
-    STORE_WEBHOOK_UNTRACKED  /* not a session this gateway tracks */
+enum store_event_result {
+    STORE_EVENT_APPLIED,
+    STORE_EVENT_DUPLICATE, /* this envelope id was applied already */
+    STORE_EVENT_UNTRACKED  /* not a session this gateway tracks */
 };
 
 /*
- * store_webhook - apply a session.status event at once: status (with flap
- * smoothing), me, source "webhook"; ask the fetcher for the session's
- * details, and for a new QR when the status is SCAN_QR_CODE.
+ * store_event - apply a session.status event EV at once: status (with flap
+ * smoothing), me, and SOURCE (a webhook, or WAHA's WebSocket); ask the
+ * fetcher for the session's details, and for a new QR when the status is
+ * SCAN_QR_CODE.
  */
-enum store_webhook_result store_webhook(struct region *r, const struct config *cfg,
-                                        const struct webhook_event *ev);
+enum store_event_result store_event(struct region *r, const struct config *cfg,
+                                    const struct waha_event *ev,
+                                    enum entry_source source);
 
 /*
  * store_remote - what another gateway of the fleet stored for entry INDEX

@@ -55,13 +55,6 @@
 #define QR_BASE64_MAX (4 * ((REGION_QR_PNG_MAX + 2) / 3)) /* a full QR image */
 #define FORWARD_EVERY_MS 300
 
-const char *const fleet_state_names[FLEET_STATE_COUNT] = {
-    [FLEET_OFF] = "off",
-    [FLEET_LEADER] = "leader",
-    [FLEET_FOLLOWER] = "follower",
-    [FLEET_DOWN] = "unreachable",
-};
-
 static const char renew_script[] =
     "if redis.call('get', KEYS[1]) == ARGV[1] then "
     "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
@@ -122,20 +115,13 @@ bool fleet_may_fetch(void)
  * Records: an entry as JSON.
  */
 
-static const char *kind_word(uint32_t kind)
-{
-    return kind == ENTRY_HEALTH         ? "health"
-           : kind == ENTRY_SESSION_LIST ? "list"
-                                        : "session";
-}
-
 /* The hash field of entry D: its session name, or @health / @list. */
 static const char *record_name(const struct entry_data *d, char *out, size_t size)
 {
     if (d->kind == ENTRY_SESSION)
         snprintf(out, size, "%s", d->name);
     else
-        snprintf(out, size, "@%s", kind_word(d->kind));
+        snprintf(out, size, "@%s", entry_kind_names[d->kind]);
     return out;
 }
 
@@ -163,7 +149,7 @@ static struct json_object *entry_record(int index)
         return NULL;
     o = json_object_new_object();
     add_string(o, "origin", fl.token);
-    add_string(o, "kind", kind_word(fl.copy.kind));
+    add_string(o, "kind", entry_kind_names[fl.copy.kind]);
     add_string(o, "name", fl.copy.name);
     add_string(o, "status", fl.copy.status);
     add_string(o, "rawStatus", fl.copy.raw_status);
@@ -241,55 +227,42 @@ static int64_t get_int(struct json_object *o, const char *key)
     return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
 }
 
-/*
- * Take RECORD (from another gateway, or loaded at start) if it is newer.
- * NULL, or why it is not a record at all.
- */
-static const char *take(struct json_object *record)
+/* A QR record of session NAME: taken when this gateway tracks NAME. */
+static const char *take_qr(struct json_object *record, const char *name)
 {
-    const char *kind = get_string(record, "kind"), *name = get_string(record, "name");
-    struct entry_data *d = &fl.remote;
-    struct json_object *v;
-    int index;
+    static unsigned char png[REGION_QR_PNG_MAX + 3];
+    const char *b64 = get_string(record, "png");
+    size_t b64_len = strlen(b64);
+    int index, len;
 
-    if (!json_object_is_type(record, json_type_object))
-        return "not an object";
-    if (strcmp(get_string(record, "origin"), fl.token) == 0)
-        return NULL; /* our own, back from Redis */
-    if (strcmp(kind, "qr") != 0 && strcmp(kind, "session") != 0 &&
-        strcmp(kind, "health") != 0 && strcmp(kind, "list") != 0)
-        return "no known kind";
-    if ((strcmp(kind, "qr") == 0 || strcmp(kind, "session") == 0) &&
-        !config_valid_session_name(name))
-        return "not a valid session name";
-    if (strcmp(kind, "qr") == 0) {
-        static unsigned char png[REGION_QR_PNG_MAX + 3];
-        const char *b64 = get_string(record, "png");
-        int len;
-        if (strlen(b64) > (size_t)QR_BASE64_MAX)
-            return "QR image too large";
-        if (region_lock(fl.region) != 0)
-            return NULL;
-        index = region_find_session(fl.region, name);
-        region_unlock(fl.region);
-        if (index < 0)
-            return NULL; /* not a session this gateway tracks */
-        len = EVP_DecodeBlock(png, (const unsigned char *)b64, (int)strlen(b64));
-        if (len < 0)
-            return "QR image not base64";
-        len -= (int)(strlen(b64) >= 2 && b64[strlen(b64) - 1] == '=') +
-               (int)(strlen(b64) >= 2 && b64[strlen(b64) - 2] == '=');
-        store_remote_qr(fl.region, index, get_string(record, "value"), png, (size_t)len,
-                        get_int(record, "fetchedAt"));
+    if (b64_len > (size_t)QR_BASE64_MAX)
+        return "QR image too large";
+    if (region_lock(fl.region) != 0)
         return NULL;
-    }
+    index = region_find_session(fl.region, name);
+    region_unlock(fl.region);
+    if (index < 0)
+        return NULL; /* not a session this gateway tracks */
+    len = EVP_DecodeBlock(png, (const unsigned char *)b64, (int)b64_len);
+    if (len < 0)
+        return "QR image not base64";
+    len -= (int)(b64_len >= 2 && b64[b64_len - 1] == '=') +
+           (int)(b64_len >= 2 && b64[b64_len - 2] == '=');
+    store_remote_qr(fl.region, index, get_string(record, "value"), png, (size_t)len,
+                    get_int(record, "fetchedAt"));
+    return NULL;
+}
+
+/* The data fields of RECORD (an entry of KIND) into D; NULL or why not. */
+static const char *entry_of_record(struct json_object *record, enum entry_kind kind,
+                                   const char *name, struct entry_data *d)
+{
+    struct json_object *v;
+
     memset(d, 0, offsetof(struct entry_data, body));
-    d->kind = strcmp(kind, "health") == 0 ? ENTRY_HEALTH
-              : strcmp(kind, "list") == 0 ? ENTRY_SESSION_LIST
-                                          : ENTRY_SESSION;
-    snprintf(d->name, sizeof(d->name), "%s", d->kind == ENTRY_SESSION ? name : "");
-    if (d->kind == ENTRY_HEALTH)
-        snprintf(d->name, sizeof(d->name), "%s", name); /* the endpoint */
+    d->kind = kind;
+    /* A session's name, or the health check's endpoint. */
+    snprintf(d->name, sizeof(d->name), "%s", kind == ENTRY_SESSION_LIST ? "" : name);
     d->has_data = true;
     d->healthy =
         json_object_object_get_ex(record, "healthy", &v) && json_object_get_boolean(v);
@@ -306,41 +279,85 @@ static const char *take(struct json_object *record)
     d->last_success_real_ms = get_int(record, "lastSuccessAt");
     d->body_len =
         (uint32_t)snprintf(d->body, sizeof(d->body), "%s", get_string(record, "body"));
-    if (d->body_len >= sizeof(d->body))
-        return "body too large";
+    return d->body_len >= sizeof(d->body) ? "body too large" : NULL;
+}
 
-    if (d->kind == ENTRY_HEALTH) {
+/*
+ * A session list record: this gateway's session entries become its names
+ * (when this gateway lists WAHA's sessions). The list entry's index, -1
+ * when nothing is to be stored, or -2 when the record has no names.
+ */
+static int take_list_names(struct json_object *record)
+{
+    static char names[REGION_SESSION_MAX][REGION_NAME_MAX];
+    struct json_object *list;
+    int count = 0;
+
+    if (!json_object_object_get_ex(record, "names", &list) ||
+        !json_object_is_type(list, json_type_array))
+        return -2;
+    if (!fl.cfg->upstream.all_sessions)
+        return -1; /* this gateway does not list WAHA's sessions */
+    for (size_t i = 0; i < json_object_array_length(list) && count < REGION_SESSION_MAX;
+         i++) {
+        const char *n = json_object_get_string(json_object_array_get_idx(list, i));
+        if (n != NULL && config_valid_session_name(n))
+            snprintf(names[count++], REGION_NAME_MAX, "%s", n);
+    }
+    if (region_lock(fl.region) != 0)
+        return -1;
+    region_set_sessions(fl.region, (const char(*)[REGION_NAME_MAX])names, count);
+    region_entry(fl.region, REGION_ENTRY_LIST)->d.kind = ENTRY_SESSION_LIST;
+    region_unlock(fl.region);
+    return REGION_ENTRY_LIST;
+}
+
+/* The kind named WORD in a record, or ENTRY_FREE for no known kind. */
+static enum entry_kind kind_of_word(const char *word)
+{
+    for (int k = ENTRY_HEALTH; k < ENTRY_KIND_COUNT; k++)
+        if (strcmp(word, entry_kind_names[k]) == 0)
+            return (enum entry_kind)k;
+    return ENTRY_FREE;
+}
+
+/*
+ * Take RECORD (from another gateway, or loaded at start) if it is newer.
+ * NULL, or why it is not a record at all.
+ */
+static const char *take(struct json_object *record)
+{
+    const char *word = get_string(record, "kind"), *name = get_string(record, "name");
+    bool qr = strcmp(word, "qr") == 0;
+    enum entry_kind kind = qr ? ENTRY_SESSION : kind_of_word(word);
+    const char *wrong;
+    int index;
+
+    if (!json_object_is_type(record, json_type_object))
+        return "not an object";
+    if (strcmp(get_string(record, "origin"), fl.token) == 0)
+        return NULL; /* our own, back from Redis */
+    if (kind == ENTRY_FREE)
+        return "no known kind";
+    if (kind == ENTRY_SESSION && !config_valid_session_name(name))
+        return "not a valid session name";
+    if (qr)
+        return take_qr(record, name);
+    if ((wrong = entry_of_record(record, kind, name, &fl.remote)) != NULL)
+        return wrong;
+    if (kind == ENTRY_HEALTH) {
         index = REGION_ENTRY_HEALTH;
-    } else if (d->kind == ENTRY_SESSION_LIST) {
-        static char names[REGION_SESSION_MAX][REGION_NAME_MAX];
-        struct json_object *list;
-        int count = 0;
-        if (!json_object_object_get_ex(record, "names", &list) ||
-            !json_object_is_type(list, json_type_array))
+    } else if (kind == ENTRY_SESSION_LIST) {
+        index = take_list_names(record);
+        if (index == -2)
             return "a session list without names";
-        if (!fl.cfg->upstream.all_sessions)
-            return NULL; /* this gateway does not list WAHA's sessions */
-        for (size_t i = 0;
-             i < json_object_array_length(list) && count < REGION_SESSION_MAX; i++) {
-            const char *n = json_object_get_string(json_object_array_get_idx(list, i));
-            if (n != NULL && config_valid_session_name(n))
-                snprintf(names[count++], REGION_NAME_MAX, "%s", n);
-        }
-        if (region_lock(fl.region) != 0)
-            return NULL;
-        region_set_sessions(fl.region, (const char(*)[REGION_NAME_MAX])names, count);
-        region_entry(fl.region, REGION_ENTRY_LIST)->d.kind = ENTRY_SESSION_LIST;
-        region_unlock(fl.region);
-        index = REGION_ENTRY_LIST;
     } else {
         if (region_lock(fl.region) != 0)
             return NULL;
-        index = region_find_session(fl.region, d->name);
+        index = region_find_session(fl.region, name);
         region_unlock(fl.region);
-        if (index < 0)
-            return NULL; /* not a session this gateway tracks */
     }
-    if (store_remote(fl.region, index, d)) {
+    if (index >= 0 && store_remote(fl.region, index, &fl.remote)) {
         /* Ours now: do not share it back. */
         fl.shared_seq[index] = atomic_load(&region_entry(fl.region, index)->seq);
     }

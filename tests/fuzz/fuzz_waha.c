@@ -1,6 +1,6 @@
 /*
  * fuzz_upstream.c - libFuzzer target: what WAHA answers, as the fetcher
- * validates it (server/upstream.c) before it may replace cached data.
+ * validates it (common/waha.c) before it may replace cached data.
  *
  * Input: one selector byte, then the body. The selector picks the call the
  * fetcher makes for the endpoint (a session, the session list, /health,
@@ -20,7 +20,7 @@
 
 #include "config.h"
 #include "fuzz.h"
-#include "upstream.h"
+#include "waha.h"
 
 enum call { CALL_SESSION, CALL_LIST, CALL_HEALTH, CALL_PING, CALL_ERROR, CALL_KINDS };
 
@@ -51,12 +51,12 @@ static void check_record(const struct session_record *rec, const char *want_name
 
 static void check_reason(const char *why)
 {
-    FUZZ_CHECK(fuzz_terminated(why, UPSTREAM_WHY_MAX) && why[0] != '\0');
+    FUZZ_CHECK(fuzz_terminated(why, WAHA_WHY_MAX) && why[0] != '\0');
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char why[UPSTREAM_WHY_MAX], status[32];
+    char why[WAHA_WHY_MAX], status[32];
     enum call call;
     long http;
     char *body;
@@ -77,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     switch (call) {
     case CALL_SESSION:
-        rc = upstream_parse_session("default", body, len, &records[0], why);
+        rc = waha_parse_session("default", body, len, &records[0], why);
         FUZZ_CHECK(rc == 0 || rc == -1);
         if (rc == 0)
             check_record(&records[0], "default");
@@ -86,8 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case CALL_LIST:
         count = -1;
-        rc = upstream_parse_session_list(body, len, records, REGION_SESSION_MAX, &count,
-                                         why);
+        rc = waha_parse_session_list(body, len, records, REGION_SESSION_MAX, &count, why);
         FUZZ_CHECK(rc == 0 || rc == -1);
         FUZZ_CHECK(count >= 0 && count <= REGION_SESSION_MAX);
         if (rc == 0) {
@@ -100,8 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case CALL_HEALTH:
     case CALL_PING:
         memset(status, 'x', sizeof(status));
-        rc = upstream_health_verdict(call == CALL_PING, http, body, len, status,
-                                     sizeof(status), why);
+        rc = waha_health_verdict(call == CALL_PING, http, body, len, status,
+                                 sizeof(status), why);
         FUZZ_CHECK(rc >= -1 && rc <= 1);
         if (rc < 0) {
             check_reason(why);
@@ -114,7 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         break;
     default:
-        upstream_describe_http_error(http, body, len, why);
+        waha_describe_error(http, body, len, why);
         check_reason(why);
         FUZZ_CHECK(strncmp(why, "HTTP ", 5) == 0);
         break;

@@ -2,15 +2,14 @@
  * proc.h - what crosses fork(), and what every child does first.
  *
  * The master forks children from one place (master.c); a child starts in
- * proc_child_start() and then runs worker_main() or fetcher_main(), which
- * never return. Everything a child inherits is written down in struct
+ * proc_child_start() and then runs its role's entry point (worker_main()
+ * in server/worker/worker.h, fetcher_main() in server/fetcher/fetcher.h),
+ * which never returns. Everything a child inherits is written down in struct
  * heritage, so there is one list to read when asking "what does a worker
  * share with the master?".
  */
 #ifndef WAHAGATE_PROC_H
 #define WAHAGATE_PROC_H
-
-#include <stdnoreturn.h>
 
 #include "config.h"
 #include "listen.h"
@@ -48,9 +47,5 @@ void proc_title_set(const char *title);
  * (logged); on -1 the child exits with PROC_EXIT_FAILURE.
  */
 int proc_child_start(const struct heritage *h, enum proc_role role);
-
-/* The role entry points; both end in exit(). */
-noreturn void worker_main(const struct heritage *h);
-noreturn void fetcher_main(const struct heritage *h);
 
 #endif

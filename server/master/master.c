@@ -60,11 +60,13 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "fetcher/fetcher.h"
 #include "listen.h"
 #include "log.h"
 #include "proc.h"
 #include "region.h"
 #include "timeutil.h"
+#include "worker/worker.h"
 
 #define SLOT_MASTER 0
 #define QUICK_DEATH_MS 2000

@@ -23,24 +23,21 @@
 #include "config.h"
 #include "http.h"
 #include "listen.h"
+#include "request.h"
 
-/* The request head (request line and headers) may not be larger. */
-#define CONN_MAX_HEAD 8192
-/* Nor may it have more header fields than this. */
-#define CONN_MAX_HEADERS 100
-/* Request targets (path and query) longer than this get 414. */
-#define CONN_MAX_TARGET 2048
 /* An event stream's socket send buffer (the kernel doubles it). */
 #define CONN_STREAM_SNDBUF (32 * 1024)
 
 struct conn;
 
 /*
- * Called for each complete request. VIEW (and the strings it points to)
- * is valid during the call only. The callee must eventually call
+ * Called for each complete request REQ, whose view (body included) is
+ * VIEW. Both are valid during the call only: a callee that keeps the
+ * request copies REQ (a plain struct). The callee must eventually call
  * conn_send() or conn_stream_start() for C, or the connection stays busy.
  */
-typedef void (*conn_request_cb)(struct conn *c, const struct http_request_view *view);
+typedef void (*conn_request_cb)(struct conn *c, const struct http_request *req,
+                                const struct http_request_view *view);
 
 /* Called when connection C closes while the worker holds on to it (a
  * parked request or an event stream), so the worker can forget it. */

@@ -23,23 +23,35 @@ enum request_method {
     METHOD_OTHER
 };
 
+/*
+ * The request header fields wahagate keeps, one row each in
+ * request_fields[] (request.c, like nginx's headers_in[]): a header that
+ * is not in this list is parsed and dropped. A new header is one enum value
+ * and one row.
+ */
+enum header_field {
+    HEADER_HOST = 0,
+    HEADER_IF_NONE_MATCH,
+    HEADER_ACCEPT,
+    HEADER_AUTHORIZATION,
+    HEADER_X_API_KEY,
+    HEADER_ORIGIN,
+    HEADER_LAST_EVENT_ID, /* SSE resumption */
+    HEADER_X_WEBHOOK_HMAC,
+    HEADER_X_FORWARDED_FOR,
+    HEADER_FIELD_COUNT
+};
+
 /* What a handler may know about a request. All strings are NUL-terminated. */
 struct http_request_view {
     enum request_method method;
-    const char *path;          /* decoded path, no query: "/api/waha/status" */
-    const char *query;         /* raw query string without '?', or NULL */
-    const char *if_none_match; /* header value or NULL */
-    const char *accept;        /* header value or NULL */
-    const char *webhook_hmac;  /* X-Webhook-Hmac value or NULL */
-    const char *authorization; /* Authorization value or NULL */
-    const char *api_key;       /* X-Api-Key value or NULL */
-    const char *origin;        /* Origin value or NULL (CORS) */
-    const char *last_event_id; /* Last-Event-ID value or NULL (SSE) */
-    struct client_addr client; /* who the request counts as (rate limits) */
-    bool admin;                /* arrived on a server.admin_listen socket */
-    const char *body;          /* request body, NUL-terminated, or NULL */
+    const char *path;                       /* decoded, no query: "/api/waha/status" */
+    const char *query;                      /* raw query string without '?', or NULL */
+    const char *header[HEADER_FIELD_COUNT]; /* values, or NULL when absent */
+    struct client_addr client;              /* who the request counts as (rate limits) */
+    bool admin;                             /* arrived on a server.admin_listen socket */
+    const char *body;                       /* request body, NUL-terminated, or NULL */
     size_t body_len;
-    bool body_too_large; /* the body was over the bound: not read */
     int64_t now_mono_ms;
     bool parked;   /* this is a second look after waiting */
     bool may_wait; /* false: answer now with what is there */
@@ -98,6 +110,7 @@ const char *http_reason(int status);
  * HTTP_QUERY_VALUE_MAX) or decodes to something with a NUL in it.
  */
 #define HTTP_QUERY_VALUE_MAX 512
+int http_query_param(const char *query, const char *key, char *out, size_t out_size);
 
 /*
  * http_printable - TEXT for an error message: printable ASCII kept, any
@@ -106,6 +119,5 @@ const char *http_reason(int status);
  * JSON error can never make it invalid UTF-8.
  */
 void http_printable(char *out, size_t out_size, const char *text);
-int http_query_param(const char *query, const char *key, char *out, size_t out_size);
 
 #endif

@@ -11,8 +11,10 @@
  * worker's stat slot.
  *
  * When a handler answers ROUTE_WAIT (the data is cold and the fetcher has
- * been asked for it), the request is parked: a copy of its view goes into a
- * bounded table, and a WORKER_PARK_TICK_MS timer asks the handler again
+ * been asked for it), the request is parked: a copy of the request
+ * (struct http_request, request.h) goes into a bounded table, its view is
+ * made again from that copy by the same http_request_view_of() the
+ * transport uses, and a WORKER_PARK_TICK_MS timer asks the handler again
  * until it answers or the request has waited limits.request_timeout, after
  * which it is asked with may_wait false and answers with what there is. A
  * parked connection that closes is forgotten (on_gone()). ROUTE_STREAM hands
@@ -43,22 +45,13 @@
 #include "sse.h"
 #include "timeutil.h"
 
-#define COPY_MAX 256
-
-/* A parked request: its view with its own storage. */
+/* A parked request: its own copy of the request (request.h). */
 struct parked {
     struct conn *conn;
     int64_t arrived_mono_ms;
     int64_t arrived_us;
-    enum request_method method;
-    bool admin;
-    struct client_addr client;
     struct ratelimit_verdict rate; /* charged on arrival, shown in the answer */
-    bool has_query, has_inm, has_accept, has_authorization, has_origin, has_api_key;
-    char path[CONN_MAX_TARGET + 1];
-    char query[CONN_MAX_TARGET + 1];
-    char if_none_match[COPY_MAX], accept[COPY_MAX], authorization[COPY_MAX],
-        origin[COPY_MAX], api_key[COPY_MAX];
+    struct http_request req;
 };
 
 static struct {
@@ -101,7 +94,7 @@ static void start_stream(struct conn *c, const struct http_request_view *view,
                          struct http_response *resp, int64_t arrived_us)
 {
     if (w.draining || sse_subscribe(c, resp->stream_session, resp->stream_key,
-                                    view->last_event_id, resp) != 0) {
+                                    view->header[HEADER_LAST_EVENT_ID], resp) != 0) {
         resp->header_count = 0;
         http_response_error(resp, 503, "busy", "this worker cannot hold another stream");
         http_response_header(resp, "Retry-After", "1");
@@ -125,14 +118,8 @@ static bool try_answer(struct conn *c, const struct http_request_view *view,
     }
 }
 
-static void copy(char *out, const char *in, bool *present)
-{
-    *present = in != NULL && strlen(in) < COPY_MAX;
-    if (*present)
-        memcpy(out, in, strlen(in) + 1);
-}
-
-static void park(struct conn *c, const struct http_request_view *view, int64_t arrived_us)
+static void park(struct conn *c, const struct http_request *req,
+                 const struct http_request_view *view, int64_t arrived_us)
 {
     struct parked *p = &w.parked[w.parked_count++];
     struct timeval tick = time_timeval(WORKER_PARK_TICK_MS);
@@ -140,19 +127,9 @@ static void park(struct conn *c, const struct http_request_view *view, int64_t a
     p->conn = c;
     p->arrived_us = arrived_us;
     p->arrived_mono_ms = arrived_us / 1000;
-    p->method = view->method;
-    p->admin = view->admin;
-    p->client = view->client;
     p->rate = view->rate != NULL ? *view->rate : (struct ratelimit_verdict){0};
-    snprintf(p->path, sizeof(p->path), "%s", view->path);
-    p->has_query = view->query != NULL;
-    if (p->has_query)
-        snprintf(p->query, sizeof(p->query), "%s", view->query);
-    copy(p->if_none_match, view->if_none_match, &p->has_inm);
-    copy(p->accept, view->accept, &p->has_accept);
-    copy(p->authorization, view->authorization, &p->has_authorization);
-    copy(p->origin, view->origin, &p->has_origin);
-    copy(p->api_key, view->api_key, &p->has_api_key);
+    p->req = *req; /* its body stays behind: requests with one never wait */
+    p->req.body_len = 0;
     set_in_flight();
     if (!evtimer_pending(w.park_timer, NULL))
         evtimer_add(w.park_timer, &tick);
@@ -164,7 +141,8 @@ static void unpark(int i)
     set_in_flight();
 }
 
-static void on_request(struct conn *c, const struct http_request_view *view)
+static void on_request(struct conn *c, const struct http_request *req,
+                       const struct http_request_view *view)
 {
     struct http_request_view first = *view;
     struct ratelimit_verdict rate = {0};
@@ -173,7 +151,7 @@ static void on_request(struct conn *c, const struct http_request_view *view)
     first.rate = &rate;
     first.may_wait = !w.draining && w.parked_count < WORKER_MAX_PARKED;
     if (!try_answer(c, &first, arrived_us))
-        park(c, &first, arrived_us);
+        park(c, req, &first, arrived_us);
 }
 
 static void park_tick(evutil_socket_t fd, short what, void *arg)
@@ -186,23 +164,14 @@ static void park_tick(evutil_socket_t fd, short what, void *arg)
     (void)arg;
     for (int i = 0; i < w.parked_count;) {
         struct parked *p = &w.parked[i];
-        struct http_request_view view = {
-            .method = p->method,
-            .path = p->path,
-            .query = p->has_query ? p->query : NULL,
-            .if_none_match = p->has_inm ? p->if_none_match : NULL,
-            .accept = p->has_accept ? p->accept : NULL,
-            .authorization = p->has_authorization ? p->authorization : NULL,
-            .origin = p->has_origin ? p->origin : NULL,
-            .api_key = p->has_api_key ? p->api_key : NULL,
-            .admin = p->admin,
-            .client = p->client,
-            .rate = &p->rate,
-            .now_mono_ms = now,
-            .parked = true,
-            .may_wait = (!w.draining || w.retiring) &&
-                        now - p->arrived_mono_ms < w.cfg->limits.request_timeout,
-        };
+        struct http_request_view view;
+
+        http_request_view_of(&p->req, &view);
+        view.rate = &p->rate;
+        view.now_mono_ms = now;
+        view.parked = true;
+        view.may_wait = (!w.draining || w.retiring) &&
+                        now - p->arrived_mono_ms < w.cfg->limits.request_timeout;
 
         /* With may_wait false the handlers always answer: the loop ends. */
         if (try_answer(p->conn, &view, p->arrived_us))

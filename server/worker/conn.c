@@ -23,14 +23,11 @@
  * connection costs a struct conn and one struct event (the write event,
  * too, is created the first time the socket does not take an answer).
  *
- * Parsing is stateless per request: a request is parsed only once its
- * whole head has arrived (found by its blank line, and at most
- * CONN_MAX_HEAD bytes), together with its body when it has one, by a fresh
- * http_parser whose callbacks copy the target and the few headers handlers
- * need into one per-worker struct parsed; on_message_complete pauses the
- * parser, so the bytes it consumed are exactly one request. What follows
- * (a pipelined request) waits in the input buffer until the request before
- * it is answered.
+ * Parsing is request.c's: request_parse() takes the bytes of a
+ * connection and says whether they hold one whole request (copied into the
+ * per-worker struct http_request, body included), need more, or are
+ * refused. What follows a request (a pipelined one) waits in the input
+ * buffer until the request before it is answered.
  *
  * States: READING (waiting for a request), BUSY (a request is with the
  * worker: answered now, or parked until the cache has data), STREAM (an
@@ -70,12 +67,10 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <http_parser.h>
 
 #include "json.h"
 #include "log.h"
 #include "timeutil.h"
-#include "webhook.h"
 
 /* One read() takes at most this much: a whole request, usually. */
 #define CONN_READ_CHUNK 16384
@@ -91,7 +86,7 @@ _Static_assert(CONN_MAX_RESPONSE_HEAD >=
                    HTTP_MAX_HEADERS * (HTTP_HEADER_VALUE_MAX + 40) + 512,
                "a response head always fits");
 /* A connection buffers at most one largest request beyond its current one. */
-#define CONN_MAX_INPUT (CONN_MAX_HEAD + WEBHOOK_BODY_MAX + 64)
+#define CONN_MAX_INPUT REQUEST_MAX_BYTES
 
 enum conn_state { CONN_READING, CONN_BUSY, CONN_STREAM, CONN_CLOSING };
 
@@ -117,24 +112,6 @@ struct conn {
     int64_t write_since_ms; /* output waiting since; 0: none */
 };
 
-/* What the parser's callbacks collect for the request being parsed. */
-struct parsed {
-    size_t target_len;
-    char target[CONN_MAX_TARGET + 1];
-    const char *field; /* the last header name seen, in the input */
-    size_t field_len;
-    int header_count;
-    bool too_many_headers, target_too_long, body_too_large, expect_continue;
-    bool has_inm, has_accept, has_hmac, has_authorization, has_origin, has_last_event_id,
-        has_xff, has_api_key;
-    size_t body_len;
-    bool complete;
-    /* Fields from here on are valid only when their has_ flag is set, so
-     * they are not cleared between requests. */
-    char if_none_match[256], accept[256], hmac[256], authorization[256], origin[256],
-        last_event_id[64], xff[512], api_key[256];
-};
-
 static struct {
     const struct config *cfg;
     struct region_proc *slot;
@@ -152,10 +129,9 @@ static struct {
     struct conn *all;
     int open;
     bool draining;
-    struct parsed parsed;
+    struct http_request request; /* the request being parsed */
     char chunk[CONN_READ_CHUNK];
-    char *body; /* WEBHOOK_BODY_MAX + 1 */
-    char path[CONN_MAX_TARGET + 1];
+    char *body; /* REQUEST_MAX_BODY + 1 */
     char date[40];
     time_t date_second;
 } cs;
@@ -447,216 +423,26 @@ int conn_stream_write(struct conn *c, const char *text, size_t len, size_t max_u
 }
 
 /*========================================================================
- * Parsing one request.
+ * Parsing one request (request.c) and handing it to the worker.
  */
 
-static bool field_is(const char *name)
+/* Hand C's parsed request (cs.request, body in cs.body) to the worker. */
+static void dispatch(struct conn *c)
 {
-    size_t len = strlen(name);
-
-    return cs.parsed.field_len == len && strncasecmp(cs.parsed.field, name, len) == 0;
-}
-
-static void copy_value(char *out, size_t size, bool *present, const char *at, size_t len)
-{
-    *present = len < size;
-    if (*present) {
-        memcpy(out, at, len);
-        out[len] = '\0';
-    }
-}
-
-static int on_url(http_parser *p, const char *at, size_t len)
-{
-    struct parsed *r = &cs.parsed;
-
-    (void)p;
-    if (r->target_len + len > CONN_MAX_TARGET) {
-        r->target_too_long = true;
-        return -1;
-    }
-    memcpy(r->target + r->target_len, at, len);
-    r->target_len += len;
-    r->target[r->target_len] = '\0';
-    return 0;
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t len)
-{
-    (void)p;
-    if (++cs.parsed.header_count > CONN_MAX_HEADERS) {
-        cs.parsed.too_many_headers = true;
-        return -1;
-    }
-    cs.parsed.field = at;
-    cs.parsed.field_len = len;
-    return 0;
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t len)
-{
-    struct parsed *r = &cs.parsed;
-
-    (void)p;
-    if (field_is("If-None-Match"))
-        copy_value(r->if_none_match, sizeof(r->if_none_match), &r->has_inm, at, len);
-    else if (field_is("Accept"))
-        copy_value(r->accept, sizeof(r->accept), &r->has_accept, at, len);
-    else if (field_is("X-Webhook-Hmac"))
-        copy_value(r->hmac, sizeof(r->hmac), &r->has_hmac, at, len);
-    else if (field_is("Authorization"))
-        copy_value(r->authorization, sizeof(r->authorization), &r->has_authorization, at,
-                   len);
-    else if (field_is("Origin"))
-        copy_value(r->origin, sizeof(r->origin), &r->has_origin, at, len);
-    else if (field_is("Last-Event-ID"))
-        copy_value(r->last_event_id, sizeof(r->last_event_id), &r->has_last_event_id, at,
-                   len);
-    else if (field_is("X-Api-Key"))
-        copy_value(r->api_key, sizeof(r->api_key), &r->has_api_key, at, len);
-    else if (field_is("X-Forwarded-For"))
-        copy_value(r->xff, sizeof(r->xff), &r->has_xff, at, len);
-    else if (field_is("Expect"))
-        r->expect_continue = len == 12 && strncasecmp(at, "100-continue", 12) == 0;
-    return 0;
-}
-
-static int on_headers_complete(http_parser *p)
-{
-    if (p->content_length > WEBHOOK_BODY_MAX && p->content_length != ULLONG_MAX) {
-        cs.parsed.body_too_large = true;
-        http_parser_pause(p, 1);
-    }
-    return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t len)
-{
-    struct parsed *r = &cs.parsed;
-
-    if (r->body_len + len > WEBHOOK_BODY_MAX) {
-        r->body_too_large = true;
-        http_parser_pause(p, 1);
-        return 0;
-    }
-    memcpy(cs.body + r->body_len, at, len);
-    r->body_len += len;
-    return 0;
-}
-
-static int on_message_complete(http_parser *p)
-{
-    cs.parsed.complete = true;
-    http_parser_pause(p, 1); /* one request at a time */
-    return 0;
-}
-
-static const http_parser_settings settings = {
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
-
-static enum request_method method_of(unsigned int m)
-{
-    switch (m) {
-    case HTTP_GET: return METHOD_GET;
-    case HTTP_HEAD: return METHOD_HEAD;
-    case HTTP_POST: return METHOD_POST;
-    case HTTP_OPTIONS: return METHOD_OPTIONS;
-    default: return METHOD_OTHER;
-    }
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/*
- * Percent-decode PATH into OUT (as large as PATH): %XX becomes its byte,
- * any other '%' stays as it is, '+' is not a space in a path. False when
- * it decodes to a NUL byte.
- */
-static bool decode_path(const char *path, char *out)
-{
-    for (; *path != '\0'; path++) {
-        int high = *path == '%' ? hex_value(path[1]) : -1;
-        int low = high >= 0 ? hex_value(path[2]) : -1;
-        if (low >= 0) {
-            *out = (char)(high * 16 + low);
-            path += 2;
-            if (*out == '\0')
-                return false;
-        } else {
-            *out = *path;
-        }
-        out++;
-    }
-    *out = '\0';
-    return true;
-}
-
-/* Hand the parsed request of C to the worker. */
-static void dispatch(struct conn *c, const http_parser *p)
-{
-    struct parsed *r = &cs.parsed;
-    char *query = strchr(r->target, '?');
+    struct http_request *req = &cs.request;
     struct http_request_view view;
 
-    if (p->http_major != 1 || p->http_minor > 1) {
-        refuse(c, 400, "bad_request", "only HTTP/1.0 and HTTP/1.1 are spoken here");
-        return;
-    }
-    if (query != NULL)
-        *query++ = '\0';
-    if (r->target[0] != '/' || !decode_path(r->target, cs.path)) {
-        refuse(c, 400, "bad_request", "the request target cannot be decoded");
-        return;
-    }
-    view = (struct http_request_view){
-        .method = method_of(p->method),
-        .path = cs.path,
-        .query = query,
-        .if_none_match = r->has_inm ? r->if_none_match : NULL,
-        .accept = r->has_accept ? r->accept : NULL,
-        .webhook_hmac = r->has_hmac ? r->hmac : NULL,
-        .authorization = r->has_authorization ? r->authorization : NULL,
-        .api_key = r->has_api_key ? r->api_key : NULL,
-        .origin = r->has_origin ? r->origin : NULL,
-        .last_event_id = r->has_last_event_id ? r->last_event_id : NULL,
-        .admin = c->admin,
-        .body = p->method == HTTP_POST ? cs.body : NULL,
-        .body_len = r->body_len,
-        .now_mono_ms = time_mono_ms(),
-    };
-    ratelimit_client(cs.cfg, &c->peer, r->has_xff ? r->xff : NULL, &view.client);
-    cs.body[r->body_len] = '\0';
+    ratelimit_client(cs.cfg, &c->peer, request_field_value(req, HEADER_X_FORWARDED_FOR),
+                     &req->client);
+    req->admin = c->admin;
+    http_request_view_of(req, &view);
+    view.body = req->method == METHOD_POST ? cs.body : NULL;
+    view.body_len = req->body_len;
+    view.now_mono_ms = time_mono_ms();
     c->state = CONN_BUSY;
-    c->head = p->method == HTTP_HEAD;
-    c->keep_alive = http_should_keep_alive(p) != 0;
-    cs.on_request(c, &view);
-}
-
-/* The length of the request head at the start of DATA, or 0 if its end
- * is not there. Bare LF line ends count too, as http_parser takes them. */
-static size_t head_length(const char *data, size_t len)
-{
-    const char *end = memmem(data, len, "\r\n\r\n", 4);
-
-    if (end != NULL)
-        return (size_t)(end - data) + 4;
-    end = memmem(data, len, "\n\n", 2);
-    return end != NULL ? (size_t)(end - data) + 2 : 0;
+    c->head = req->head;
+    c->keep_alive = req->keep_alive;
+    cs.on_request(c, req, &view);
 }
 
 /* Keep LEN bytes of DATA (from the read chunk) in C's input buffer. */
@@ -678,61 +464,29 @@ static int keep_input(struct conn *c, const char *data, size_t len)
  */
 static void parse_request(struct conn *c, const char *data, size_t have, bool from_chunk)
 {
-    size_t head, nparsed, window;
-    http_parser parser;
+    struct request_outcome out;
 
     if (c->started_ms == 0)
         c->started_ms = time_mono_ms();
-    head = head_length(data, have < CONN_MAX_HEAD ? have : CONN_MAX_HEAD);
-    if (head == 0) {
-        if (have >= CONN_MAX_HEAD)
-            refuse(c, 431, "header_too_large",
-                   "the request line and headers are larger than 8 KiB");
-        else if (from_chunk)
-            keep_input(c, data, have); /* the rest of the head is still to come */
-        return;
-    }
-    window = have < head + WEBHOOK_BODY_MAX + 64 ? have : head + WEBHOOK_BODY_MAX + 64;
-    memset(&cs.parsed, 0, offsetof(struct parsed, if_none_match));
-    http_parser_init(&parser, HTTP_REQUEST);
-    nparsed = http_parser_execute(&parser, &settings, data, window);
-
-    if (cs.parsed.body_too_large) {
-        refuse(c, 413, "payload_too_large", "the request body is larger than 64 KiB");
-        return;
-    }
-    if (cs.parsed.complete) {
-        if (parser.upgrade) {
-            refuse(c, 400, "bad_request", "protocol upgrades are not supported");
-            return;
-        }
-        /* The parser copied what the request needs: the bytes can go. */
-        if (!from_chunk)
-            evbuffer_drain(c->in, nparsed);
-        else if (nparsed < have && keep_input(c, data + nparsed, have - nparsed) != 0)
-            return;
-        dispatch(c, &parser);
-        return;
-    }
-    if (cs.parsed.target_too_long) {
-        refuse(c, 414, "uri_too_long", "the request target is longer than 2 KiB");
-    } else if (cs.parsed.too_many_headers) {
-        refuse(c, 431, "header_too_large", "the request has more than 100 header fields");
-    } else if (HTTP_PARSER_ERRNO(&parser) != HPE_OK) {
-        char message[96];
-        snprintf(message, sizeof(message), "malformed request (%s)",
-                 http_errno_name(HTTP_PARSER_ERRNO(&parser)));
-        refuse(c, 400, "bad_request", message);
-    } else if (window < have || have >= CONN_MAX_INPUT) {
-        /* Not complete in the largest request there may be (a chunked
-         * body whose framing outgrows it). */
-        refuse(c, 413, "payload_too_large", "the request body is larger than 64 KiB");
-    } else {
-        /* The body is still coming. */
+    request_parse(data, have, &cs.request, cs.body, &out);
+    switch (out.status) {
+    case REQUEST_REFUSED: refuse(c, out.http_status, out.code, out.message); return;
+    case REQUEST_INCOMPLETE:
         if (from_chunk && keep_input(c, data, have) != 0)
             return;
-        if (cs.parsed.expect_continue && nparsed == window && window == have)
+        if (out.expect_continue)
             send_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", 25); /* go on, send it */
+        return;
+    case REQUEST_COMPLETE:
+    default:
+        /* The request is copied out: its bytes can go. */
+        if (!from_chunk)
+            evbuffer_drain(c->in, out.consumed);
+        else if (out.consumed < have &&
+                 keep_input(c, data + out.consumed, have - out.consumed) != 0)
+            return;
+        dispatch(c);
+        return;
     }
 }
 
@@ -946,7 +700,7 @@ int conn_server_start(struct event_base *base, const struct config *cfg,
     cs.base = base;
     cs.on_request = on_request;
     cs.on_gone = on_gone;
-    cs.body = malloc(WEBHOOK_BODY_MAX + 1);
+    cs.body = malloc(REQUEST_MAX_BODY + 1);
     cs.sweep = event_new(base, -1, EV_PERSIST, on_sweep, NULL);
     cs.resume = evtimer_new(base, on_resume, NULL);
     if (cs.body == NULL || cs.sweep == NULL || cs.resume == NULL ||

@@ -1,11 +1,13 @@
 /*
- * worker.h - see proc.h for worker_main(), the worker's entry point.
+ * worker.h - the worker role's entry point and its bounds.
  *
  * A worker serves HTTP on the listen sockets it inherited, from the region
  * only; it never opens a connection to WAHA.
  */
 #ifndef WAHAGATE_WORKER_H
 #define WAHAGATE_WORKER_H
+
+#include <stdnoreturn.h>
 
 #include "proc.h"
 
@@ -17,5 +19,8 @@
 #define WORKER_DRAIN_IDLE_MS 500
 /* After SIGTERM, at most this long to finish replies already started. */
 #define WORKER_DRAIN_MS 3000
+
+/* worker_main - the entry point of a worker after fork(); ends in exit(). */
+noreturn void worker_main(const struct heritage *h);
 
 #endif

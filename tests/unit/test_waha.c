@@ -1,5 +1,5 @@
 /*
- * test_upstream.c - unit tests for server/upstream.c: validation of WAHA's
+ * test_upstream.c - unit tests for common/waha.c: validation of WAHA's
  * answers (session object, session list, /health and /ping) and the short
  * reason kept for a failed call.
  *
@@ -9,7 +9,7 @@
  * region's fixed buffers) would replace good cached data with garbage for
  * every client at once; an answer wrongly refused would make the gateway
  * report WAHA as failing. The bodies below are the shapes documented in
- * /work/shared/waha-api.md (sections 2, 3.2, 3.3 and 5).
+ * docs/waha-api.md (sections 2, 3.2, 3.3 and 5).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,9 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "upstream.h"
+#include "waha.h"
 
-/* waha-api.md 3.2, with the elided webhook URL filled in. */
+/* docs/waha-api.md 3.2, with the elided webhook URL filled in. */
 static const char real_session[] =
     "{\n"
     "  \"name\": \"default\",\n"
@@ -43,14 +43,14 @@ static const char real_session[] =
     "\"state\": \"CONNECTED\" }\n"
     "}\n";
 
-/* The "real 2026-08 response" of waha-api.md 3.2. */
+/* The "real 2026-08 response" of docs/waha-api.md 3.2. */
 static const char starting_session[] =
     "{\"name\":\"default\",\"status\":\"STARTING\",\"config\":{},\"me\":null,"
     "\"presence\":null,\"timestamps\":{},\"engine\":{\"engine\":\"NOWEB\"}}";
 
 static struct session_record rec;
 static struct session_record recs[8];
-static char why[UPSTREAM_WHY_MAX];
+static char why[WAHA_WHY_MAX];
 
 /* Remove the blanks outside strings: an independent minifier. */
 static void minify(const char *in, char *out)
@@ -78,7 +78,7 @@ static int parse(const char *name, const char *body)
 {
     memset(&rec, 0, sizeof(rec));
     why[0] = '\0';
-    return upstream_parse_session(name, body, strlen(body), &rec, why);
+    return waha_parse_session(name, body, strlen(body), &rec, why);
 }
 
 static void expect_rejected(const char *name, const char *body, const char *why_part)
@@ -94,7 +94,7 @@ static void expect_rejected(const char *name, const char *body, const char *why_
 }
 
 /*========================================================================
- * upstream_parse_session
+ * waha_parse_session
  */
 
 static void test_session_real_object(void **state)
@@ -352,7 +352,7 @@ static void test_session_non_json_numbers_rejected(void **state)
 }
 
 /*========================================================================
- * upstream_parse_session_list
+ * waha_parse_session_list
  */
 
 static int parse_list(const char *body, int max, int *count)
@@ -360,7 +360,7 @@ static int parse_list(const char *body, int max, int *count)
     memset(recs, 0, sizeof(recs));
     why[0] = '\0';
     *count = -1;
-    return upstream_parse_session_list(body, strlen(body), recs, max, count, why);
+    return waha_parse_session_list(body, strlen(body), recs, max, count, why);
 }
 
 static void test_list_array(void **state)
@@ -455,7 +455,7 @@ static void test_list_more_items_than_max(void **state)
 }
 
 /*========================================================================
- * upstream_health_verdict
+ * waha_health_verdict
  */
 
 static char status_out[32];
@@ -464,8 +464,8 @@ static int health(bool ping, long code, const char *body)
 {
     memset(status_out, 0, sizeof(status_out));
     why[0] = '\0';
-    return upstream_health_verdict(ping, code, body, strlen(body), status_out,
-                                   sizeof(status_out), why);
+    return waha_health_verdict(ping, code, body, strlen(body), status_out,
+                               sizeof(status_out), why);
 }
 
 static void test_health_200_ok(void **state)
@@ -557,13 +557,13 @@ static void test_health_core_422(void **state)
 }
 
 /*========================================================================
- * upstream_describe_http_error
+ * waha_describe_error
  */
 
 static const char *describe(long code, const char *body)
 {
     why[0] = '\0';
-    upstream_describe_http_error(code, body, strlen(body), why);
+    waha_describe_error(code, body, strlen(body), why);
     return why;
 }
 
@@ -579,7 +579,7 @@ static void test_describe_404(void **state)
 }
 
 /*
- * WAHA's 500 (waha-api.md section 5) carries its message in
+ * WAHA's 500 (docs/waha-api.md section 5) carries its message in
  * exception.message; upstream.h documents the result as
  * "HTTP 500: Session closed".
  */
@@ -616,15 +616,14 @@ static void test_no_body(void **state)
 
     (void)state;
     why[0] = '\0';
-    upstream_describe_http_error(502, NULL, 0, why);
+    waha_describe_error(502, NULL, 0, why);
     assert_string_equal(why, "HTTP 502");
     why[0] = '\0';
-    assert_int_equal(upstream_parse_session("default", NULL, 0, &rec, why), -1);
+    assert_int_equal(waha_parse_session("default", NULL, 0, &rec, why), -1);
     assert_true(why[0] != '\0');
-    assert_int_equal(upstream_parse_session_list(NULL, 0, recs, 8, &count, why), -1);
+    assert_int_equal(waha_parse_session_list(NULL, 0, recs, 8, &count, why), -1);
     assert_int_equal(count, 0);
-    assert_int_equal(upstream_health_verdict(false, 200, NULL, 0, out, sizeof(out), why),
-                     -1);
+    assert_int_equal(waha_health_verdict(false, 200, NULL, 0, out, sizeof(out), why), -1);
 }
 
 static void test_describe_other_shapes(void **state)
@@ -647,7 +646,7 @@ static void test_describe_other_shapes(void **state)
     describe(500, body);
     snprintf(expect, sizeof(expect), "HTTP 500: %0100d", 0);
     assert_string_equal(why, expect);
-    assert_true(strlen(why) < UPSTREAM_WHY_MAX);
+    assert_true(strlen(why) < WAHA_WHY_MAX);
 }
 
 int main(void)

@@ -1,5 +1,5 @@
 /*
- * fetcher.h - see proc.h for fetcher_main(), the fetcher's entry point.
+ * fetcher.h - the fetcher role's entry point and its bounds.
  *
  * The fetcher is the only process that calls WAHA. It decides what to
  * refresh from the demand workers record in the region, and writes what
@@ -7,6 +7,8 @@
  */
 #ifndef WAHAGATE_FETCHER_H
 #define WAHAGATE_FETCHER_H
+
+#include <stdnoreturn.h>
 
 #include "proc.h"
 
@@ -16,7 +18,10 @@
 #define FETCHER_BODY_MAX ((size_t)1 << 20)
 /* After a failed refresh, wait 500 ms, doubling up to the entry's period. */
 #define FETCHER_FIRST_BACKOFF_MS 500
-/* WAHA shows a new QR code every 20 s after the first (waha-api.md, 3.3). */
+/* WAHA shows a new QR code every 20 s after the first (docs/waha-api.md, 3.3). */
 #define FETCHER_QR_PERIOD_MS 20000
+
+/* fetcher_main - the entry point of the fetcher after fork(); ends in exit(). */
+noreturn void fetcher_main(const struct heritage *h);
 
 #endif

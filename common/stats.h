@@ -23,6 +23,21 @@ void stats_render_json(struct region *r, const struct config *cfg, struct jbuf *
 /* stats_render_metrics - the process-wide metrics, Prometheus text format. */
 void stats_render_metrics(struct region *r, const struct config *cfg, struct jbuf *b);
 
+/* One session, for the per-session gauges of /metrics. */
+struct stats_session {
+    const char *name;
+    const char *status; /* the published status */
+    int64_t age_ms;     /* of its cached data */
+};
+
+/*
+ * stats_render_session_metrics - the per-session gauges of the COUNT
+ * SESSIONS (authenticated, status, data age, stale after STALE_AFTER_MS),
+ * Prometheus text format, into B.
+ */
+void stats_render_session_metrics(struct jbuf *b, const struct stats_session *sessions,
+                                  int count, int64_t stale_after_ms);
+
 /*
  * stats_print - attach CFG's region read-only and print its counters as a
  * table, or (JSON) the stats object. Returns the exit code: 0, or 1 when no

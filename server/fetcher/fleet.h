@@ -20,16 +20,6 @@
 #include "config.h"
 #include "region.h"
 
-enum fleet_state {
-    FLEET_OFF = 0,  /* no redis.url: a single host */
-    FLEET_LEADER,   /* holds the lease: calls WAHA for the fleet */
-    FLEET_FOLLOWER, /* another gateway calls WAHA; we copy its entries */
-    FLEET_DOWN,     /* Redis unreachable: calling WAHA on our own */
-    FLEET_STATE_COUNT
-};
-
-extern const char *const fleet_state_names[FLEET_STATE_COUNT];
-
 /* fleet_start - connect to Redis when CFG has a redis.url. 0 or -1 (logged). */
 int fleet_start(struct event_base *base, const struct config *cfg, struct region *region);
 

@@ -1,0 +1,73 @@
+/*
+ * admin.c - the gateway's own figures: GET /api/waha/monitoring/stats (the
+ * stats object) and GET /metrics (Prometheus text).
+ *
+ * DESIGN
+ * Both are rendered by common/stats.c from the region's counters, which
+ * every process keeps in its own stat slot; this file only checks who may
+ * ask (server.stats_token; server.admin_listen is routes.c's) and hands
+ * stats.c the per-session figures this worker's copies hold, so that all
+ * Prometheus text is written in one place.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "handlers.h"
+#include "stats.h"
+
+enum route_result serve_stats(const struct http_request_view *req,
+                              struct http_response *resp)
+{
+    struct jbuf b;
+
+    if (!auth_stats_token(req, resp))
+        return ROUTE_DONE;
+    jbuf_init(&b, rt.scratch, ROUTES_SCRATCH_MAX);
+    stats_render_json(rt.region, rt.cfg, &b);
+    http_response_header(resp, "Cache-Control", "no-store");
+    route_json(resp, b.data, b.len);
+    return ROUTE_DONE;
+}
+
+/* The sessions this worker's copies hold, for the per-session gauges. */
+static int session_figures(struct stats_session *out, int64_t now)
+{
+    int n = 0;
+
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
+        const struct local_entry *le = replica_is_session(i) ? replica_entry(i) : NULL;
+        if (le == NULL || !le->d.has_data)
+            continue;
+        out[n].name = le->d.name;
+        out[n].status = le->d.status;
+        out[n].age_ms = cache_age_ms(le->d.fetched_mono_ms, now);
+        n++;
+    }
+    return n;
+}
+
+enum route_result serve_metrics(const struct http_request_view *req,
+                                struct http_response *resp)
+{
+    static struct stats_session sessions[REGION_SESSION_MAX];
+    struct jbuf b;
+    int count;
+
+    if (!auth_stats_token(req, resp))
+        return ROUTE_DONE;
+    jbuf_init(&b, rt.scratch, ROUTES_SCRATCH_MAX);
+    stats_render_metrics(rt.region, rt.cfg, &b);
+    count = session_figures(sessions, req->now_mono_ms);
+    stats_render_session_metrics(&b, sessions, count,
+                                 rt.cfg->backend.status_cache_duration);
+    if (b.overflow) {
+        http_response_error(resp, 500, "internal", "metrics do not fit the buffer");
+        return ROUTE_DONE;
+    }
+    resp->status = 200;
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    resp->body = b.data;
+    resp->body_len = b.len;
+    http_response_header(resp, "Cache-Control", "no-store");
+    return ROUTE_DONE;
+}

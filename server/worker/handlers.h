@@ -1,0 +1,155 @@
+/*
+ * handlers.h - what the route handlers of a worker share.
+ *
+ * routes.c finds the handler of a request and wraps its answer (rate
+ * limits, CORS); the handlers live by subject: status.c (the status object,
+ * WAHA's health, the frontend config, event streams), sessions.c (WAHA's
+ * session objects, the list and QR codes), webhook.c (WAHA's webhooks),
+ * admin.c (stats and metrics). They read the worker's copies of the region
+ * (replica.h) and fill a struct http_response; none sees the transport.
+ *
+ * The state they share is the worker's one struct routes_state, rt: the
+ * configuration, the region, the worker's stat slot, a scratch buffer for
+ * bodies rendered per request, and the client key of the request being
+ * answered. A worker is single-threaded, so one is enough.
+ */
+#ifndef WAHAGATE_HANDLERS_H
+#define WAHAGATE_HANDLERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache.h"
+#include "config.h"
+#include "http.h"
+#include "json.h"
+#include "region.h"
+#include "replica.h"
+#include "routes.h"
+
+struct routes_state {
+    const struct config *cfg;
+    struct region *region;
+    struct region_proc *slot;
+    char *scratch; /* ROUTES_SCRATCH_MAX bytes */
+    /* The key of the request being answered; NULL when none is needed. */
+    const struct auth_key *key;
+};
+
+/* Every session body once, plus commas and brackets. */
+#define ROUTES_SCRATCH_MAX                                                               \
+    (REGION_SESSION_MAX * (REGION_BODY_MAX + 1) + REPLICA_PREFIX_MAX)
+
+extern struct routes_state rt;
+
+typedef enum route_result (*route_handler)(const struct http_request_view *req,
+                                           struct http_response *resp);
+
+/*========================================================================
+ * Shared pieces of answers (routes.c).
+ */
+
+/* Count C once in the worker's stat slot. */
+void route_count(enum counter c);
+
+/* A cache hit (fresh, first look) or a miss. */
+void route_count_verdict(enum cache_verdict v, const struct http_request_view *req);
+
+/* A 200 with the JSON BODY (LEN bytes), which must outlive the answer. */
+void route_json(struct http_response *resp, const char *body, size_t len);
+
+/* The 503 of the EMPTY and TOO_OLD verdicts, about WHAT (D says why). */
+void route_unavailable(struct http_response *resp, enum cache_verdict v,
+                       const struct entry_data *d, const char *what, int64_t now);
+
+/* Header NAME with the number VALUE (no printf: on every answer's path). */
+void route_header_int(struct http_response *resp, const char *name, long long value);
+
+/*
+ * Validators (ETag of entry INDEX at VERSION) and freshness headers (Age,
+ * Cache-Control); true when the client's copy is current and RESP is now a
+ * 304.
+ */
+bool route_cache_headers(struct http_response *resp, int index, uint64_t version,
+                         bool stale, int64_t max_age_ms, int64_t age_ms,
+                         const struct http_request_view *req);
+
+/* How long session data D is fresh: BASE, or longer while webhooks (or
+ * WAHA's events) keep it current. */
+int64_t route_session_max_age(const struct entry_data *d, int64_t base, int64_t now);
+
+/*========================================================================
+ * Client keys (auth.c).
+ */
+
+/*
+ * auth_client - with auth.required, a request for session data needs a
+ * known client key: sets rt.key, or makes RESP the 401 and returns false.
+ */
+bool auth_client(const struct http_request_view *req, struct http_response *resp);
+
+/* auth_allows - may the request's key (rt.key) see SESSION? */
+bool auth_allows(const char *session);
+
+/* auth_stats_token - server.stats_token, when set, as a Bearer token; or
+ * RESP is the 401. */
+bool auth_stats_token(const struct http_request_view *req, struct http_response *resp);
+
+/*========================================================================
+ * Finding the session a request names (sessions.c).
+ */
+
+enum lookup {
+    LOOKUP_FOUND,    /* *INDEX is the session's entry */
+    LOOKUP_ANSWERED, /* RESP holds the answer (403, 404, 503) */
+    LOOKUP_WAIT      /* the session list is being fetched: ROUTE_WAIT */
+};
+
+/*
+ * lookup_session - the entry of session NAME, or of the first session the
+ * key may see when NAME is NULL. With upstream.sessions = * an unknown name
+ * may be a session WAHA just created, so the session list is consulted (and
+ * waited for) before answering 404.
+ */
+enum lookup lookup_session(const char *name, const struct http_request_view *req,
+                           struct http_response *resp, int *index);
+
+/* lookup_session_of_query - the same for ?session=NAME (or none). */
+enum lookup lookup_session_of_query(const struct http_request_view *req,
+                                    struct http_response *resp, int *index);
+
+/*========================================================================
+ * The handlers.
+ */
+
+/* status.c */
+enum route_result serve_status(const struct http_request_view *req,
+                               struct http_response *resp);
+enum route_result serve_health(const struct http_request_view *req,
+                               struct http_response *resp);
+enum route_result serve_config(const struct http_request_view *req,
+                               struct http_response *resp);
+enum route_result serve_events(const struct http_request_view *req,
+                               struct http_response *resp);
+int status_init(void);
+
+/* sessions.c: the list, and NAME's object or QR code */
+enum route_result serve_sessions(const struct http_request_view *req,
+                                 struct http_response *resp);
+enum route_result serve_session(const struct http_request_view *req,
+                                struct http_response *resp, const char *name);
+enum route_result serve_qr(const struct http_request_view *req,
+                           struct http_response *resp, const char *name);
+
+/* webhook.c */
+enum route_result serve_webhook(const struct http_request_view *req,
+                                struct http_response *resp);
+
+/* admin.c */
+enum route_result serve_stats(const struct http_request_view *req,
+                              struct http_response *resp);
+enum route_result serve_metrics(const struct http_request_view *req,
+                                struct http_response *resp);
+
+#endif

@@ -1,0 +1,355 @@
+/*
+ * sessions.c - WAHA's session objects, the session list and QR codes, as
+ * cached; and finding the session a request names.
+ *
+ * DESIGN
+ * A session object is served as WAHA sent it (re-serialised compactly by
+ * waha.c), from the worker's copy of its entry. Its validator is the copy's
+ * sequence number: the object changes with every refresh (engine state,
+ * activity), unlike the status object, whose ETag follows the generation.
+ * A session.status webhook brings a status but not the object, so an entry
+ * fed by webhooks only is not "data" for these endpoints until the fetcher
+ * brought the object.
+ *
+ * The QR endpoint serves what the fetcher prefetched while the session
+ * waits for a scan, as WAHA does: PNG, {"mimetype","data"} for exactly
+ * "Accept: application/json" (rendered once per code), or {"value"} for
+ * ?format=raw. Whether there is a QR at all depends on the status, so a
+ * QR request needs the session's status to be current first.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "handlers.h"
+
+/* base64 of the largest PNG, with the JSON around it. */
+#define QR_JSON_MAX (4 * ((REGION_QR_PNG_MAX + 2) / 3) + 64)
+
+/*========================================================================
+ * Finding a session.
+ */
+
+static int first_session_in_scope(void)
+{
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++)
+        if (replica_is_session(i) && auth_allows(replica_session_name(i)))
+            return i;
+    return -1;
+}
+
+/*
+ * With upstream.sessions = *, WAHA's session list says which sessions there
+ * are: it must be there (or be waited for). LOOKUP_FOUND when it may be
+ * used, even stale.
+ */
+static enum lookup judge_session_list(const struct http_request_view *req,
+                                      struct http_response *resp)
+{
+    struct local_entry *list = replica_entry(REGION_ENTRY_LIST);
+    enum cache_verdict v;
+
+    if (list == NULL) {
+        http_response_error(resp, 500, "internal", "cannot read the cache");
+        return LOOKUP_ANSWERED;
+    }
+    replica_mark_read(REGION_ENTRY_LIST, false, req->now_mono_ms);
+    v = replica_judge(REGION_ENTRY_LIST, false, list->d.has_data, list->d.fetched_mono_ms,
+                      rt.cfg->backend.session_cache_duration,
+                      rt.cfg->backend.stale_if_error, req->now_mono_ms, req->may_wait);
+    if (v == CACHE_WAIT)
+        return LOOKUP_WAIT;
+    if (v == CACHE_EMPTY) {
+        route_unavailable(resp, v, &list->d, "the session list", req->now_mono_ms);
+        return LOOKUP_ANSWERED;
+    }
+    return LOOKUP_FOUND;
+}
+
+enum lookup lookup_session(const char *name, const struct http_request_view *req,
+                           struct http_response *resp, int *index)
+{
+    char message[REGION_NAME_MAX + 64];
+    enum lookup list;
+
+    /* Out of scope is 403 whether or not the session exists: a key cannot
+     * probe for the sessions of others. */
+    if (name != NULL && !auth_allows(name)) {
+        snprintf(message, sizeof(message), "this key may not see session \"%s\"", name);
+        http_response_error(resp, 403, "forbidden", message);
+        return LOOKUP_ANSWERED;
+    }
+    *index = name ? replica_find_session(name) : first_session_in_scope();
+    if (*index >= 0)
+        return LOOKUP_FOUND;
+    if (rt.cfg->upstream.all_sessions &&
+        (list = judge_session_list(req, resp)) != LOOKUP_FOUND)
+        return list;
+    if (name == NULL) {
+        http_response_error(resp, 503, "no_session", "WAHA lists no session");
+        http_response_header(resp, "Retry-After", "1");
+        return LOOKUP_ANSWERED;
+    }
+    snprintf(message, sizeof(message), "session \"%s\" is not tracked", name);
+    http_response_error(resp, 404, "session_not_found", message);
+    return LOOKUP_ANSWERED;
+}
+
+enum lookup lookup_session_of_query(const struct http_request_view *req,
+                                    struct http_response *resp, int *index)
+{
+    char name[REGION_NAME_MAX];
+    int param = http_query_param(req->query, "session", name, sizeof(name));
+
+    if (param == -2 || (param == 0 && !config_valid_session_name(name))) {
+        http_response_error(resp, 404, "session_not_found", "not a WAHA session name");
+        return LOOKUP_ANSWERED;
+    }
+    return lookup_session(param == 0 ? name : NULL, req, resp, index);
+}
+
+/*
+ * What serve_session() and serve_qr() share: the entry of the session a
+ * path names (*INDEX) and the worker's copy of it (*LE), marked read.
+ */
+static enum lookup named_session(const char *name, const struct http_request_view *req,
+                                 struct http_response *resp, int *index,
+                                 struct local_entry **le)
+{
+    enum lookup found;
+
+    if (!config_valid_session_name(name)) {
+        http_response_error(resp, 404, "session_not_found", "not a WAHA session name");
+        return LOOKUP_ANSWERED;
+    }
+    found = lookup_session(name, req, resp, index);
+    if (found != LOOKUP_FOUND)
+        return found;
+    *le = replica_entry(*index);
+    if (*le == NULL) {
+        http_response_error(resp, 500, "internal", "cannot read the cache");
+        return LOOKUP_ANSWERED;
+    }
+    replica_mark_read(*index, false, req->now_mono_ms);
+    return LOOKUP_FOUND;
+}
+
+static enum route_result route_of(enum lookup found)
+{
+    return found == LOOKUP_WAIT ? ROUTE_WAIT : ROUTE_DONE;
+}
+
+/* A session object is data once the fetcher brought it, or WAHA said 404. */
+static bool has_object(const struct entry_data *d)
+{
+    return d->has_data && (d->body_len > 0 || !d->exists);
+}
+
+/*========================================================================
+ * Session objects.
+ */
+
+enum route_result serve_session(const struct http_request_view *req,
+                                struct http_response *resp, const char *name)
+{
+    int64_t now = req->now_mono_ms, max_age;
+    struct local_entry *le = NULL;
+    enum cache_verdict v;
+    enum lookup found;
+    char message[REGION_NAME_MAX + 64];
+    int index;
+
+    found = named_session(name, req, resp, &index, &le);
+    if (found != LOOKUP_FOUND)
+        return route_of(found);
+    max_age = route_session_max_age(&le->d, rt.cfg->backend.session_cache_duration, now);
+    v = replica_judge(index, false, has_object(&le->d), le->d.fetched_mono_ms, max_age,
+                      rt.cfg->backend.stale_if_error, now, req->may_wait);
+    if (v == CACHE_WAIT)
+        return ROUTE_WAIT;
+    route_count_verdict(v, req);
+    if (v == CACHE_EMPTY || v == CACHE_TOO_OLD) {
+        route_unavailable(resp, v, &le->d, "this session", now);
+        return ROUTE_DONE;
+    }
+    if (!le->d.exists) {
+        snprintf(message, sizeof(message), "WAHA has no session \"%s\"", name);
+        http_response_error(resp, 404, "session_not_found", message);
+        return ROUTE_DONE;
+    }
+    if (route_cache_headers(resp, index, le->seq / 2, v == CACHE_STALE,
+                            rt.cfg->backend.session_cache_duration,
+                            cache_age_ms(le->d.fetched_mono_ms, now), req))
+        return ROUTE_DONE;
+    route_json(resp, le->d.body, le->d.body_len);
+    return ROUTE_DONE;
+}
+
+/* Judge every session in scope; true when one of them must be waited for. */
+static bool judge_sessions(const struct http_request_view *req, bool *any_miss)
+{
+    int64_t now = req->now_mono_ms;
+    bool wait = false;
+
+    *any_miss = false;
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
+        struct local_entry *le;
+        enum cache_verdict v;
+
+        if (!replica_is_session(i) || !auth_allows(replica_session_name(i)) ||
+            (le = replica_entry(i)) == NULL)
+            continue;
+        replica_mark_read(i, false, now);
+        v = replica_judge(
+            i, false, has_object(&le->d), le->d.fetched_mono_ms,
+            route_session_max_age(&le->d, rt.cfg->backend.session_cache_duration, now),
+            rt.cfg->backend.stale_if_error, now, req->may_wait);
+        wait |= v == CACHE_WAIT;
+        *any_miss |= v != CACHE_FRESH;
+    }
+    return wait;
+}
+
+enum route_result serve_sessions(const struct http_request_view *req,
+                                 struct http_response *resp)
+{
+    bool any_miss;
+    enum lookup list;
+    struct jbuf b;
+
+    if (rt.cfg->upstream.all_sessions &&
+        (list = judge_session_list(req, resp)) != LOOKUP_FOUND)
+        return route_of(list);
+    if (judge_sessions(req, &any_miss))
+        return ROUTE_WAIT;
+    route_count(any_miss || req->parked ? COUNTER_CACHE_MISSES : COUNTER_CACHE_HITS);
+
+    jbuf_init(&b, rt.scratch, ROUTES_SCRATCH_MAX);
+    jbuf_raw(&b, "[");
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
+        const struct local_entry *le =
+            replica_is_session(i) && auth_allows(replica_session_name(i))
+                ? replica_entry(i)
+                : NULL;
+        if (le == NULL || !le->d.has_data || !le->d.exists || le->d.body_len == 0)
+            continue;
+        if (b.len > 1)
+            jbuf_raw(&b, ",");
+        jbuf_mem(&b, le->d.body, le->d.body_len);
+    }
+    jbuf_raw(&b, "]");
+    http_response_header(resp, "Cache-Control", "max-age=0");
+    route_json(resp, b.data, b.len);
+    return ROUTE_DONE;
+}
+
+/*========================================================================
+ * QR codes.
+ */
+
+/* {"mimetype":"image/png","data":"<base64>"}, rendered once per QR. */
+static bool render_qr_json(struct local_qr *lq)
+{
+    int n;
+
+    if (lq->json == NULL && (lq->json = malloc(QR_JSON_MAX)) == NULL)
+        return false;
+    n = snprintf(lq->json, QR_JSON_MAX, "{\"mimetype\":\"image/png\",\"data\":\"");
+    n += EVP_EncodeBlock((unsigned char *)lq->json + n, lq->d.png, (int)lq->d.png_len);
+    n += snprintf(lq->json + n, QR_JSON_MAX - (size_t)n, "\"}");
+    lq->json_len = (size_t)n;
+    lq->rendered_seq = lq->seq;
+    return true;
+}
+
+/* The QR LQ of entry INDEX in the form REQ asks for. */
+static enum route_result send_qr(const struct http_request_view *req,
+                                 struct http_response *resp, int index,
+                                 struct local_qr *lq)
+{
+    char format[16], etag[CACHE_ETAG_MAX];
+    const char *accept = req->header[HEADER_ACCEPT];
+    struct jbuf b;
+
+    /* QR tags are numbered after the entries' so the two never collide. */
+    cache_etag(etag, region_header(rt.region)->instance_id, REGION_MAX_ENTRIES + index,
+               lq->generation, false);
+    http_response_header(resp, "ETag", "%s", etag);
+    http_response_header(resp, "Cache-Control", "no-cache");
+    if (cache_etag_matches(req->header[HEADER_IF_NONE_MATCH], etag)) {
+        resp->status = 304;
+        route_count(COUNTER_NOT_MODIFIED);
+    } else if (http_query_param(req->query, "format", format, sizeof(format)) == 0 &&
+               strcmp(format, "raw") == 0) {
+        jbuf_init(&b, rt.scratch, ROUTES_SCRATCH_MAX);
+        jbuf_raw(&b, "{\"value\":");
+        jbuf_string(&b, lq->d.value);
+        jbuf_raw(&b, "}");
+        route_json(resp, b.data, b.len);
+    } else if (accept != NULL && strcmp(accept, "application/json") == 0) {
+        if (lq->rendered_seq != lq->seq && !render_qr_json(lq)) {
+            http_response_error(resp, 500, "internal", "out of memory");
+            return ROUTE_DONE;
+        }
+        route_json(resp, lq->json, lq->json_len);
+    } else {
+        resp->status = 200;
+        resp->content_type = "image/png";
+        resp->body = (const char *)lq->d.png;
+        resp->body_len = lq->d.png_len;
+    }
+    return ROUTE_DONE;
+}
+
+enum route_result serve_qr(const struct http_request_view *req,
+                           struct http_response *resp, const char *name)
+{
+    int64_t now = req->now_mono_ms;
+    struct local_entry *le = NULL;
+    struct local_qr *lq;
+    enum cache_verdict v;
+    enum lookup found;
+    char message[REGION_NAME_MAX + REGION_STATUS_MAX + 80];
+    int index;
+
+    found = named_session(name, req, resp, &index, &le);
+    if (found != LOOKUP_FOUND)
+        return route_of(found);
+    if ((lq = replica_qr(index)) == NULL) {
+        http_response_error(resp, 500, "internal", "cannot read the cache");
+        return ROUTE_DONE;
+    }
+    /* The status decides whether there is a QR: it must be current. */
+    replica_mark_read(index, true, now);
+    v = replica_judge(
+        index, false, le->d.has_data, le->d.fetched_mono_ms,
+        route_session_max_age(&le->d, rt.cfg->backend.status_cache_duration, now),
+        rt.cfg->backend.stale_if_error, now, req->may_wait);
+    if (v == CACHE_WAIT)
+        return ROUTE_WAIT;
+    if (v == CACHE_EMPTY) {
+        route_unavailable(resp, v, &le->d, "this session", now);
+        return ROUTE_DONE;
+    }
+    if (strcmp(le->d.raw_status, "SCAN_QR_CODE") != 0) {
+        snprintf(message, sizeof(message),
+                 "session \"%s\" is not waiting for a QR scan (status %s)", name,
+                 le->d.raw_status);
+        http_response_error(resp, 404, "no_qr", message);
+        return ROUTE_DONE;
+    }
+    v = replica_judge(index, true, lq->d.has_qr, lq->d.fetched_mono_ms, INT64_MAX / 4,
+                      INT64_MAX / 4, now, req->may_wait);
+    if (v == CACHE_WAIT)
+        return ROUTE_WAIT;
+    route_count_verdict(v, req);
+    if (!lq->d.has_qr) {
+        http_response_error(resp, 503, "qr_not_ready",
+                            "WAHA has not given this session's QR code yet");
+        http_response_header(resp, "Retry-After", "1");
+        return ROUTE_DONE;
+    }
+    return send_qr(req, resp, index, lq);
+}
