@@ -113,3 +113,13 @@ bool cache_refresh_due(bool has_data, int64_t fetched_mono_ms, int64_t last_read
     return last_read_ms >= fetched_mono_ms && last_read_ms >= attempt_done_ms &&
            cache_age_ms(fetched_mono_ms, now_ms) >= ahead;
 }
+
+int64_t cache_pushed_max_age(int64_t base_ms, int64_t safety_ms, int64_t pushed_ms,
+                             int64_t fetched_ms, int64_t stream_since_ms, int64_t now_ms)
+{
+    if (pushed_ms != 0 && now_ms - pushed_ms < safety_ms)
+        return safety_ms;
+    if (stream_since_ms != 0 && fetched_ms >= stream_since_ms)
+        return safety_ms;
+    return base_ms;
+}

@@ -75,4 +75,14 @@ bool cache_refresh_due(bool has_data, int64_t fetched_mono_ms, int64_t last_read
                        int64_t wanted_ms, int64_t attempt_done_ms, int64_t period_ms,
                        int64_t now_ms);
 
+/*
+ * cache_pushed_max_age - how long a session's data is fresh: BASE_MS, or
+ * SAFETY_MS (webhook.safety_interval) while pushed events keep it current:
+ * one came within SAFETY_MS (PUSHED_MS, 0: never), or WAHA's event stream
+ * is up since STREAM_SINCE_MS (0: down) and the data (FETCHED_MS) is not
+ * older than the stream, so every change since has been pushed.
+ */
+int64_t cache_pushed_max_age(int64_t base_ms, int64_t safety_ms, int64_t pushed_ms,
+                             int64_t fetched_ms, int64_t stream_since_ms, int64_t now_ms);
+
 #endif

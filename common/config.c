@@ -42,6 +42,7 @@
 
 #include "config_values.h"
 #include "log.h"
+#include "region.h"
 
 extern char **environ;
 
@@ -246,9 +247,9 @@ static int add_session_item(const char *text, void *ctx, char *why)
 
     if (!config_valid_session_name(text)) {
         config_why(why,
-                   "\"%s\" is not a WAHA session name ([A-Za-z0-9_-], "
-                   "at most 54 characters)",
-                   text);
+                   "\"%s\" is not a session name (1 to %d bytes, no control "
+                   "character or comma)",
+                   text, CONFIG_SESSION_NAME_MAX - 1);
         return -1;
     }
     for (int i = 0; i < cfg->upstream.session_count; i++) {
@@ -263,6 +264,36 @@ static int add_session_item(const char *text, void *ctx, char *why)
     }
     snprintf(cfg->upstream.sessions[cfg->upstream.session_count++],
              CONFIG_SESSION_NAME_MAX, "%s", text);
+    return 0;
+}
+
+/* upstream.api_key: the key itself, which WAHA's clients send. */
+static int set_api_key(struct config *cfg, const struct config_key *k, const char *value,
+                       char *why)
+{
+    /* WAHA_API_KEY=sha512:<hex> is how WAHA's docs advise WAHA to keep its
+     * key (docs/waha-api.md, 1): WAHA compares the hash of what clients
+     * send, so the gateway must send the plain key, which WAHA's .env
+     * then has as WAHA_API_KEY_PLAIN. */
+    if (strncmp(value, "sha512:", 7) == 0) {
+        config_why(why,
+                   "a sha512: value is the hash WAHA keeps, not the key clients send; "
+                   "set WAHA_API_KEY_PLAIN (or upstream.api_key) to the plain key");
+        return -1;
+    }
+    return set_string(cfg, k, value, why);
+}
+
+/* upstream.events: auto (WAHA's WebSocket, when WAHA offers it) or off. */
+static int set_events(struct config *cfg, const struct config_key *k, const char *value,
+                      char *why)
+{
+    (void)k;
+    if (strcmp(value, "auto") != 0 && strcmp(value, "off") != 0) {
+        config_why(why, "\"%s\" is not auto or off", value);
+        return -1;
+    }
+    cfg->upstream.events = strcmp(value, "auto") == 0;
     return 0;
 }
 
@@ -390,12 +421,15 @@ static const struct config_key config_keys[] = {
      1000000, false},
     {"server", "cors_origins", set_cors_origins, OFF(server.cors_origins), "", 0, 0,
      false},
+    {"server", "max_sessions", set_int, OFF(server.max_sessions), "1000", 1,
+     REGION_SESSIONS_MAX, false},
 
     {"upstream", "url", set_upstream_url, OFF(upstream.url), "http://127.0.0.1:3000", 0,
      0, false},
-    {"upstream", "api_key", set_string, OFF(upstream.api_key), "", 0, 0, false},
+    {"upstream", "api_key", set_api_key, OFF(upstream.api_key), "", 0, 0, false},
     {"upstream", "sessions", set_sessions, OFF(upstream.sessions), "default", 0, 0,
      false},
+    {"upstream", "events", set_events, OFF(upstream.events), "auto", 0, 0, false},
 
     {"backend", "status_cache_duration", set_int, OFF(backend.status_cache_duration),
      "10000", 100, DAY_MS, false},
@@ -422,6 +456,8 @@ static const struct config_key config_keys[] = {
      "2", 1, 64, false},
     {"limits", "request_timeout", set_int, OFF(limits.request_timeout), "5000", 100,
      300000, false},
+    {"limits", "qr_timeout", set_int, OFF(limits.qr_timeout), "20000", 100, 300000,
+     false},
     {"limits", "max_retries", set_int, OFF(limits.max_retries), "3", 0, 10, false},
 
     {"circuit", "failure_threshold", set_int, OFF(circuit.failure_threshold), "5", 1,
@@ -443,6 +479,9 @@ static const struct config_key config_keys[] = {
     {"auth", "required", set_bool, OFF(auth.required), "false", 0, 0, false},
     {"auth", "key", set_auth_key, OFF(auth.keys), NULL, 0, 0, true},
 
+    {"compat", "waha_api", set_bool, OFF(compat.waha_api), "true", 0, 0, false},
+    {"compat", "seed_api", set_bool, OFF(compat.seed_api), "true", 0, 0, false},
+
     {"redis", "url", set_redis_url, OFF(redis.url), "", 0, 0, false},
     {"redis", "key_prefix", set_string, OFF(redis.key_prefix), "wahagate:", 0, 0, false},
     {"redis", "lock_ttl", set_int, OFF(redis.lock_ttl), "5000", 500, 600000, false},
@@ -454,16 +493,23 @@ static const struct config_key config_keys[] = {
 
 #define CONFIG_KEY_COUNT (sizeof(config_keys) / sizeof(config_keys[0]))
 
-/* The names WAHA's TypeScript backend used, kept as aliases. */
+/*
+ * The names WAHA's TypeScript backend used, kept as aliases, and WAHA's own
+ * key variables, so the gateway can share WAHA's .env: WAHA_API_KEY may be
+ * the sha512: form, with the key itself in WAHA_API_KEY_PLAIN, which then
+ * wins (an alias is skipped when its UNLESS variable is set).
+ */
 static const struct {
     const char *variable;
     const char *section;
     const char *key;
+    const char *unless;
 } legacy_env[] = {
-    {"WAHA_STATUS_CACHE_DURATION", "backend", "status_cache_duration"},
-    {"WAHA_POLLING_INTERVAL", "frontend", "base_interval"},
-    {"WAHA_MAX_POLLING_INTERVAL", "frontend", "max_interval"},
-    {"WAHA_API_KEY", "upstream", "api_key"},
+    {"WAHA_STATUS_CACHE_DURATION", "backend", "status_cache_duration", NULL},
+    {"WAHA_POLLING_INTERVAL", "frontend", "base_interval", NULL},
+    {"WAHA_MAX_POLLING_INTERVAL", "frontend", "max_interval", NULL},
+    {"WAHA_API_KEY", "upstream", "api_key", "WAHA_API_KEY_PLAIN"},
+    {"WAHA_API_KEY_PLAIN", "upstream", "api_key", NULL},
 };
 
 /*========================================================================
@@ -623,19 +669,29 @@ static int split_env_name(const char *name, char *section, size_t section_size, 
     return 0;
 }
 
+/* The value of NAME in ENVP, or NULL. */
+static const char *env_value(char *const *envp, const char *name)
+{
+    size_t len = strlen(name);
+
+    for (char *const *e = envp; *e; e++)
+        if (strncmp(*e, name, len) == 0 && (*e)[len] == '=')
+            return *e + len + 1;
+    return NULL;
+}
+
 static void apply_environment(struct load_state *st, char *const *envp)
 {
     char where[WHERE_MAX];
 
     /* The legacy names first, so WAHAGATE_* wins when both are set. */
     for (size_t i = 0; i < sizeof(legacy_env) / sizeof(legacy_env[0]); i++) {
-        size_t len = strlen(legacy_env[i].variable);
-        for (char *const *e = envp; *e; e++) {
-            if (strncmp(*e, legacy_env[i].variable, len) == 0 && (*e)[len] == '=') {
-                snprintf(where, sizeof(where), "environment %s", legacy_env[i].variable);
-                apply(st, legacy_env[i].section, legacy_env[i].key, *e + len + 1, where);
-            }
-        }
+        const char *value = env_value(envp, legacy_env[i].variable);
+        if (value == NULL || (legacy_env[i].unless != NULL &&
+                              env_value(envp, legacy_env[i].unless) != NULL))
+            continue;
+        snprintf(where, sizeof(where), "environment %s", legacy_env[i].variable);
+        apply(st, legacy_env[i].section, legacy_env[i].key, value, where);
     }
     for (char *const *e = envp; *e; e++) {
         char name[128], section[32], key[64];
@@ -724,6 +780,13 @@ static void validate_whole(struct load_state *st)
                           cfg->server.admin_listen[i].port);
         }
     }
+    if (!cfg->upstream.all_sessions &&
+        cfg->upstream.session_count > cfg->server.max_sessions)
+        add_error(st->errs,
+                  "%s: [upstream] sessions: %d sessions, more than server.max_sessions "
+                  "(%lld)",
+                  where_of(st, "upstream", "sessions"), cfg->upstream.session_count,
+                  (long long)cfg->server.max_sessions);
     if (cfg->auth.required && cfg->auth.key_count == 0)
         add_error(st->errs,
                   "%s: [auth] required: true, but no [auth] key is "

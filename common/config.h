@@ -18,7 +18,7 @@
 
 #define CONFIG_MAX_LISTEN 8
 #define CONFIG_MAX_SESSIONS 64
-#define CONFIG_SESSION_NAME_MAX 64 /* WAHA allows 54 characters */
+#define CONFIG_SESSION_NAME_MAX 64 /* REGION_NAME_MAX: 63 bytes and a NUL */
 #define CONFIG_MAX_PROXIES 32
 #define CONFIG_MAX_ORIGINS 16
 #define CONFIG_ORIGIN_MAX 128
@@ -71,6 +71,7 @@ struct config {
         struct listen_addr admin_listen[CONFIG_MAX_LISTEN];
         int admin_listen_count;
         int64_t max_connections;
+        int64_t max_sessions; /* sizes the region: applied at restart */
         char cors_origins[CONFIG_MAX_ORIGINS][CONFIG_ORIGIN_MAX];
         int cors_origin_count;
         bool cors_any;
@@ -82,6 +83,7 @@ struct config {
         char sessions[CONFIG_MAX_SESSIONS][CONFIG_SESSION_NAME_MAX];
         int session_count;
         bool all_sessions; /* sessions = * */
+        bool events;       /* events = auto: WAHA's WebSocket /ws; off: poll only */
     } upstream;
 
     struct {
@@ -103,6 +105,7 @@ struct config {
     struct {
         int64_t max_concurrent_requests;
         int64_t request_timeout;
+        int64_t qr_timeout; /* WAHA's QR endpoint waits up to 15 s */
         int64_t max_retries;
     } limits;
 
@@ -129,6 +132,11 @@ struct config {
         struct auth_key keys[CONFIG_MAX_AUTH_KEYS];
         int key_count;
     } auth;
+
+    struct {
+        bool waha_api; /* serve WAHA's own read paths from the cache */
+        bool seed_api; /* serve the original backend's /api/v1/waha/... */
+    } compat;
 
     struct {
         char url[512];
@@ -183,7 +191,13 @@ bool config_tracks_session(const struct config *cfg, const char *name);
  */
 bool config_key_allows(const struct auth_key *key, const char *session);
 
-/* config_valid_session_name - WAHA's rule: [A-Za-z0-9_-]{1,54}. */
+/*
+ * config_valid_session_name - a session name waha.ini can list: 1 to
+ * CONFIG_SESSION_NAME_MAX - 1 bytes, no control character, no comma (the
+ * list separator), not "*". WAHA's own rule ([A-Za-z0-9_-]{1,54}) is
+ * newer than many installations' names ("sales.team"), so it is not
+ * imposed here.
+ */
 bool config_valid_session_name(const char *name);
 
 #endif

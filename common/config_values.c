@@ -115,11 +115,11 @@ bool config_valid_session_name(const char *name)
 {
     size_t len = strlen(name);
 
-    if (len == 0 || len > 54)
+    if (len == 0 || len >= CONFIG_SESSION_NAME_MAX || strcmp(name, "*") == 0)
         return false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)name[i];
-        if (!isalnum(c) && c != '_' && c != '-')
+        if (c < 0x20 || c == 0x7f || c == ',')
             return false;
     }
     return true;

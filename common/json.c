@@ -160,7 +160,7 @@ static bool all_numbers_finite(struct json_object *obj, int depth)
  * surrogates, nothing above U+10FFFF. json-c's own check
  * (JSON_TOKENER_VALIDATE_UTF8) lets all three through.
  */
-static bool valid_utf8(const char *text, size_t len)
+bool json_valid_utf8(const char *text, size_t len)
 {
     const unsigned char *s = (const unsigned char *)text;
 
@@ -221,7 +221,7 @@ struct json_object *json_parse_bounded(const char *text, size_t len, char *why,
     }
     /* What is parsed here (WAHA's answers, webhooks) is served again as
      * JSON, and all JSON is UTF-8. */
-    if (!valid_utf8(text, len)) {
+    if (!json_valid_utf8(text, len)) {
         snprintf(why, why_size, "not JSON: not UTF-8");
         json_tokener_free(tok);
         return NULL;

@@ -60,6 +60,13 @@ size_t json_error_body(char *out, size_t out_size, const char *code, const char 
 struct json_object *json_parse_bounded(const char *text, size_t len, char *why,
                                        size_t why_size);
 
+/*
+ * json_valid_utf8 - TEXT (LEN bytes) is UTF-8 as RFC 3629 has it: no
+ * overlong forms, no surrogates, nothing above U+10FFFF (json-c's own
+ * check lets all three through).
+ */
+bool json_valid_utf8(const char *text, size_t len);
+
 /* json_get_string - the string member KEY of OBJ (without a NUL inside),
  * or NULL. */
 const char *json_get_string(struct json_object *obj, const char *key);

@@ -50,6 +50,14 @@ const char *const entry_source_names[SOURCE_COUNT] = {
     [SOURCE_NONE] = "none",
     [SOURCE_POLL] = "poll",
     [SOURCE_WEBHOOK] = "webhook",
+    [SOURCE_EVENTS] = "events",
+};
+
+const char *const events_state_names[EVENTS_STATE_COUNT] = {
+    [EVENTS_OFF] = "off",
+    [EVENTS_CONNECTING] = "connecting",
+    [EVENTS_CONNECTED] = "connected",
+    [EVENTS_REFUSED] = "refused",
 };
 
 const char *const circuit_state_names[CIRCUIT_COUNT] = {
@@ -134,34 +142,28 @@ static size_t align_up(size_t n)
     return (n + REGION_ALIGN - 1) & ~(size_t)(REGION_ALIGN - 1);
 }
 
-static size_t entries_offset(void)
-{
-    return align_up(sizeof(struct region_header));
-}
+/* The sizes and offsets of a region with ENTRIES entries and QRS slots. */
+struct layout {
+    uint32_t entries, qrs, index_size;
+    size_t entries_offset, bodies_offset, qrs_offset, index_offset, procs_offset,
+        ratelimit_offset, size;
+};
 
-static size_t qrs_offset(void)
+static struct layout layout_for(uint32_t entries, uint32_t qrs)
 {
-    return entries_offset() + align_up(sizeof(struct region_entry)) * REGION_MAX_ENTRIES;
-}
+    struct layout l = {.entries = entries, .qrs = qrs, .index_size = 16};
 
-static size_t procs_offset(void)
-{
-    return qrs_offset() + align_up(sizeof(struct region_qr)) * REGION_SESSION_MAX;
-}
-
-static size_t ratelimit_offset(void)
-{
-    return procs_offset() + align_up(sizeof(struct region_proc)) * REGION_MAX_PROCS;
-}
-
-static size_t region_size(void)
-{
-    return ratelimit_offset() + align_up(sizeof(struct ratelimit_table));
-}
-
-struct ratelimit_table *region_ratelimit(const struct region *r)
-{
-    return (struct ratelimit_table *)((char *)r->base + ratelimit_offset());
+    while (l.index_size < 2 * entries)
+        l.index_size *= 2; /* a power of two, at most half full */
+    l.entries_offset = align_up(sizeof(struct region_header));
+    l.bodies_offset = l.entries_offset + align_up(sizeof(struct region_entry)) * entries;
+    l.qrs_offset = l.bodies_offset + align_up(sizeof(struct entry_body)) * entries;
+    l.index_offset = l.qrs_offset + align_up(sizeof(struct region_qr)) * qrs;
+    l.procs_offset = l.index_offset + align_up(sizeof(int32_t) * l.index_size);
+    l.ratelimit_offset =
+        l.procs_offset + align_up(sizeof(struct region_proc)) * REGION_MAX_PROCS;
+    l.size = l.ratelimit_offset + align_up(sizeof(struct ratelimit_table));
+    return l;
 }
 
 struct region_header *region_header(const struct region *r)
@@ -169,27 +171,74 @@ struct region_header *region_header(const struct region *r)
     return r->base;
 }
 
+int region_entry_count(const struct region *r)
+{
+    return (int)region_header(r)->entry_count;
+}
+
+int region_qr_count(const struct region *r)
+{
+    return (int)region_header(r)->qr_count;
+}
+
+struct ratelimit_table *region_ratelimit(const struct region *r)
+{
+    return (struct ratelimit_table *)((char *)r->base + region_header(r)->ratelimit_offset);
+}
+
 struct region_entry *region_entry(const struct region *r, int index)
 {
-    assert(index >= 0 && index < REGION_MAX_ENTRIES);
-    return (struct region_entry *)((char *)r->base + entries_offset() +
+    const struct region_header *h = region_header(r);
+
+    assert(index >= 0 && (uint32_t)index < h->entry_count);
+    return (struct region_entry *)((char *)r->base + h->entries_offset +
                                    align_up(sizeof(struct region_entry)) * (size_t)index);
 }
 
-struct region_qr *region_qr(const struct region *r, int entry_index)
+struct entry_body *region_body(const struct region *r, int index)
 {
-    int i = entry_index - REGION_ENTRY_FIRST_SESSION;
+    const struct region_header *h = region_header(r);
 
-    assert(i >= 0 && i < REGION_SESSION_MAX);
-    return (struct region_qr *)((char *)r->base + qrs_offset() +
-                                align_up(sizeof(struct region_qr)) * (size_t)i);
+    assert(index >= 0 && (uint32_t)index < h->entry_count);
+    return (struct entry_body *)((char *)r->base + h->bodies_offset +
+                                 align_up(sizeof(struct entry_body)) * (size_t)index);
+}
+
+struct region_qr *region_qr_slot(const struct region *r, int slot)
+{
+    const struct region_header *h = region_header(r);
+
+    assert(slot >= 0 && (uint32_t)slot < h->qr_count);
+    return (struct region_qr *)((char *)r->base + h->qrs_offset +
+                                align_up(sizeof(struct region_qr)) * (size_t)slot);
 }
 
 struct region_proc *region_proc(const struct region *r, int slot)
 {
     assert(slot >= 0 && slot < REGION_MAX_PROCS);
-    return (struct region_proc *)((char *)r->base + procs_offset() +
+    return (struct region_proc *)((char *)r->base + region_header(r)->procs_offset +
                                   align_up(sizeof(struct region_proc)) * (size_t)slot);
+}
+
+/* The name index: entry index + 1 per slot, 0 empty (so zeroed is empty). */
+static int32_t *name_index(const struct region *r)
+{
+    return (int32_t *)((char *)r->base + region_header(r)->index_offset);
+}
+
+struct demand *region_demand(const struct region *r, int index, enum demand_kind kind)
+{
+    return &region_entry(r, index)->demand[kind];
+}
+
+void region_want(struct region *r, int index, enum demand_kind kind, int64_t now)
+{
+    struct demand *dm = region_demand(r, index, kind);
+    int64_t done = atomic_load(&dm->attempt_done_ms);
+
+    /* Only after the last attempt: one call answers every waiting reader. */
+    if (atomic_load(&dm->wanted_ms) <= done)
+        atomic_store(&dm->wanted_ms, now > done ? now : done + 1);
 }
 
 /*========================================================================
@@ -220,7 +269,7 @@ void region_entry_reset(struct region_entry *e, enum entry_kind kind, const char
     char keep_name[REGION_NAME_MAX] = "";
 
     snprintf(keep_name, sizeof(keep_name), "%s", name);
-    memset(d, 0, offsetof(struct entry_data, body) + 1);
+    memset(d, 0, sizeof(*d));
     d->kind = kind;
     d->source = SOURCE_NONE;
     memcpy(d->name, keep_name, sizeof(d->name));
@@ -229,17 +278,22 @@ void region_entry_reset(struct region_entry *e, enum entry_kind kind, const char
     snprintf(d->me_json, sizeof(d->me_json), "null");
 }
 
+/* Forget what entry E's readers asked for (a new owner starts afresh). */
+static void reset_demand(struct region_entry *e)
+{
+    for (int k = 0; k < DEMAND_COUNT; k++) {
+        atomic_store(&e->demand[k].last_read_ms, 0);
+        atomic_store(&e->demand[k].wanted_ms, 0);
+        atomic_store(&e->demand[k].attempt_done_ms, 0);
+    }
+}
+
 void qr_data_copy(struct qr_data *dst, const struct qr_data *src)
 {
     size_t png_len = src->png_len < REGION_QR_PNG_MAX ? src->png_len : REGION_QR_PNG_MAX;
 
     memcpy(dst, src, offsetof(struct qr_data, png) + png_len);
     dst->png_len = (uint32_t)png_len;
-}
-
-void region_qr_clear(struct region_qr *q)
-{
-    memset(&q->d, 0, offsetof(struct qr_data, png));
 }
 
 bool entry_observe_status(struct entry_data *d, const char *raw, int64_t now_mono,
@@ -276,15 +330,24 @@ bool entry_release_held_status(struct entry_data *d, int64_t now_mono, int64_t n
 
 void entry_data_copy(struct entry_data *dst, const struct entry_data *src)
 {
-    size_t body_len =
-        src->body_len < REGION_BODY_MAX ? src->body_len : REGION_BODY_MAX - 1;
-
-    memcpy(dst, src, offsetof(struct entry_data, body) + body_len);
-    dst->body_len = (uint32_t)body_len;
-    dst->body[body_len] = '\0';
+    memcpy(dst, src, sizeof(*dst));
+    dst->name[sizeof(dst->name) - 1] = '\0';
+    if (dst->body_len >= REGION_BODY_MAX)
+        dst->body_len = REGION_BODY_MAX - 1;
+    if (dst->engine_len >= REGION_ENGINE_MAX)
+        dst->engine_len = REGION_ENGINE_MAX - 1;
 }
 
-static void lay_out(struct region *r)
+void entry_body_copy(struct entry_body *dst, const struct entry_body *src,
+                     const struct entry_data *d)
+{
+    memcpy(dst->body, src->body, d->body_len);
+    dst->body[d->body_len] = '\0';
+    memcpy(dst->engine_json, src->engine_json, d->engine_len);
+    dst->engine_json[d->engine_len] = '\0';
+}
+
+static void lay_out(struct region *r, const struct layout *l)
 {
     struct region_header *h = r->base;
     uint64_t id = 0;
@@ -292,21 +355,27 @@ static void lay_out(struct region *r)
     if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id))
         id = (uint64_t)time_real_ms() ^ ((uint64_t)getpid() << 32);
 
-    /* The object is fresh from ftruncate(), so every byte is zero. */
+    /* The object is fresh from ftruncate(), so every byte is zero, which is
+     * what a free session entry, a free QR slot and the empty name index
+     * are: they are not written (so not touched) here. */
     h->layout_version = REGION_LAYOUT_VERSION;
-    h->entry_count = REGION_MAX_ENTRIES;
+    h->entry_count = l->entries;
+    h->qr_count = l->qrs;
     h->proc_count = REGION_MAX_PROCS;
-    h->size = r->size;
+    h->size = l->size;
     h->instance_id = id;
-    h->entries_offset = entries_offset();
-    h->procs_offset = procs_offset();
+    h->entries_offset = l->entries_offset;
+    h->bodies_offset = l->bodies_offset;
+    h->qrs_offset = l->qrs_offset;
+    h->index_offset = l->index_offset;
+    h->index_size = l->index_size;
+    h->procs_offset = l->procs_offset;
+    h->ratelimit_offset = l->ratelimit_offset;
     h->master_pid = getpid();
     h->started_real_ms = time_real_ms();
     h->started_mono_ms = time_mono_ms();
     region_entry_reset(region_entry(r, REGION_ENTRY_HEALTH), ENTRY_HEALTH, "");
     region_entry_reset(region_entry(r, REGION_ENTRY_LIST), ENTRY_FREE, "");
-    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++)
-        region_entry_reset(region_entry(r, i), ENTRY_FREE, "");
     /* The magic goes last: a reader that sees it sees a laid-out region. */
     atomic_thread_fence(memory_order_release);
     h->magic = REGION_MAGIC;
@@ -376,15 +445,19 @@ static int open_exclusive(const char *name, bool *leftover)
     return -1;
 }
 
-int region_create(struct region *r, const char *name)
+int region_create(struct region *r, const char *name, int max_sessions)
 {
+    uint32_t sessions = (uint32_t)(max_sessions < 1 ? 1 : max_sessions);
+    struct layout l = layout_for(REGION_ENTRY_FIRST_SESSION + sessions,
+                                 sessions < REGION_QR_SLOTS_MAX ? sessions
+                                                                : REGION_QR_SLOTS_MAX);
     bool leftover = false;
     int fd, rc;
 
     memset(r, 0, sizeof(*r));
     r->fd = -1;
     snprintf(r->name, sizeof(r->name), "%s", name);
-    r->size = region_size();
+    r->size = l.size;
 
     fd = open_exclusive(name, &leftover);
     if (fd < 0)
@@ -405,15 +478,16 @@ int region_create(struct region *r, const char *name)
         goto fail;
     }
     /* The rate-limit table, zeroed like the rest, needs only its own lock. */
-    rc = init_mutex(&region_header(r)->lock);
+    rc = init_mutex(&((struct region_header *)r->base)->lock);
     if (rc == 0)
-        rc = init_mutex(&region_ratelimit(r)->lock);
+        rc = init_mutex(
+            &((struct ratelimit_table *)((char *)r->base + l.ratelimit_offset))->lock);
     if (rc != 0) {
         log_error(rc, "pthread_mutex_init() for the region failed");
         goto fail;
     }
     r->fd = fd;
-    lay_out(r);
+    lay_out(r, &l);
     return 0;
 
 fail:
@@ -459,7 +533,7 @@ int region_attach_read_only(struct region *r, const char *name, char *why,
     }
     h = r->base;
     if (h->magic != REGION_MAGIC || h->layout_version != REGION_LAYOUT_VERSION ||
-        h->size != r->size || h->size != region_size()) {
+        h->size != r->size || h->size != layout_for(h->entry_count, h->qr_count).size) {
         snprintf(why, why_size,
                  "shm object \"%s\" has another layout (version "
                  "%u, this program reads %d): use the wahagate that made it",
@@ -497,41 +571,56 @@ void region_destroy(struct region *r)
  * The lock and the entry write protocol.
  */
 
-/* Discard every entry a dead writer left half-written. Lock held. */
+/* As if entry INDEX's KIND had never been fetched: readers wait for the
+ * refetch (cache_judge()) instead of being told there is no data. */
+static void refetch(struct region *r, int index, enum demand_kind kind)
+{
+    struct demand *dm = region_demand(r, index, kind);
+
+    atomic_store(&dm->attempt_done_ms, 0);
+    atomic_store(&dm->wanted_ms, time_mono_ms());
+}
+
+static void rebuild_name_index(struct region *r);
+
+/* Discard every entry and QR slot a dead writer left half-written. Lock
+ * held. Returns how many. */
 static int repair_torn_entries(struct region *r)
 {
     int repaired = 0;
 
-    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
-        struct region_qr *q = region_qr(r, i);
+    for (int s = 0; s < region_qr_count(r); s++) {
+        struct region_qr *q = region_qr_slot(r, s);
         uint64_t seq = atomic_load(&q->seq);
 
         if ((seq & 1) == 0)
             continue;
-        region_qr_clear(q);
-        /* As if never fetched: readers wait for the refetch (cache_judge). */
-        atomic_store(&q->attempt_done_ms, 0);
-        atomic_store(&q->wanted_ms, time_mono_ms());
+        memset(&q->d, 0, offsetof(struct qr_data, png));
+        if (q->entry > 0 && q->entry < region_entry_count(r))
+            refetch(r, q->entry, DEMAND_QR);
         atomic_fetch_add(&q->generation, 1);
         atomic_store(&q->seq, seq + 1);
         repaired++;
     }
-    for (int i = 0; i < REGION_MAX_ENTRIES; i++) {
+    for (int i = 0; i < region_entry_count(r); i++) {
         struct region_entry *e = region_entry(r, i);
         uint64_t seq = atomic_load(&e->seq);
 
         if ((seq & 1) == 0)
             continue;
+        e->d.name[REGION_NAME_MAX - 1] = '\0';
+        if (e->d.kind == ENTRY_SESSION)
+            region_qr_release(r, i);
         /* Keep kind and name so the fetcher knows to refresh it. */
         region_entry_reset(e, (enum entry_kind)e->d.kind, e->d.name);
-        /* As if never fetched: readers wait for the refetch (cache_judge)
-         * instead of being told there is no data. */
-        atomic_store(&e->attempt_done_ms, 0);
-        atomic_store(&e->wanted_ms, time_mono_ms());
+        refetch(r, i, DEMAND_DATA);
+        refetch(r, i, DEMAND_DETAILS);
         atomic_fetch_add(&e->generation, 1);
         atomic_store(&e->seq, seq + 1);
         repaired++;
     }
+    if (repaired > 0)
+        rebuild_name_index(r);
     return repaired;
 }
 
@@ -596,71 +685,6 @@ void region_entry_end_write(struct region *r, struct region_entry *e,
     atomic_fetch_add(&e->seq, 1); /* even again: the entry is whole */
 }
 
-static void forget_qr(struct region *r, int entry_index)
-{
-    struct region_qr *q = region_qr(r, entry_index);
-
-    region_qr_begin_write(r, q);
-    region_qr_clear(q);
-    atomic_store(&q->wanted_ms, 0);
-    atomic_store(&q->attempt_done_ms, 0);
-    region_qr_end_write(r, q, true);
-}
-
-static bool listed(const char (*names)[REGION_NAME_MAX], int count, const char *name)
-{
-    for (int i = 0; i < count; i++)
-        if (strcmp(names[i], name) == 0)
-            return true;
-    return false;
-}
-
-int region_set_sessions(struct region *r, const char (*names)[REGION_NAME_MAX], int count)
-{
-    struct region_header *h = region_header(r);
-    bool changed = false;
-    int missing = 0;
-
-    region_assert_held(r);
-    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
-        struct region_entry *e = region_entry(r, i);
-        if (e->d.kind != ENTRY_SESSION || listed(names, count, e->d.name))
-            continue;
-        region_entry_begin_write(r, e);
-        region_entry_reset(e, ENTRY_FREE, "");
-        region_entry_end_write(r, e, true);
-        forget_qr(r, i);
-        changed = true;
-    }
-    for (int n = 0; n < count; n++) {
-        int free_index = -1;
-        if (region_find_session(r, names[n]) >= 0)
-            continue;
-        for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
-            if (region_entry(r, i)->d.kind == ENTRY_FREE) {
-                free_index = i;
-                break;
-            }
-        }
-        if (free_index < 0) {
-            missing++;
-            continue;
-        }
-        struct region_entry *e = region_entry(r, free_index);
-        region_entry_begin_write(r, e);
-        region_entry_reset(e, ENTRY_SESSION, names[n]);
-        atomic_store(&e->last_read_ms, 0);
-        atomic_store(&e->wanted_ms, 0);
-        atomic_store(&e->attempt_done_ms, 0);
-        region_entry_end_write(r, e, true);
-        forget_qr(r, free_index);
-        changed = true;
-    }
-    if (changed)
-        atomic_fetch_add(&h->table_generation, 1);
-    return missing;
-}
-
 void region_qr_begin_write(struct region *r, struct region_qr *q)
 {
     region_assert_held(r);
@@ -675,30 +699,204 @@ void region_qr_end_write(struct region *r, struct region_qr *q, bool content_cha
     atomic_fetch_add(&q->seq, 1);
 }
 
-bool region_webhook_seen(struct region *r, const char *id)
+struct region_qr *region_qr_of(struct region *r, int index)
 {
-    struct region_header *h = region_header(r);
+    int32_t slot = region_entry(r, index)->d.qr_slot - 1;
+    struct region_qr *q;
 
     region_assert_held(r);
-    if (id[0] == '\0' || strlen(id) >= REGION_WEBHOOK_ID_MAX)
-        return false; /* no id, or one too long to keep: cannot tell */
-    for (int i = 0; i < REGION_WEBHOOK_IDS; i++)
-        if (strncmp(h->webhook_ids[i], id, REGION_WEBHOOK_ID_MAX) == 0)
-            return true;
-    snprintf(h->webhook_ids[h->webhook_id_next % REGION_WEBHOOK_IDS],
-             REGION_WEBHOOK_ID_MAX, "%s", id);
-    h->webhook_id_next = (h->webhook_id_next + 1) % REGION_WEBHOOK_IDS;
-    return false;
+    if (slot < 0 || slot >= region_qr_count(r))
+        return NULL;
+    q = region_qr_slot(r, slot);
+    return q->entry == index ? q : NULL;
+}
+
+/* Set entry INDEX's qr_slot to SLOT + 1 (0: none), inside a write. */
+static void point_to_slot(struct region *r, int index, int32_t slot_plus_one)
+{
+    struct region_entry *e = region_entry(r, index);
+
+    if (e->d.qr_slot == slot_plus_one)
+        return;
+    region_entry_begin_write(r, e);
+    e->d.qr_slot = slot_plus_one;
+    region_entry_end_write(r, e, false);
+}
+
+void region_qr_release(struct region *r, int index)
+{
+    struct region_qr *q = region_qr_of(r, index);
+
+    if (q != NULL) {
+        region_qr_begin_write(r, q);
+        memset(&q->d, 0, offsetof(struct qr_data, png));
+        q->entry = 0;
+        region_qr_end_write(r, q, true);
+    }
+    point_to_slot(r, index, 0);
+}
+
+struct region_qr *region_qr_claim(struct region *r, int index)
+{
+    struct region_qr *q = region_qr_of(r, index);
+    int64_t oldest = INT64_MAX;
+    int pick = -1;
+
+    if (q != NULL)
+        return q;
+    for (int s = 0; s < region_qr_count(r) && oldest > 0; s++) {
+        int owner = region_qr_slot(r, s)->entry;
+        /* A free slot (0), or the one whose code was read longest ago. */
+        int64_t read = owner > 0 && owner < region_entry_count(r)
+                           ? atomic_load(&region_demand(r, owner, DEMAND_QR)->last_read_ms)
+                           : 0;
+        if (owner <= 0 || read < oldest) {
+            oldest = owner <= 0 ? 0 : read;
+            pick = s;
+        }
+    }
+    if (pick < 0)
+        return NULL;
+    q = region_qr_slot(r, pick);
+    if (q->entry > 0 && q->entry < region_entry_count(r))
+        region_qr_release(r, q->entry);
+    region_qr_begin_write(r, q);
+    memset(&q->d, 0, offsetof(struct qr_data, png));
+    q->entry = index;
+    region_qr_end_write(r, q, true);
+    point_to_slot(r, index, pick + 1);
+    return q;
+}
+
+uint32_t region_name_hash(const char *name)
+{
+    uint32_t h = 2166136261u;
+
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+static uint32_t index_size(const struct region *r)
+{
+    return region_header(r)->index_size;
+}
+
+/* Add session entry INDEX to the name index (at most half full). */
+static void index_insert(struct region *r, int index)
+{
+    int32_t *ix = name_index(r);
+    uint32_t mask = index_size(r) - 1;
+    uint32_t at = region_name_hash(region_entry(r, index)->d.name) & mask;
+
+    while (ix[at] != 0)
+        at = (at + 1) & mask;
+    ix[at] = index + 1;
+}
+
+/* The name index again, from the session entries. Lock held. */
+static void rebuild_name_index(struct region *r)
+{
+    memset(name_index(r), 0, sizeof(int32_t) * index_size(r));
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < region_entry_count(r); i++)
+        if (region_entry(r, i)->d.kind == ENTRY_SESSION)
+            index_insert(r, i);
 }
 
 int region_find_session(const struct region *r, const char *name)
 {
-    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
-        const struct region_entry *e = region_entry(r, i);
+    const int32_t *ix = name_index(r);
+    uint32_t mask = index_size(r) - 1;
+
+    for (uint32_t at = region_name_hash(name) & mask; ix[at] != 0; at = (at + 1) & mask) {
+        const struct region_entry *e = region_entry(r, ix[at] - 1);
         if (e->d.kind == ENTRY_SESSION && strcmp(e->d.name, name) == 0)
-            return i;
+            return ix[at] - 1;
     }
     return -1;
+}
+
+/* Free session entry INDEX (its session is no longer tracked). */
+static void free_session(struct region *r, int index)
+{
+    struct region_entry *e = region_entry(r, index);
+
+    region_qr_release(r, index);
+    region_entry_begin_write(r, e);
+    region_entry_reset(e, ENTRY_FREE, "");
+    region_entry_end_write(r, e, true);
+}
+
+/* Give free entry INDEX to session NAME, with no data yet. */
+static void take_entry(struct region *r, int index, const char *name)
+{
+    struct region_entry *e = region_entry(r, index);
+
+    region_entry_begin_write(r, e);
+    region_entry_reset(e, ENTRY_SESSION, name);
+    reset_demand(e);
+    region_entry_end_write(r, e, true);
+}
+
+int region_set_sessions(struct region *r, const char (*names)[REGION_NAME_MAX], int count,
+                        int *index_out, bool *listed)
+{
+    int missing = 0, next_free = REGION_ENTRY_FIRST_SESSION;
+    bool changed = false;
+
+    region_assert_held(r);
+    memset(listed, 0, sizeof(bool) * (size_t)region_entry_count(r));
+    for (int n = 0; n < count; n++) {
+        int index = region_find_session(r, names[n]);
+        if (index >= 0)
+            listed[index] = true;
+        if (index_out != NULL)
+            index_out[n] = index;
+    }
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < region_entry_count(r); i++) {
+        if (region_entry(r, i)->d.kind == ENTRY_SESSION && !listed[i]) {
+            free_session(r, i);
+            changed = true;
+        }
+    }
+    if (changed)
+        rebuild_name_index(r); /* without the names that went */
+    for (int n = 0; n < count; n++) {
+        if (region_find_session(r, names[n]) >= 0)
+            continue; /* kept, or listed twice */
+        while (next_free < region_entry_count(r) &&
+               region_entry(r, next_free)->d.kind != ENTRY_FREE)
+            next_free++;
+        if (next_free == region_entry_count(r)) {
+            missing++;
+            continue;
+        }
+        take_entry(r, next_free, names[n]);
+        index_insert(r, next_free);
+        if (index_out != NULL)
+            index_out[n] = next_free;
+        changed = true;
+    }
+    if (changed)
+        atomic_fetch_add(&region_header(r)->table_generation, 1);
+    return missing;
+}
+
+bool region_event_seen(struct region *r, const uint8_t digest[REGION_DIGEST_LEN])
+{
+    static const uint8_t none[REGION_DIGEST_LEN];
+    struct region_header *h = region_header(r);
+
+    region_assert_held(r);
+    if (memcmp(digest, none, REGION_DIGEST_LEN) == 0)
+        return false; /* no id: cannot tell */
+    for (int i = 0; i < REGION_EVENT_DIGESTS; i++)
+        if (memcmp(h->event_digests[i], digest, REGION_DIGEST_LEN) == 0)
+            return true;
+    memcpy(h->event_digests[h->event_digest_next % REGION_EVENT_DIGESTS], digest,
+           REGION_DIGEST_LEN);
+    h->event_digest_next = (h->event_digest_next + 1) % REGION_EVENT_DIGESTS;
+    return false;
 }
 
 static void add(_Atomic uint64_t *counter, uint64_t n)

@@ -1,14 +1,18 @@
 /*
  * region.h - the POSIX shared-memory region every wahagate process shares.
  *
- * Layout (offsets from the start of the mapping, no pointers inside):
+ * Layout (offsets from the start of the mapping, kept in the header; no
+ * pointers inside), sized at start for server.max_sessions:
  *
- *   struct region_header      magic, layout version, size, instance id,
- *                             the robust mutex and its bookkeeping, the
- *                             circuit breaker, recent webhook ids
- *   struct region_entry[]     REGION_MAX_ENTRIES cached WAHA answers:
+ *   struct region_header      magic, layout version, counts, offsets, size,
+ *                             instance id, the robust mutex and its
+ *                             bookkeeping, the circuit breaker, the fetcher's
+ *                             published states, digests of recent event ids
+ *   struct region_entry[]     2 + max_sessions cached WAHA answers:
  *                             [0] health, [1] session list, [2..] sessions
- *   struct region_qr[]        one QR slot per session entry
+ *   struct entry_body[]       the bodies of those entries (objects, engine)
+ *   struct region_qr[]        QR slots, lent to sessions waiting for a scan
+ *   int32_t name_index[]      open-addressing hash of session names
  *   struct region_proc[]      REGION_MAX_PROCS per-process stat slots
  *   struct ratelimit_table    per-client token buckets, with their own lock
  *
@@ -43,22 +47,27 @@
 #include "ratelimit.h"
 
 #define REGION_MAGIC 0x4554414741484157ull /* "WAHAGATE", little endian */
-#define REGION_LAYOUT_VERSION 4
+#define REGION_LAYOUT_VERSION 5
 
-#define REGION_SESSION_MAX 64
+/* Entries: [0] WAHA's health, [1] the session list, then server.max_sessions
+ * sessions (REGION_SESSIONS_MAX at most). */
 #define REGION_ENTRY_HEALTH 0
 #define REGION_ENTRY_LIST 1
 #define REGION_ENTRY_FIRST_SESSION 2
-#define REGION_MAX_ENTRIES (REGION_ENTRY_FIRST_SESSION + REGION_SESSION_MAX)
+#define REGION_SESSIONS_MAX 100000
+/* QR slots: one for each session that waits for a scan while it is read. */
+#define REGION_QR_SLOTS_MAX 64
 #define REGION_BODY_MAX 16384
 #define REGION_NAME_MAX 64
 #define REGION_STATUS_MAX 40
 #define REGION_ME_MAX 512
+#define REGION_ENGINE_MAX 1024
 #define REGION_ERROR_MAX 160
 #define REGION_QR_VALUE_MAX 1024
 #define REGION_QR_PNG_MAX 32768
-#define REGION_WEBHOOK_IDS 256
-#define REGION_WEBHOOK_ID_MAX 64
+/* The envelopes (webhooks and WAHA's events) whose ids are remembered. */
+#define REGION_EVENT_DIGESTS 1024
+#define REGION_DIGEST_LEN 16
 
 /* Master, fetcher, and up to twice max_workers while old ones retire. */
 #define REGION_MAX_PROCS 136
@@ -71,49 +80,95 @@ enum entry_kind {
     ENTRY_KIND_COUNT
 };
 
-enum entry_source { SOURCE_NONE = 0, SOURCE_POLL, SOURCE_WEBHOOK, SOURCE_COUNT };
+/* Where an entry's data came from: polling, a webhook, WAHA's WebSocket. */
+enum entry_source {
+    SOURCE_NONE = 0,
+    SOURCE_POLL,
+    SOURCE_WEBHOOK,
+    SOURCE_EVENTS,
+    SOURCE_COUNT
+};
 
 extern const char *const entry_kind_names[ENTRY_KIND_COUNT];
 extern const char *const entry_source_names[SOURCE_COUNT];
 
+/*
+ * What readers of an entry want, one set of demand times each: the data
+ * (a session's status, from WAHA's session list), a session's details (the
+ * engine, which only GET /api/sessions/{name} gives) and its QR code.
+ */
+enum demand_kind { DEMAND_DATA = 0, DEMAND_DETAILS, DEMAND_QR, DEMAND_COUNT };
+
+/* Demand times, monotonic, written without the lock. */
+struct demand {
+    _Atomic int64_t last_read_ms;    /* workers: a reader read it */
+    _Atomic int64_t wanted_ms;       /* workers: a reader waits for it */
+    _Atomic int64_t attempt_done_ms; /* fetcher: the last refresh attempt ended */
+};
+
 /* What a writer changes under the lock; readers copy it under the lock. */
 struct entry_data {
-    uint32_t kind;                          /* enum entry_kind */
-    uint32_t source;                        /* enum entry_source */
-    char name[REGION_NAME_MAX];             /* session name; for the health entry the
-                                       endpoint that answered ("/health") */
-    bool has_data;                          /* a good answer was stored */
-    bool healthy;                           /* the last refresh attempt succeeded */
-    bool exists;                            /* WAHA knows the session (no 404) */
-    char status[REGION_STATUS_MAX];         /* the published status, "UNKNOWN" before
-                                       data; health: "ok", "error" or "pong" */
-    char raw_status[REGION_STATUS_MAX];     /* what WAHA said last */
-    int64_t changed_at_real_ms;             /* when the published status changed */
-    int64_t pending_since_mono_ms;          /* a change away from WORKING has been
-                                       held since (flap_hold); 0: none */
-    int64_t webhook_mono_ms;                /* last session.status webhook; 0: never */
-    char webhook_id[REGION_WEBHOOK_ID_MAX]; /* envelope id of that webhook */
-    char me_json[REGION_ME_MAX];            /* {"id":..,"pushName":..} or null */
-    int64_t fetched_real_ms;                /* when the data was fetched */
+    uint32_t kind;              /* enum entry_kind */
+    uint32_t source;            /* enum entry_source */
+    char name[REGION_NAME_MAX]; /* session name; for the health entry the
+                                   endpoint that answered ("/health") */
+    bool has_data;              /* a good answer was stored */
+    bool healthy;               /* the last refresh attempt succeeded */
+    bool exists;                /* WAHA knows the session */
+    char status[REGION_STATUS_MAX];     /* the published status, "UNKNOWN" before
+                                           data; health: "ok", "error" or "pong";
+                                           list: the number of sessions */
+    char raw_status[REGION_STATUS_MAX]; /* what WAHA said last */
+    int64_t changed_at_real_ms;         /* when the published status changed */
+    int64_t pending_since_mono_ms;      /* a change away from WORKING has been
+                                           held since (flap_hold); 0: none */
+    int64_t pushed_mono_ms;             /* last session.status pushed (webhook or
+                                           WAHA's events); 0: never */
+    int64_t event_ts_ms;                /* envelope timestamp of the newest
+                                           session.status applied; 0: none */
+    uint8_t event_digest[REGION_DIGEST_LEN]; /* digest of its envelope id */
+    char me_json[REGION_ME_MAX];             /* {"id":..,"pushName":..} or null */
+    int64_t fetched_real_ms;                 /* when the data was fetched */
     int64_t fetched_mono_ms;
     int64_t last_success_real_ms;      /* 0: never */
     char last_error[REGION_ERROR_MAX]; /* "" when the last attempt succeeded */
-    uint32_t body_len;
-    char body[REGION_BODY_MAX]; /* WAHA's JSON, re-serialized compactly;
-                                       only body_len + 1 bytes are copied */
+    char absent_reason[REGION_ERROR_MAX]; /* !exists: WAHA's words, when it gave
+                                             some (WAHA Core's 422); "" for 404 */
+    int32_t qr_slot;                      /* the session's QR slot + 1; 0: none */
+    bool has_details;                     /* the engine was fetched */
+    int64_t details_real_ms;
+    int64_t details_mono_ms;
+    uint32_t body_len;   /* bytes of the entry's body (struct entry_body) */
+    uint32_t engine_len; /* bytes of its engine */
+};
+
+/*
+ * What an entry holds that only some readers need, apart from struct
+ * entry_data so that those who read statuses touch none of it: the session
+ * as WAHA lists it (SessionInfo, compact, without "engine"), the engine of
+ * its details, WAHA's health answer. Written with the entry (same lock,
+ * same sequence number); entry_data's body_len and engine_len say how much
+ * of it is used.
+ */
+struct entry_body {
+    char body[REGION_BODY_MAX];
+    char engine_json[REGION_ENGINE_MAX];
 };
 
 struct region_entry {
-    _Atomic uint64_t seq;            /* odd while a writer is inside */
-    _Atomic uint64_t generation;     /* changes of the client-visible content */
-    _Atomic int64_t last_read_ms;    /* monotonic; workers, no lock */
-    _Atomic int64_t wanted_ms;       /* monotonic; a reader waits for data */
-    _Atomic int64_t attempt_done_ms; /* monotonic; last refresh finished */
-    struct entry_data d;             /* under the lock only */
+    _Atomic uint64_t seq;        /* odd while a writer is inside */
+    _Atomic uint64_t generation; /* changes of the client-visible content */
+    struct demand demand[DEMAND_COUNT];
+    struct entry_data d; /* under the lock only */
 };
 
-/* entry_data_copy - copy SRC's used bytes to DST (lock held on the source). */
+/* entry_data_copy - copy SRC to DST (lock held on the source). */
 void entry_data_copy(struct entry_data *dst, const struct entry_data *src);
+
+/* entry_body_copy - copy the used part of SRC (lengths in D) to DST, each
+ * part NUL-terminated (lock held on the source). */
+void entry_body_copy(struct entry_body *dst, const struct entry_body *src,
+                     const struct entry_data *d);
 
 /*
  * entry_observe_status - WAHA said RAW about D's session at NOW_MONO
@@ -141,13 +196,15 @@ struct qr_data {
     unsigned char png[REGION_QR_PNG_MAX];
 };
 
-/* One per session entry (region_qr(r, entry index)); same protocol. */
+/*
+ * A QR slot, lent to one session entry at a time (region_qr_claim()); the
+ * entry's qr_slot and the slot's entry name each other. Same write
+ * protocol as entries; the demand for a QR code is in the entry.
+ */
 struct region_qr {
     _Atomic uint64_t seq;
     _Atomic uint64_t generation;
-    _Atomic int64_t last_read_ms;
-    _Atomic int64_t wanted_ms; /* a reader waits, or WAHA announced a new QR */
-    _Atomic int64_t attempt_done_ms;
+    int32_t entry; /* the owner's entry index; 0 (never a session): free */
     struct qr_data d;
 };
 
@@ -157,6 +214,17 @@ void qr_data_copy(struct qr_data *dst, const struct qr_data *src);
 enum circuit_state { CIRCUIT_CLOSED = 0, CIRCUIT_OPEN, CIRCUIT_HALF_OPEN, CIRCUIT_COUNT };
 
 extern const char *const circuit_state_names[CIRCUIT_COUNT];
+
+/* The fetcher's WebSocket to WAHA's events; published in the header. */
+enum events_state {
+    EVENTS_OFF = 0,    /* upstream.events = off, or not started */
+    EVENTS_CONNECTING, /* (re)connecting */
+    EVENTS_CONNECTED,  /* the stream is up: WAHA pushes session.status */
+    EVENTS_REFUSED,    /* WAHA refused it (no /ws, or the key): polling */
+    EVENTS_STATE_COUNT
+};
+
+extern const char *const events_state_names[EVENTS_STATE_COUNT];
 
 /* Where the gateway stands in a Redis fleet; the fetcher (fleet.c)
  * publishes it in the header. */
@@ -274,12 +342,14 @@ struct region_proc {
 struct region_header {
     uint64_t magic;
     uint32_t layout_version;
-    uint32_t entry_count;
+    uint32_t entry_count; /* 2 + server.max_sessions */
+    uint32_t qr_count;
+    uint32_t proc_count;
     uint64_t size;
     uint64_t instance_id; /* random per creation; ETags use it */
-    uint64_t entries_offset;
-    uint64_t procs_offset;
-    uint32_t proc_count;
+    uint64_t entries_offset, bodies_offset, qrs_offset, index_offset, procs_offset,
+        ratelimit_offset;
+    uint32_t index_size; /* slots of the name index, a power of two */
     _Atomic int32_t master_pid;
     int64_t started_real_ms;
     int64_t started_mono_ms;
@@ -291,7 +361,12 @@ struct region_header {
 
     _Atomic uint64_t table_generation; /* entries added or removed */
     _Atomic int32_t workers_running;
-    _Atomic uint32_t fleet; /* enum fleet_state */
+    _Atomic uint32_t fleet;  /* enum fleet_state */
+    _Atomic uint32_t events;         /* enum events_state */
+    _Atomic int64_t events_since_ms; /* monotonic: the stream is up since; 0: down */
+    _Atomic uint64_t events_received;
+    /* Sessions WAHA lists beyond server.max_sessions, at the last list. */
+    _Atomic uint64_t untracked_sessions;
 
     /* Calls to WAHA per monotonic second, a ring written by the fetcher. */
     struct {
@@ -305,10 +380,11 @@ struct region_header {
     _Atomic uint64_t circuit_transitions;
     _Atomic int64_t circuit_retry_ms; /* monotonic end of the open period */
 
-    /* Ids of recent webhook envelopes (under the lock), so that WAHA's
-     * retried deliveries are applied once. A ring: the oldest id goes. */
-    uint32_t webhook_id_next;
-    char webhook_ids[REGION_WEBHOOK_IDS][REGION_WEBHOOK_ID_MAX];
+    /* Digests of the ids of recent event envelopes (under the lock), so
+     * that WAHA's retried deliveries are applied once. A ring: the oldest
+     * goes. */
+    uint32_t event_digest_next;
+    uint8_t event_digests[REGION_EVENT_DIGESTS][REGION_DIGEST_LEN];
 };
 
 /* A process's handle on the region (process-local, not shared). */
@@ -321,13 +397,14 @@ struct region {
 };
 
 /*
- * region_create - create the shm object NAME, lay it out and initialise the
- * mutex. Exclusive: while another live instance holds NAME this fails with a
- * message naming its pid. A leftover object from a crashed run (no live
- * holder) is unlinked and created again, never trusted. Master only; the
- * children inherit the mapping across fork(). Returns 0 or -1 (logged).
+ * region_create - create the shm object NAME for MAX_SESSIONS sessions
+ * (server.max_sessions), lay it out and initialise the mutexes. Exclusive:
+ * while another live instance holds NAME this fails with a message naming
+ * its pid. A leftover object from a crashed run (no live holder) is
+ * unlinked and created again, never trusted. Master only; the children
+ * inherit the mapping across fork(). Returns 0 or -1 (logged).
  */
-int region_create(struct region *r, const char *name);
+int region_create(struct region *r, const char *name, int max_sessions);
 
 /*
  * region_attach_read_only - map an existing region for reading (wahagate
@@ -345,17 +422,34 @@ void region_detach(struct region *r);
 void region_destroy(struct region *r);
 
 struct region_header *region_header(const struct region *r);
-struct region_entry *region_entry(const struct region *r, int index);
-struct region_proc *region_proc(const struct region *r, int slot);
-struct region_qr *region_qr(const struct region *r, int entry_index);
 struct ratelimit_table *region_ratelimit(const struct region *r);
+struct region_proc *region_proc(const struct region *r, int slot);
+
+/* The number of entries (2 + server.max_sessions) and of QR slots. */
+int region_entry_count(const struct region *r);
+int region_qr_count(const struct region *r);
+
+struct region_entry *region_entry(const struct region *r, int index);
+struct entry_body *region_body(const struct region *r, int index);
+struct region_qr *region_qr_slot(const struct region *r, int slot);
+
+/* region_demand - entry INDEX's demand times of KIND (no lock needed). */
+struct demand *region_demand(const struct region *r, int index, enum demand_kind kind);
+
+/*
+ * region_want - ask the fetcher for entry INDEX's KIND now, as a reader
+ * that waits does: wanted_ms becomes newer than the last attempt, so one
+ * attempt answers every reader that asked before it ended. No lock.
+ */
+void region_want(struct region *r, int index, enum demand_kind kind, int64_t now);
 
 /*
  * region_lock - take the robust mutex; FUNC and LINE are recorded for
  * debugging. On EOWNERDEAD it logs which pid died holding it, discards
- * torn entries (odd sequence), then marks the mutex consistent. Only bytes
- * are copied while it is held: no allocation, no I/O, no logging except that
- * repair. Returns 0, or -1 if the mutex is unusable.
+ * torn entries and QR slots (odd sequence), then marks the mutex
+ * consistent. Only bytes are copied while it is held: no allocation, no
+ * I/O, no logging except that repair. Returns 0, or -1 if the mutex is
+ * unusable.
  */
 #define region_lock(r) region_lock_at((r), __func__, __LINE__)
 int region_lock_at(struct region *r, const char *func, int line);
@@ -376,16 +470,28 @@ void region_entry_end_write(struct region *r, struct region_entry *e,
 void region_qr_begin_write(struct region *r, struct region_qr *q);
 void region_qr_end_write(struct region *r, struct region_qr *q, bool content_changed);
 
-/* region_qr_clear - forget a session's QR (under the lock, inside a write). */
-void region_qr_clear(struct region_qr *q);
+/*
+ * region_qr_of - the QR slot of session entry INDEX, or NULL when it has
+ * none. Lock held.
+ */
+struct region_qr *region_qr_of(struct region *r, int index);
 
 /*
- * region_webhook_seen - true when envelope ID was recorded already; else
- * records it (the oldest of REGION_WEBHOOK_IDS goes). An empty ID, or one
- * of REGION_WEBHOOK_ID_MAX characters or more, is never a duplicate. Lock
- * held.
+ * region_qr_claim - a QR slot for session entry INDEX: its own, a free one,
+ * or the one whose session's code was read longest ago (that session loses
+ * it). Lock held. NULL only when there are no slots.
  */
-bool region_webhook_seen(struct region *r, const char *id);
+struct region_qr *region_qr_claim(struct region *r, int index);
+
+/* region_qr_release - session entry INDEX gives its QR slot back. Lock held. */
+void region_qr_release(struct region *r, int index);
+
+/*
+ * region_event_seen - true when an envelope whose id has DIGEST was
+ * recorded already; else records it (the oldest of REGION_EVENT_DIGESTS
+ * goes). An all-zero DIGEST (no id) is never a duplicate. Lock held.
+ */
+bool region_event_seen(struct region *r, const uint8_t digest[REGION_DIGEST_LEN]);
 
 /* region_entry_reset - clear an entry to "no data" (under the lock). */
 void region_entry_reset(struct region_entry *e, enum entry_kind kind, const char *name);
@@ -393,19 +499,25 @@ void region_entry_reset(struct region_entry *e, enum entry_kind kind, const char
 /*
  * region_set_sessions - make the session entries exactly the COUNT names in
  * NAMES: entries of names no longer listed are freed, new names take free
- * entries (with no data yet), entries of names still listed keep their data.
- * Bumps table_generation when anything changed. Lock held. Returns how many
- * names found no free entry (more than REGION_SESSION_MAX sessions).
+ * entries (with no data yet), entries of names still listed keep their
+ * data. INDEX_OUT (COUNT ints, may be NULL) gets each name's entry, or -1
+ * when there was no room; SCRATCH is region_entry_count() bools of the
+ * caller's. Bumps table_generation when anything changed. Lock held.
+ * Returns how many names found no room (more than server.max_sessions).
  */
-int region_set_sessions(struct region *r, const char (*names)[REGION_NAME_MAX],
-                        int count);
+int region_set_sessions(struct region *r, const char (*names)[REGION_NAME_MAX], int count,
+                        int *index_out, bool *scratch);
 
 /*
- * region_find_session - index of the session entry NAME, or -1. Call with
- * the lock held: the fetcher renames entries when WAHA's session list
- * changes (and then bumps table_generation).
+ * region_find_session - index of the session entry NAME, or -1 (a hash
+ * lookup). Call with the lock held: the fetcher renames entries when WAHA's
+ * session list changes (and then bumps table_generation).
  */
 int region_find_session(const struct region *r, const char *name);
+
+/* region_name_hash - the hash of session names (FNV-1a), for the region's
+ * index and the workers' tables. */
+uint32_t region_name_hash(const char *name);
 
 /* Counters: only the slot's owner adds; anyone sums. */
 static inline void region_count(struct region_proc *p, enum counter c, uint64_t n)

@@ -109,8 +109,10 @@ void stats_render_json(struct region *r, const struct config *cfg, struct jbuf *
                 (unsigned long long)region_counter_sum(r, COUNTER_WEBHOOKS),
                 (long long)l.sse_clients,
                 (unsigned long long)region_counter_sum(r, COUNTER_AUTH_FAILURES));
-    jbuf_printf(b, "\"redis\":\"%s\",",
-                fleet_state_names[atomic_load(&h->fleet) % FLEET_STATE_COUNT]);
+    jbuf_printf(b, "\"redis\":\"%s\",\"untrackedSessions\":%llu,\"events\":\"%s\",",
+                fleet_state_names[atomic_load(&h->fleet) % FLEET_STATE_COUNT],
+                (unsigned long long)atomic_load(&h->untracked_sessions),
+                events_state_names[atomic_load(&h->events) % EVENTS_STATE_COUNT]);
     jbuf_printf(b,
                 "\"circuit\":{\"state\":\"%s\",\"opens\":%llu},"
                 "\"workers\":{\"count\":%d,\"min\":%lld,\"max\":%lld},"
@@ -260,10 +262,19 @@ void stats_render_metrics(struct region *r, const struct config *cfg, struct jbu
             region_counter_sum(r, COUNTER_WEBHOOKS));
     counter(b, "webhooks_rejected_total", "Webhooks refused (HMAC, size, shape).",
             region_counter_sum(r, COUNTER_WEBHOOKS_REJECTED));
-    counter(b, "webhooks_duplicate_total", "Webhook deliveries applied already.",
+    counter(b, "webhooks_duplicate_total",
+            "Webhook deliveries not applied: seen before, or older than the data.",
             region_counter_sum(r, COUNTER_WEBHOOKS_DUPLICATE));
     gauge(b, "sse_clients", "Open Server-Sent Events connections.",
           (double)l.sse_clients);
+    gauge(b, "sessions_untracked",
+          "Sessions WAHA lists beyond server.max_sessions (not tracked).",
+          (double)atomic_load(&h->untracked_sessions));
+    gauge(b, "upstream_events_connected",
+          "1 while the WebSocket to WAHA's events (/ws) is up.",
+          atomic_load(&h->events) == EVENTS_CONNECTED);
+    counter(b, "upstream_events_total", "Events received on WAHA's WebSocket.",
+            atomic_load(&h->events_received));
     help(b, "redis_state", "gauge",
          "1 for the gateway's place in a Redis fleet (off: single host).");
     for (int s = 0; s < FLEET_STATE_COUNT; s++)

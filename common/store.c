@@ -1,20 +1,36 @@
 /*
- * store.c - write WAHA's answers, failures and webhooks into the region.
+ * store.c - write WAHA's answers, failures and pushed events into the
+ * region.
  *
  * DESIGN
- * Called by the fetcher (answers, failures, held status changes, QR codes)
- * and by workers (webhooks). Each function takes the region lock, re-checks
- * that the entry still belongs to the session it meant (the fetcher may
- * have reassigned it after WAHA's list changed), and changes it between
- * region_entry_begin_write() and region_entry_end_write(), so a process
- * killed half-way leaves an odd sequence number and the next locker
- * discards the entry instead of serving it torn.
+ * Called by the fetcher (answers, failures, held status changes, QR codes,
+ * events from WAHA's WebSocket) and by workers (webhooks). Each function
+ * takes the region lock, re-checks that the entry still belongs to the
+ * session it meant (the fetcher may have reassigned it after WAHA's list
+ * changed), and changes it between region_entry_begin_write() and
+ * region_entry_end_write(), so a process killed half-way leaves an odd
+ * sequence number and the next locker discards the entry instead of
+ * serving it torn.
+ *
+ * A session's entry holds two parts of different age: its data (status,
+ * me, and the object as WAHA's session list gives it), refreshed for all
+ * sessions by one GET /api/sessions?all=true, and its details (the engine,
+ * which only GET /api/sessions/{name} gives), fetched only when someone
+ * reads the whole object.
  *
  * The generation moves only when something the status object shows changes
  * (status, me, WAHA's health, the error): ETags and SSE event ids then stay
  * the same across refreshes that bring the same answer. Published statuses
  * go through entry_observe_status(), which holds a change away from WORKING
  * for backend.flap_hold.
+ *
+ * Pushed events (webhooks, WAHA's WebSocket) are applied in the order WAHA
+ * made them, not the order they arrive: WAHA retries each delivery on its
+ * own, so a retry of an older event can come after a newer one, and a
+ * captured envelope can be replayed. An event older than the last one
+ * applied (envelope timestamps), or than polled data fetched well after
+ * it, is ignored; an envelope id seen before (its digest, in the header's
+ * ring) is a duplicate.
  */
 #include "store.h"
 
@@ -31,72 +47,118 @@ static bool is_scan(const char *status)
     return strcmp(status, "SCAN_QR_CODE") == 0;
 }
 
-/* Forget entry INDEX's QR, if it has one. Lock held. */
-static void drop_qr(struct region *r, int index)
+/* The entry of INDEX, when it is still the session NAME's. Lock held. */
+static struct region_entry *session_entry(struct region *r, int index, const char *name)
 {
-    struct region_qr *q = region_qr(r, index);
+    struct region_entry *e = region_entry(r, index);
 
-    if (!q->d.has_qr && q->d.png_len == 0 && q->d.value[0] == '\0')
-        return;
-    region_qr_begin_write(r, q);
-    region_qr_clear(q);
-    region_qr_end_write(r, q, true);
+    return e->d.kind == ENTRY_SESSION && strcmp(e->d.name, name) == 0 ? e : NULL;
 }
 
-/* Ask the fetcher for entry INDEX now (no lock needed). */
-static void want(_Atomic int64_t *wanted, _Atomic int64_t *done)
+/* Copy TEXT (LEN bytes) into entry INDEX's body (D its data). */
+static void set_body(struct region *r, int index, struct entry_data *d, const char *text,
+                     size_t len)
 {
-    int64_t now = time_mono_ms();
-    int64_t last = atomic_load(done);
+    struct entry_body *b = region_body(r, index);
 
-    atomic_store(wanted, now > last ? now : last + 1);
+    if (len >= sizeof(b->body))
+        len = 0;
+    memcpy(b->body, text, len);
+    b->body[len] = '\0';
+    d->body_len = (uint32_t)len;
+}
+
+/* ENGINE (LEN bytes) as entry INDEX's details, fetched at REAL_MS/MONO_MS. */
+static void set_details(struct region *r, int index, struct entry_data *d,
+                        const char *engine, size_t len, int64_t real_ms, int64_t mono_ms)
+{
+    struct entry_body *b = region_body(r, index);
+
+    if (len >= sizeof(b->engine_json))
+        len = 0;
+    d->has_details = true;
+    d->details_real_ms = real_ms;
+    d->details_mono_ms = mono_ms;
+    memcpy(b->engine_json, engine, len);
+    b->engine_json[len] = '\0';
+    d->engine_len = (uint32_t)len;
 }
 
 void store_session(struct region *r, const struct config *cfg, int index,
-                   const char *name, const struct session_record *rec)
+                   const struct session_record *rec, int64_t fetched_real_ms,
+                   int64_t fetched_mono_ms)
 {
-    struct region_entry *e = region_entry(r, index);
-    struct entry_data *d = &e->d;
-    const char *me = rec ? rec->me_json : "null";
-    int64_t now_mono = time_mono_ms(), now_real = time_real_ms();
-    char error[REGION_ERROR_MAX] = "";
+    struct region_entry *e;
+    struct entry_data *d;
     bool changed;
-
-    assert(name != NULL);
-    if (rec == NULL)
-        snprintf(error, sizeof(error), "WAHA has no session \"%s\"", name);
 
     if (region_lock(r) != 0)
         return;
-    if (d->kind != ENTRY_SESSION || strcmp(d->name, name) != 0) {
+    if ((e = session_entry(r, index, rec->name)) == NULL) {
         region_unlock(r); /* the entry was reassigned meanwhile */
         return;
     }
+    d = &e->d;
     region_entry_begin_write(r, e);
-    changed = !d->has_data || !d->healthy || strcmp(d->last_error, error) != 0 ||
-              d->exists != (rec != NULL) || strcmp(d->me_json, me) != 0;
-    changed |= entry_observe_status(d, rec ? rec->status : "UNKNOWN", now_mono, now_real,
+    changed = !d->has_data || !d->healthy || d->last_error[0] != '\0' || !d->exists ||
+              strcmp(d->me_json, rec->me_json) != 0;
+    changed |= entry_observe_status(d, rec->status, fetched_mono_ms, fetched_real_ms,
                                     cfg->backend.flap_hold);
     d->has_data = true;
     d->healthy = true;
     fault_point("store_session"); /* test builds: die with the entry torn */
-    d->exists = rec != NULL;
+    d->exists = true;
+    d->absent_reason[0] = '\0';
+    d->source = SOURCE_POLL;
+    d->fetched_real_ms = fetched_real_ms;
+    d->fetched_mono_ms = fetched_mono_ms;
+    d->last_success_real_ms = fetched_real_ms;
+    snprintf(d->me_json, sizeof(d->me_json), "%s", rec->me_json);
+    d->last_error[0] = '\0';
+    set_body(r, index, d, rec->body, rec->body_len);
+    if (rec->has_engine)
+        set_details(r, index, d, rec->engine_json, rec->engine_len, time_real_ms(),
+                    time_mono_ms());
+    region_entry_end_write(r, e, changed);
+    if (!is_scan(d->raw_status))
+        region_qr_release(r, index);
+    region_unlock(r);
+}
+
+void store_absent(struct region *r, const struct config *cfg, int index, const char *name,
+                  const char *reason)
+{
+    int64_t now_mono = time_mono_ms(), now_real = time_real_ms();
+    struct region_entry *e;
+    struct entry_data *d;
+    bool changed;
+
+    if (region_lock(r) != 0)
+        return;
+    if ((e = session_entry(r, index, name)) == NULL) {
+        region_unlock(r);
+        return;
+    }
+    d = &e->d;
+    region_entry_begin_write(r, e);
+    changed = !d->has_data || !d->healthy || d->exists || strcmp(d->me_json, "null") != 0 ||
+              strcmp(d->absent_reason, reason) != 0;
+    changed |=
+        entry_observe_status(d, "UNKNOWN", now_mono, now_real, cfg->backend.flap_hold);
+    d->has_data = true;
+    d->healthy = true;
+    d->exists = false;
+    snprintf(d->absent_reason, sizeof(d->absent_reason), "%s", reason);
     d->source = SOURCE_POLL;
     d->fetched_real_ms = now_real;
     d->fetched_mono_ms = now_mono;
     d->last_success_real_ms = now_real;
-    snprintf(d->me_json, sizeof(d->me_json), "%s", me);
-    memcpy(d->last_error, error, sizeof(d->last_error));
-    if (rec != NULL) {
-        memcpy(d->body, rec->body, rec->body_len + 1);
-        d->body_len = (uint32_t)rec->body_len;
-    } else {
-        d->body[0] = '\0';
-        d->body_len = 0;
-    }
+    snprintf(d->me_json, sizeof(d->me_json), "null");
+    snprintf(d->last_error, sizeof(d->last_error), "WAHA has no session \"%s\"", name);
+    set_body(r, index, d, "", 0);
+    set_details(r, index, d, "", 0, now_real, now_mono); /* nothing more to ask */
     region_entry_end_write(r, e, changed);
-    if (!is_scan(d->raw_status))
-        drop_qr(r, index);
+    region_qr_release(r, index);
     region_unlock(r);
 }
 
@@ -108,8 +170,6 @@ void store_health(struct region *r, bool ping, const char *status, const char *b
     const char *endpoint = ping ? "/ping" : "/health";
     bool changed;
 
-    if (len >= sizeof(d->body))
-        len = 0; /* the verdict is what matters; a huge body is not kept */
     if (region_lock(r) != 0)
         return;
     region_entry_begin_write(r, e);
@@ -127,27 +187,18 @@ void store_health(struct region *r, bool ping, const char *status, const char *b
     snprintf(d->status, sizeof(d->status), "%s", status);
     snprintf(d->raw_status, sizeof(d->raw_status), "%s", status);
     d->last_error[0] = '\0';
-    memcpy(d->body, body, len);
-    d->body[len] = '\0';
-    d->body_len = (uint32_t)len;
+    /* The verdict is what matters; a huge body is not kept. */
+    set_body(r, REGION_ENTRY_HEALTH, d, body, len);
     region_entry_end_write(r, e, changed);
     region_unlock(r);
 }
 
-int store_session_list(struct region *r, const struct config *cfg,
-                       const struct session_record *recs, int count)
+void store_list(struct region *r, int count)
 {
-    static char names[REGION_SESSION_MAX][REGION_NAME_MAX];
     struct region_entry *list = region_entry(r, REGION_ENTRY_LIST);
-    int missing;
 
-    if (count > REGION_SESSION_MAX)
-        count = REGION_SESSION_MAX;
-    for (int i = 0; i < count; i++)
-        snprintf(names[i], REGION_NAME_MAX, "%s", recs[i].name);
     if (region_lock(r) != 0)
-        return 0;
-    missing = region_set_sessions(r, (const char(*)[REGION_NAME_MAX])names, count);
+        return;
     region_entry_begin_write(r, list);
     list->d.kind = ENTRY_SESSION_LIST;
     list->d.has_data = true;
@@ -162,21 +213,6 @@ int store_session_list(struct region *r, const struct config *cfg,
     snprintf(list->d.status, sizeof(list->d.status), "%d", count);
     region_entry_end_write(r, list, false);
     region_unlock(r);
-
-    /* A new entry starts with what the list said about its session. */
-    for (int i = 0; i < count; i++) {
-        int index;
-        bool empty;
-
-        if (region_lock(r) != 0)
-            break;
-        index = region_find_session(r, recs[i].name);
-        empty = index >= 0 && !region_entry(r, index)->d.has_data;
-        region_unlock(r);
-        if (empty)
-            store_session(r, cfg, index, recs[i].name, &recs[i]);
-    }
-    return missing;
 }
 
 void store_failure(struct region *r, int index, const char *why)
@@ -187,11 +223,13 @@ void store_failure(struct region *r, int index, const char *why)
 
     if (region_lock(r) != 0)
         return;
-    region_entry_begin_write(r, e);
-    changed = d->healthy || strcmp(d->last_error, why) != 0;
-    d->healthy = false;
-    snprintf(d->last_error, sizeof(d->last_error), "%s", why);
-    region_entry_end_write(r, e, changed);
+    if (d->healthy || strcmp(d->last_error, why) != 0) {
+        region_entry_begin_write(r, e);
+        changed = d->healthy || strcmp(d->last_error, why) != 0;
+        d->healthy = false;
+        snprintf(d->last_error, sizeof(d->last_error), "%s", why);
+        region_entry_end_write(r, e, changed);
+    }
     region_unlock(r);
 }
 
@@ -207,45 +245,54 @@ void store_release_held(struct region *r, const struct config *cfg, int index)
                                         cfg->backend.flap_hold);
     region_entry_end_write(r, e, changed);
     if (changed && !is_scan(e->d.raw_status))
-        drop_qr(r, index);
+        region_qr_release(r, index);
     region_unlock(r);
 }
 
+/*========================================================================
+ * QR codes.
+ */
+
 void store_qr_png(struct region *r, int index, const unsigned char *png, size_t len)
 {
-    struct region_qr *q = region_qr(r, index);
+    struct region_qr *q;
     bool changed;
 
     if (len > REGION_QR_PNG_MAX || region_lock(r) != 0)
         return;
-    region_qr_begin_write(r, q);
-    changed = q->d.png_len != len || memcmp(q->d.png, png, len) != 0;
-    memcpy(q->d.png, png, len);
-    q->d.png_len = (uint32_t)len;
-    q->d.png_current = true;
-    q->d.has_qr = q->d.value[0] != '\0';
-    region_qr_end_write(r, q, changed);
+    if ((q = region_qr_of(r, index)) != NULL) { /* no slot: the session moved on */
+        region_qr_begin_write(r, q);
+        changed = q->d.png_len != len || memcmp(q->d.png, png, len) != 0;
+        memcpy(q->d.png, png, len);
+        q->d.png_len = (uint32_t)len;
+        q->d.png_current = true;
+        q->d.has_qr = q->d.value[0] != '\0';
+        region_qr_end_write(r, q, changed);
+    }
     region_unlock(r);
 }
 
 bool store_qr_value(struct region *r, int index, const char *value)
 {
-    struct region_qr *q = region_qr(r, index);
-    bool changed, image_needed;
+    struct region_qr *q;
+    bool changed, image_needed = false;
 
     if (strlen(value) >= sizeof(q->d.value) || region_lock(r) != 0)
         return false;
-    region_qr_begin_write(r, q);
-    changed = strcmp(q->d.value, value) != 0;
-    snprintf(q->d.value, sizeof(q->d.value), "%s", value);
-    if (changed)
-        q->d.png_current = false; /* a new code: its image is fetched next, the
-                                   * last one is served meanwhile */
-    q->d.has_qr = q->d.png_len > 0;
-    q->d.fetched_real_ms = time_real_ms();
-    q->d.fetched_mono_ms = time_mono_ms();
-    image_needed = !q->d.png_current;
-    region_qr_end_write(r, q, changed);
+    if (is_scan(region_entry(r, index)->d.raw_status) &&
+        (q = region_qr_claim(r, index)) != NULL) {
+        region_qr_begin_write(r, q);
+        changed = strcmp(q->d.value, value) != 0;
+        snprintf(q->d.value, sizeof(q->d.value), "%s", value);
+        if (changed)
+            q->d.png_current = false; /* a new code: its image is fetched next, the
+                                       * last one is served meanwhile */
+        q->d.has_qr = q->d.png_len > 0;
+        q->d.fetched_real_ms = time_real_ms();
+        q->d.fetched_mono_ms = time_mono_ms();
+        image_needed = !q->d.png_current;
+        region_qr_end_write(r, q, changed);
+    }
     region_unlock(r);
     return image_needed;
 }
@@ -254,32 +301,36 @@ void store_qr_gone(struct region *r, int index)
 {
     if (region_lock(r) != 0)
         return;
-    drop_qr(r, index);
+    region_qr_release(r, index);
     region_unlock(r);
 }
 
-enum store_event_result store_event(struct region *r, const struct config *cfg,
-                                    const struct waha_event *ev, enum entry_source source)
-{
-    int64_t now_mono = time_mono_ms(), now_real = time_real_ms();
-    struct region_entry *e;
-    struct entry_data *d;
-    bool changed;
-    int index;
+/*========================================================================
+ * Pushed events: webhooks and WAHA's WebSocket.
+ */
 
-    if (region_lock(r) != 0)
-        return STORE_EVENT_UNTRACKED;
-    index = region_find_session(r, ev->session);
-    if (index < 0) {
-        region_unlock(r);
-        return STORE_EVENT_UNTRACKED;
-    }
-    if (region_webhook_seen(r, ev->id)) {
-        region_unlock(r);
-        return STORE_EVENT_DUPLICATE;
-    }
-    e = region_entry(r, index);
-    d = &e->d;
+/* Is EV older than what D holds? (See DESIGN.) */
+static bool outdated(const struct entry_data *d, const struct waha_event *ev)
+{
+    if (ev->timestamp_ms <= 0)
+        return false; /* WAHA before 2024-11: no timestamps, no order */
+    if (d->event_ts_ms > 0 && ev->timestamp_ms <= d->event_ts_ms)
+        return true;
+    return d->has_data && d->source == SOURCE_POLL &&
+           ev->timestamp_ms < d->fetched_real_ms - STORE_EVENT_CLOCK_SLACK_MS;
+}
+
+/* Apply EV to the entry E (lock held): true when its body now says
+ * another status than the event (a refresh of the list item is due). */
+static bool apply_event(struct region *r, const struct config *cfg, int index,
+                        const struct waha_event *ev, enum entry_source source)
+{
+    struct region_entry *e = region_entry(r, index);
+    int64_t now_mono = time_mono_ms(), now_real = time_real_ms();
+    struct entry_data *d = &e->d;
+    char quoted[REGION_STATUS_MAX + 16];
+    bool changed;
+
     region_entry_begin_write(r, e);
     changed = !d->has_data || !d->exists;
     changed |=
@@ -291,21 +342,48 @@ enum store_event_result store_event(struct region *r, const struct config *cfg,
     d->has_data = true;
     fault_point("store_webhook"); /* test builds: a worker dies mid-write */
     d->exists = true;
+    d->absent_reason[0] = '\0';
     d->source = source;
     d->fetched_real_ms = now_real;
     d->fetched_mono_ms = now_mono;
-    d->webhook_mono_ms = now_mono;
-    snprintf(d->webhook_id, sizeof(d->webhook_id), "%s", ev->id);
+    d->pushed_mono_ms = now_mono;
+    if (ev->timestamp_ms > d->event_ts_ms)
+        d->event_ts_ms = ev->timestamp_ms;
+    memcpy(d->event_digest, ev->id_digest, sizeof(d->event_digest));
     region_entry_end_write(r, e, changed);
-    if (!is_scan(d->raw_status))
-        drop_qr(r, index);
-    region_unlock(r);
+    snprintf(quoted, sizeof(quoted), "\"status\":\"%s\"", ev->status);
+    return strstr(region_body(r, index)->body, quoted) == NULL;
+}
 
-    /* The details (the session object) come from WAHA: fetch them now; and
-     * each SCAN_QR_CODE event announces a new QR code. */
-    want(&e->wanted_ms, &e->attempt_done_ms);
+enum store_event_result store_event(struct region *r, const struct config *cfg,
+                                    const struct waha_event *ev, enum entry_source source)
+{
+    enum store_event_result result = STORE_EVENT_APPLIED;
+    bool body_behind = false;
+    int index;
+
+    if (region_lock(r) != 0)
+        return STORE_EVENT_UNTRACKED;
+    index = region_find_session(r, ev->session);
+    if (index < 0)
+        result = STORE_EVENT_UNTRACKED;
+    else if (region_event_seen(r, ev->id_digest))
+        result = STORE_EVENT_DUPLICATE;
+    else if (outdated(&region_entry(r, index)->d, ev))
+        result = STORE_EVENT_OUTDATED;
+    else
+        body_behind = apply_event(r, cfg, index, ev, source);
+    if (result == STORE_EVENT_APPLIED && !is_scan(ev->status))
+        region_qr_release(r, index);
+    region_unlock(r);
+    if (result != STORE_EVENT_APPLIED)
+        return result;
+    /* The rest of the object (config, presence, timestamps) comes from
+     * WAHA's list; each SCAN_QR_CODE event announces a new QR code. */
+    if (body_behind)
+        region_want(r, index, DEMAND_DATA, time_mono_ms());
     if (is_scan(ev->status))
-        want(&region_qr(r, index)->wanted_ms, &region_qr(r, index)->attempt_done_ms);
+        region_want(r, index, DEMAND_QR, time_mono_ms());
     return STORE_EVENT_APPLIED;
 }
 
@@ -321,11 +399,46 @@ static int64_t local_mono(int64_t real_ms, int64_t now_mono, int64_t now_real)
     return mono > now_mono ? now_mono : mono;
 }
 
-bool store_remote(struct region *r, int index, const struct entry_data *remote)
+/* Copy REMOTE's data fields (and REMOTE_BODY) into entry INDEX, whose data
+ * is D (lock held, inside a write). */
+static void copy_remote(struct region *r, int index, struct entry_data *d,
+                        const struct entry_data *remote, const struct entry_body *remote_body)
+{
+    int64_t now_mono = time_mono_ms(), now_real = time_real_ms();
+
+    d->has_data = remote->has_data;
+    d->healthy = remote->healthy;
+    d->exists = remote->exists;
+    d->source = remote->source < SOURCE_COUNT ? remote->source : SOURCE_POLL;
+    if (d->kind == ENTRY_HEALTH)
+        memcpy(d->name, remote->name, sizeof(d->name)); /* the endpoint asked */
+    memcpy(d->status, remote->status, sizeof(d->status));
+    memcpy(d->raw_status, remote->raw_status, sizeof(d->raw_status));
+    d->changed_at_real_ms = remote->changed_at_real_ms;
+    d->pending_since_mono_ms = 0; /* the other host smoothed it already */
+    memcpy(d->me_json, remote->me_json, sizeof(d->me_json));
+    d->fetched_real_ms = remote->fetched_real_ms;
+    d->fetched_mono_ms = local_mono(remote->fetched_real_ms, now_mono, now_real);
+    d->last_success_real_ms = remote->last_success_real_ms;
+    memcpy(d->last_error, remote->last_error, sizeof(d->last_error));
+    memcpy(d->absent_reason, remote->absent_reason, sizeof(d->absent_reason));
+    if (d->source == SOURCE_WEBHOOK || d->source == SOURCE_EVENTS) {
+        d->pushed_mono_ms = d->fetched_mono_ms;
+        d->event_ts_ms = remote->event_ts_ms;
+        memcpy(d->event_digest, remote->event_digest, sizeof(d->event_digest));
+    }
+    if (remote->has_details)
+        set_details(r, index, d, remote_body->engine_json, remote->engine_len,
+                    remote->details_real_ms,
+                    local_mono(remote->details_real_ms, now_mono, now_real));
+    set_body(r, index, d, remote_body->body, remote->body_len);
+}
+
+bool store_remote(struct region *r, int index, const struct entry_data *remote,
+                  const struct entry_body *remote_body)
 {
     struct region_entry *e = region_entry(r, index);
     struct entry_data *d = &e->d;
-    int64_t now_mono = time_mono_ms(), now_real = time_real_ms();
     bool changed, newer;
 
     if (region_lock(r) != 0)
@@ -346,66 +459,51 @@ bool store_remote(struct region *r, int index, const struct entry_data *remote)
               d->exists != remote->exists || strcmp(d->status, remote->status) != 0 ||
               strcmp(d->me_json, remote->me_json) != 0 ||
               strcmp(d->last_error, remote->last_error) != 0;
-    d->has_data = remote->has_data;
-    d->healthy = remote->healthy;
-    d->exists = remote->exists;
-    d->source = remote->source < SOURCE_COUNT ? remote->source : SOURCE_POLL;
-    if (d->kind == ENTRY_HEALTH)
-        memcpy(d->name, remote->name, sizeof(d->name)); /* the endpoint asked */
-    memcpy(d->status, remote->status, sizeof(d->status));
-    memcpy(d->raw_status, remote->raw_status, sizeof(d->raw_status));
-    d->changed_at_real_ms = remote->changed_at_real_ms;
-    d->pending_since_mono_ms = 0; /* the other host smoothed it already */
-    memcpy(d->me_json, remote->me_json, sizeof(d->me_json));
-    d->fetched_real_ms = remote->fetched_real_ms;
-    d->fetched_mono_ms = local_mono(remote->fetched_real_ms, now_mono, now_real);
-    d->last_success_real_ms = remote->last_success_real_ms;
-    memcpy(d->last_error, remote->last_error, sizeof(d->last_error));
-    if (d->source == SOURCE_WEBHOOK) {
-        d->webhook_mono_ms = d->fetched_mono_ms;
-        memcpy(d->webhook_id, remote->webhook_id, sizeof(d->webhook_id));
-    }
-    if (remote->body_len < sizeof(d->body)) {
-        memcpy(d->body, remote->body, remote->body_len);
-        d->body[remote->body_len] = '\0';
-        d->body_len = remote->body_len;
-    }
+    copy_remote(r, index, d, remote, remote_body);
     region_entry_end_write(r, e, changed);
-    /* A retried delivery of that webhook to this host is then a duplicate. */
-    if (d->source == SOURCE_WEBHOOK)
-        region_webhook_seen(r, d->webhook_id);
+    /* A retried delivery of that event to this host is then a duplicate. */
+    if (d->source == SOURCE_WEBHOOK || d->source == SOURCE_EVENTS)
+        region_event_seen(r, d->event_digest);
     if (index >= REGION_ENTRY_FIRST_SESSION && !is_scan(d->raw_status))
-        drop_qr(r, index);
+        region_qr_release(r, index);
     region_unlock(r);
-    atomic_store(&e->attempt_done_ms, now_mono); /* waiting readers look now */
+    /* Waiting readers look now. */
+    atomic_store(&region_demand(r, index, DEMAND_DATA)->attempt_done_ms, time_mono_ms());
+    if (d->has_details)
+        atomic_store(&region_demand(r, index, DEMAND_DETAILS)->attempt_done_ms,
+                     time_mono_ms());
     return true;
 }
 
 bool store_remote_qr(struct region *r, int index, const char *value,
                      const unsigned char *png, size_t png_len, int64_t fetched_real_ms)
 {
-    struct region_qr *q = region_qr(r, index);
-    bool changed;
+    struct region_qr *q;
+    bool changed, taken = false;
 
-    if (png_len > REGION_QR_PNG_MAX || strlen(value) >= sizeof(q->d.value) ||
+    if (png_len > REGION_QR_PNG_MAX || strlen(value) >= REGION_QR_VALUE_MAX ||
         region_lock(r) != 0)
         return false;
-    if (q->d.has_qr && q->d.fetched_real_ms >= fetched_real_ms) {
-        region_unlock(r);
-        return false;
+    q = region_qr_of(r, index);
+    if ((q == NULL || !q->d.has_qr || q->d.fetched_real_ms < fetched_real_ms) &&
+        is_scan(region_entry(r, index)->d.raw_status) &&
+        (q = region_qr_claim(r, index)) != NULL) {
+        region_qr_begin_write(r, q);
+        changed = strcmp(q->d.value, value) != 0 || q->d.png_len != png_len ||
+                  memcmp(q->d.png, png, png_len) != 0;
+        snprintf(q->d.value, sizeof(q->d.value), "%s", value);
+        memcpy(q->d.png, png, png_len);
+        q->d.png_len = (uint32_t)png_len;
+        q->d.png_current = true;
+        q->d.has_qr = value[0] != '\0' && png_len > 0;
+        q->d.fetched_real_ms = fetched_real_ms;
+        q->d.fetched_mono_ms =
+            local_mono(fetched_real_ms, time_mono_ms(), time_real_ms());
+        region_qr_end_write(r, q, changed);
+        taken = true;
     }
-    region_qr_begin_write(r, q);
-    changed = strcmp(q->d.value, value) != 0 || q->d.png_len != png_len ||
-              memcmp(q->d.png, png, png_len) != 0;
-    snprintf(q->d.value, sizeof(q->d.value), "%s", value);
-    memcpy(q->d.png, png, png_len);
-    q->d.png_len = (uint32_t)png_len;
-    q->d.png_current = true;
-    q->d.has_qr = value[0] != '\0' && png_len > 0;
-    q->d.fetched_real_ms = fetched_real_ms;
-    q->d.fetched_mono_ms = local_mono(fetched_real_ms, time_mono_ms(), time_real_ms());
-    region_qr_end_write(r, q, changed);
     region_unlock(r);
-    atomic_store(&q->attempt_done_ms, time_mono_ms());
-    return true;
+    if (taken)
+        atomic_store(&region_demand(r, index, DEMAND_QR)->attempt_done_ms, time_mono_ms());
+    return taken;
 }

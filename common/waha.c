@@ -29,7 +29,6 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "config.h"
 #include "json.h"
 
 bool waha_valid_status(const char *s)
@@ -76,83 +75,132 @@ static int render_me(struct json_object *session, char *out, size_t out_size, ch
     return 0;
 }
 
-/* Fill REC from a parsed session object; NAME, when given, must match. */
-static int record_from_object(struct json_object *obj, const char *name,
-                              struct session_record *rec, char *why)
+bool waha_name_ok(const char *name)
+{
+    size_t len = strlen(name);
+
+    return len > 0 && len < REGION_NAME_MAX && json_valid_utf8(name, len);
+}
+
+/* OBJ's member KEY compact into OUT (OUT_SIZE bytes); its length, or 0 when
+ * it does not fit. */
+static size_t compact(struct json_object *obj, char *out, size_t out_size)
+{
+    size_t len;
+    const char *text = json_object_to_json_string_length(
+        obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+
+    if (text == NULL || len >= out_size)
+        return 0;
+    memcpy(out, text, len + 1);
+    return len;
+}
+
+/* REC's engine: OBJ's "engine", taken out of OBJ. */
+static int take_engine(struct json_object *obj, struct session_record *rec, char *why)
+{
+    struct json_object *engine;
+
+    rec->has_engine = json_object_object_get_ex(obj, "engine", &engine);
+    rec->engine_len = 0;
+    rec->engine_json[0] = '\0';
+    if (!rec->has_engine)
+        return 0;
+    rec->engine_len = compact(engine, rec->engine_json, sizeof(rec->engine_json));
+    if (rec->engine_len == 0) {
+        snprintf(why, WAHA_WHY_MAX,
+                 "session \"%.64s\" has an \"engine\" larger than %zu bytes", rec->name,
+                 sizeof(rec->engine_json) - 1);
+        return -1;
+    }
+    json_object_object_del(obj, "engine");
+    return 0;
+}
+
+/*
+ * Fill REC from the parsed session object OBJ (changed: its "engine" is
+ * taken out); NAME, when given, must be its name. SKIPPED: a name the
+ * region cannot hold (the region's name limit, or not UTF-8).
+ */
+static enum waha_item record_from_object(struct json_object *obj, const char *name,
+                                         struct session_record *rec, char *why)
 {
     const char *got_name = json_get_string(obj, "name");
     const char *status = json_get_string(obj, "status");
-    const char *text;
-    size_t text_len;
 
-    if (!json_object_is_type(obj, json_type_object)) {
-        snprintf(why, WAHA_WHY_MAX, "session is not a JSON object");
-        return -1;
+    if (!json_object_is_type(obj, json_type_object) || got_name == NULL) {
+        snprintf(why, WAHA_WHY_MAX, "session is not a JSON object with a \"name\"");
+        return WAHA_ITEM_INVALID;
     }
-    if (got_name == NULL || !config_valid_session_name(got_name) ||
-        (name != NULL && strcmp(got_name, name) != 0)) {
-        snprintf(why, WAHA_WHY_MAX, "session object has no valid \"name\"%s%s",
-                 name ? " " : "", name ? name : "");
-        return -1;
-    }
-    if (status == NULL || !waha_valid_status(status)) {
-        snprintf(why, WAHA_WHY_MAX, "session \"%s\" has no valid \"status\"", got_name);
-        return -1;
-    }
-    if (render_me(obj, rec->me_json, sizeof(rec->me_json), why) != 0)
-        return -1;
-    text = json_object_to_json_string_length(
-        obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &text_len);
-    if (text == NULL || text_len >= sizeof(rec->body)) {
-        snprintf(why, WAHA_WHY_MAX, "session \"%s\" is larger than %zu bytes", got_name,
-                 sizeof(rec->body) - 1);
-        return -1;
+    if (!waha_name_ok(got_name)) {
+        snprintf(why, WAHA_WHY_MAX, "a session name of %zu bytes%s", strlen(got_name),
+                 json_valid_utf8(got_name, strlen(got_name)) ? "" : " that is not UTF-8");
+        return WAHA_ITEM_SKIPPED;
     }
     snprintf(rec->name, sizeof(rec->name), "%s", got_name);
+    if (name != NULL && strcmp(got_name, name) != 0) {
+        snprintf(why, WAHA_WHY_MAX, "session object has another \"name\"");
+        return WAHA_ITEM_INVALID;
+    }
+    if (status == NULL || !waha_valid_status(status)) {
+        snprintf(why, WAHA_WHY_MAX, "session has no valid \"status\"");
+        return WAHA_ITEM_INVALID;
+    }
     snprintf(rec->status, sizeof(rec->status), "%s", status);
-    memcpy(rec->body, text, text_len + 1);
-    rec->body_len = text_len;
-    return 0;
+    if (render_me(obj, rec->me_json, sizeof(rec->me_json), why) != 0 ||
+        take_engine(obj, rec, why) != 0)
+        return WAHA_ITEM_INVALID;
+    rec->body_len = compact(obj, rec->body, sizeof(rec->body));
+    if (rec->body_len == 0) {
+        snprintf(why, WAHA_WHY_MAX, "session is larger than %zu bytes",
+                 sizeof(rec->body) - 1);
+        return WAHA_ITEM_INVALID;
+    }
+    return WAHA_ITEM_OK;
 }
 
 int waha_parse_session(const char *name, const char *body, size_t len,
                        struct session_record *rec, char *why)
 {
     struct json_object *obj = json_parse_bounded(body, len, why, WAHA_WHY_MAX);
-    int rc;
+    enum waha_item item;
 
     if (obj == NULL)
         return -1;
-    rc = record_from_object(obj, name, rec, why);
+    item = record_from_object(obj, name, rec, why);
     json_object_put(obj);
-    return rc;
+    return item == WAHA_ITEM_OK ? 0 : -1;
 }
 
-int waha_parse_session_list(const char *body, size_t len, struct session_record *recs,
-                            int max, int *count, char *why)
+struct json_object *waha_list_open(const char *body, size_t len, char *why)
 {
     struct json_object *arr = json_parse_bounded(body, len, why, WAHA_WHY_MAX);
-    size_t n;
 
-    *count = 0;
-    if (arr == NULL)
-        return -1;
-    if (!json_object_is_type(arr, json_type_array)) {
+    if (arr != NULL && !json_object_is_type(arr, json_type_array)) {
         snprintf(why, WAHA_WHY_MAX, "session list is not a JSON array");
         json_object_put(arr);
-        return -1;
+        return NULL;
     }
-    n = json_object_array_length(arr);
-    for (size_t i = 0; i < n && *count < max; i++) {
-        if (record_from_object(json_object_array_get_idx(arr, i), NULL, &recs[*count],
-                               why) != 0) {
-            json_object_put(arr);
-            return -1;
-        }
-        (*count)++;
-    }
-    json_object_put(arr);
-    return 0;
+    return arr;
+}
+
+size_t waha_list_length(struct json_object *list)
+{
+    return json_object_array_length(list);
+}
+
+void waha_list_close(struct json_object *list)
+{
+    json_object_put(list);
+}
+
+enum waha_item waha_list_item(struct json_object *list, size_t i,
+                              struct session_record *rec, char *why)
+{
+    /* Items have no "engine" in WAHA's source (only GET
+     * /api/sessions/{name} asks the engine); its docs show one: then it is
+     * as good as the details (REC->has_engine). */
+    return record_from_object(json_object_array_get_idx(list, i), NULL, rec, why);
 }
 
 int waha_health_verdict(bool ping, long http_code, const char *body, size_t len,
@@ -240,18 +288,52 @@ bool waha_signature_ok(const char *key, const char *body, size_t len, const char
     return CRYPTO_memcmp(want, got, 64) == 0;
 }
 
-static void copy_bounded(char *out, size_t size, const char *text)
+/* EV's id digest: SHA-256 of the envelope's "id" as JSON text, so that
+ * ids of any length or type are told apart. */
+static void digest_id(struct json_object *env, struct waha_event *ev)
 {
-    snprintf(out, size, "%s", text ? text : "");
+    unsigned char sha[32];
+    struct json_object *id;
+    const char *text;
+    size_t len;
+
+    if (!json_object_object_get_ex(env, "id", &id) || id == NULL)
+        return; /* no id (WAHA Core before 2024-11): all zero */
+    text = json_object_to_json_string_length(id, JSON_C_TO_STRING_PLAIN, &len);
+    if (text == NULL || EVP_Digest(text, len, sha, NULL, EVP_sha256(), NULL) != 1)
+        return;
+    memcpy(ev->id_digest, sha, sizeof(ev->id_digest));
+}
+
+/* The session.status part of the envelope ENV into EV: WAHA_EVENT_STATUS,
+ * or WAHA_EVENT_BAD with WHY. */
+static enum waha_event_kind status_event(struct json_object *env, struct waha_event *ev,
+                                         char *why)
+{
+    struct json_object *payload, *me;
+    const char *status = json_object_object_get_ex(env, "payload", &payload)
+                             ? json_get_string(payload, "status")
+                             : NULL;
+
+    if (status == NULL || !waha_valid_status(status)) {
+        snprintf(why, WAHA_WHY_MAX,
+                 "session.status event without a valid payload.status");
+        return WAHA_EVENT_BAD;
+    }
+    snprintf(ev->status, sizeof(ev->status), "%s", status);
+    if (json_object_object_get_ex(env, "me", &me))
+        ev->has_me = waha_render_me(me, ev->me_json, sizeof(ev->me_json)) == 0;
+    return WAHA_EVENT_STATUS;
 }
 
 enum waha_event_kind waha_parse_event(const char *body, size_t len, struct waha_event *ev,
                                       char *why)
 {
     struct json_object *env = json_parse_bounded(body, len, why, WAHA_WHY_MAX);
-    struct json_object *payload, *me, *ts;
-    const char *event, *session, *status;
+    struct json_object *ts;
+    const char *event, *session;
     enum waha_event_kind result = WAHA_EVENT_BAD;
+
     memset(ev, 0, sizeof(*ev));
     if (env == NULL)
         return WAHA_EVENT_BAD;
@@ -259,46 +341,24 @@ enum waha_event_kind waha_parse_event(const char *body, size_t len, struct waha_
     session = json_get_string(env, "session");
     if (!json_object_is_type(env, json_type_object) || event == NULL || session == NULL) {
         snprintf(why, WAHA_WHY_MAX,
-                 "not a WAHA event envelope (needs "
-                 "\"event\" and \"session\")");
-        goto done;
+                 "not a WAHA event envelope (needs \"event\" and \"session\")");
+    } else if (strlen(event) >= sizeof(ev->event)) {
+        snprintf(why, WAHA_WHY_MAX, "event name too long");
+    } else {
+        snprintf(ev->event, sizeof(ev->event), "%s", event);
+        digest_id(env, ev);
+        if (json_object_object_get_ex(env, "timestamp", &ts) &&
+            json_object_is_type(ts, json_type_int))
+            ev->timestamp_ms = json_object_get_int64(ts);
+        /* A session the region cannot hold is not an error of WAHA's: its
+         * events are acknowledged and ignored, so WAHA does not retry them. */
+        if (strcmp(event, "session.status") != 0 || !waha_name_ok(session)) {
+            result = WAHA_EVENT_IGNORED;
+        } else {
+            snprintf(ev->session, sizeof(ev->session), "%s", session);
+            result = status_event(env, ev, why);
+        }
     }
-    if (strlen(event) >= sizeof(ev->event) || !config_valid_session_name(session)) {
-        snprintf(why, WAHA_WHY_MAX, "event name too long or session name invalid");
-        goto done;
-    }
-    copy_bounded(ev->event, sizeof(ev->event), event);
-    copy_bounded(ev->session, sizeof(ev->session), session);
-    if (json_get_string(env, "id") != NULL &&
-        strlen(json_get_string(env, "id")) < sizeof(ev->id))
-        copy_bounded(ev->id, sizeof(ev->id), json_get_string(env, "id"));
-    if (json_object_object_get_ex(env, "timestamp", &ts) &&
-        json_object_is_type(ts, json_type_int))
-        ev->timestamp_ms = json_object_get_int64(ts);
-    if (strcmp(event, "session.status") != 0) {
-        result = WAHA_EVENT_IGNORED;
-        goto done;
-    }
-
-    status = json_object_object_get_ex(env, "payload", &payload)
-                 ? json_get_string(payload, "status")
-                 : NULL;
-    if (status == NULL || status[0] == '\0' || strlen(status) >= sizeof(ev->status)) {
-        snprintf(why, WAHA_WHY_MAX,
-                 "session.status event without a valid "
-                 "payload.status");
-        goto done;
-    }
-    if (!waha_valid_status(status)) {
-        snprintf(why, WAHA_WHY_MAX, "payload.status is not a WAHA status");
-        goto done;
-    }
-    copy_bounded(ev->status, sizeof(ev->status), status);
-
-    if (json_object_object_get_ex(env, "me", &me))
-        ev->has_me = waha_render_me(me, ev->me_json, sizeof(ev->me_json)) == 0;
-    result = WAHA_EVENT_STATUS;
-done:
     json_object_put(env);
     return result;
 }

@@ -28,15 +28,28 @@ struct session_record {
     char name[REGION_NAME_MAX];
     char status[REGION_STATUS_MAX];
     char me_json[REGION_ME_MAX]; /* {"id":..,"pushName":..} or null */
+    bool has_engine;             /* the object had "engine" */
+    size_t engine_len;
+    char engine_json[REGION_ENGINE_MAX]; /* its "engine", compact */
     size_t body_len;
-    char body[REGION_BODY_MAX]; /* the whole object, compact */
+    char body[REGION_BODY_MAX]; /* the object without "engine", compact */
 };
 
 /*
+ * waha_name_ok - a session name the region can hold: 1 to
+ * REGION_NAME_MAX - 1 bytes of UTF-8. WAHA checks names
+ * (^[a-zA-Z0-9_-]*$) only since 2025-08 and never on the deprecated POST
+ * /api/sessions/start (docs/waha-api.md, 9): "sales.team" or "a b" are
+ * real names.
+ */
+bool waha_name_ok(const char *name);
+
+/*
  * waha_parse_session - GET /api/sessions/{name}. A 200 must be a JSON
- * object with string "name" equal to NAME and a string "status" of capital
- * letters, digits and '_' (an open set), and "me" null, absent or an object
- * with a string "id". Returns 0 and fills REC, or -1 with WHY.
+ * object with a string "name" equal to NAME and a string "status" of
+ * capital letters, digits and '_' (an open set), and "me" null, absent or
+ * an object with a string "id". Its "engine" (only this call has it) is
+ * kept apart from the rest. Returns 0 and fills REC, or -1 with WHY.
  */
 int waha_parse_session(const char *name, const char *body, size_t len,
                        struct session_record *rec, char *why);
@@ -49,13 +62,22 @@ int waha_parse_session(const char *name, const char *body, size_t len,
 int waha_render_me(struct json_object *me, char *out, size_t out_size);
 
 /*
- * waha_parse_session_list - GET /api/sessions?all=true: a JSON array of
- * session objects, each valid as above. Fills up to MAX records (the rest
- * are ignored) and sets COUNT. Returns 0, or -1 with WHY when the body is
- * not such an array; then no record may be used.
+ * GET /api/sessions?all=true: a JSON array of session objects (without
+ * "engine"). waha_list_open() parses it (NULL with WHY when it is not an
+ * array), waha_list_item() reads item I into REC, waha_list_close() frees
+ * it. One item whose name the region cannot hold does not spoil the list.
  */
-int waha_parse_session_list(const char *body, size_t len, struct session_record *recs,
-                            int max, int *count, char *why);
+struct json_object *waha_list_open(const char *body, size_t len, char *why);
+size_t waha_list_length(struct json_object *list);
+void waha_list_close(struct json_object *list);
+
+enum waha_item {
+    WAHA_ITEM_OK,      /* REC holds the session */
+    WAHA_ITEM_SKIPPED, /* a name the region cannot hold: WHY says which */
+    WAHA_ITEM_INVALID  /* not a session object: the list is not WAHA's */
+};
+enum waha_item waha_list_item(struct json_object *list, size_t i,
+                              struct session_record *rec, char *why);
 
 /*
  * waha_health_verdict - WAHA's /health (terminus: 200 {"status":"ok"},
@@ -81,11 +103,12 @@ bool waha_valid_status(const char *status);
  * same from a webhook and from WAHA's WebSocket.
  */
 
-#define WAHA_EVENT_ID_MAX 64
 #define WAHA_EVENT_NAME_MAX 48
 
 struct waha_event {
-    char id[WAHA_EVENT_ID_MAX];      /* envelope id, "" when absent */
+    /* The first bytes of the SHA-256 of the envelope's "id" as JSON text
+     * (any length, any type); all zero when there is no id. */
+    uint8_t id_digest[REGION_DIGEST_LEN];
     char event[WAHA_EVENT_NAME_MAX]; /* "session.status", ... */
     char session[REGION_NAME_MAX];
     char status[REGION_STATUS_MAX]; /* payload.status (session.status) */
@@ -96,7 +119,8 @@ struct waha_event {
 
 enum waha_event_kind {
     WAHA_EVENT_STATUS = 0,  /* a session.status event: apply it */
-    WAHA_EVENT_IGNORED = 1, /* a valid envelope of another event */
+    WAHA_EVENT_IGNORED = 1, /* a valid envelope of another event, or of a
+                               session whose name the region cannot hold */
     WAHA_EVENT_BAD = -1     /* not a WAHA envelope */
 };
 

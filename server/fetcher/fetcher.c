@@ -3,23 +3,27 @@
  * on a libevent loop, refreshing region entries on demand.
  *
  * DESIGN
- * Scheduling. Every FETCHER_TICK_MS the fetcher looks at each target (an
- * entry of the region, or a session's QR slot) and decides what to call:
- *   1. retries that are due (a refresh is one call and its retries);
- *   2. targets a reader waits for (wanted_ms after the last attempt);
- *   3. refresh ahead: targets read since their last fetch that reached 80%
- *      of their period (cache_refresh_due()), so readers never wait.
- * A target nobody reads is never due: no calls to WAHA when no one looks.
- * Periods: a session min(status_cache_duration, session_cache_duration), or
- * webhook.safety_interval while webhooks keep it current; health
- * health_check_cache_duration; the session list (upstream.sessions = *)
- * session_cache_duration, hot whenever a session was read since the list
- * was fetched. A session's QR is fetched only while WAHA says SCAN_QR_CODE:
- * at once when a reader or a webhook asks, and again every
- * min(FETCHER_QR_PERIOD_MS, period) while the session is read.
- * At most limits.max_concurrent_requests transfers run at once, at most one
- * per target. So WAHA's load depends on the configuration and the number of
- * sessions, never on the number of clients, workers or connections.
+ * Scheduling. Every FETCHER_TICK_MS the fetcher looks at what readers
+ * asked for (the demand times workers record in the region) and decides
+ * what to call (schedule.c has the rules):
+ *   - the session list, one GET /api/sessions?all=true, when any session's
+ *     data is due: a reader waits for it, or it is read and has reached
+ *     80% of its period (refresh ahead, so readers never wait). One call
+ *     refreshes the status, me and object of every session, so WAHA's load
+ *     does not grow with the number of sessions;
+ *   - a session's details (its engine: GET /api/sessions/{name}) only when
+ *     its whole object is read, at most once per session_cache_duration;
+ *   - a session's QR code only while WAHA says SCAN_QR_CODE and the
+ *     session is read;
+ *   - WAHA's health, on its own period.
+ * Due retries go first, then what readers wait for, then refresh-ahead. A
+ * target nobody reads is never due: no calls to WAHA when no one looks.
+ * Periods: a session min(status_cache_duration, session_cache_duration),
+ * or webhook.safety_interval while pushed events keep it current; health
+ * health_check_cache_duration. At most limits.max_concurrent_requests
+ * calls run at once, at most one per target. So WAHA's load depends on the
+ * configuration, never on the number of clients, workers, connections or
+ * sessions.
  *
  * Sparing WAHA (backoff.c). A call that fails in a way a retry may mend
  * (network, timeout, 5xx, 429, a body that is not what WAHA sends) is
@@ -32,9 +36,10 @@
  * Transfers follow curl's multi-event.c: curl says which sockets to watch
  * (on_curl_socket) and when to call it back (on_curl_timer); libevent calls
  * curl_multi_socket_action(); finished transfers are collected in
- * collect_done(). Each has a timeout (limits.request_timeout) and a body
- * bound (FETCHER_BODY_MAX). Answers are validated (common/waha.c) and written
- * by store.c; a failure keeps the old data and records why.
+ * collect_done(). Each has a time limit (limits.request_timeout, or
+ * limits.qr_timeout for QR codes: WAHA's QR endpoint waits up to 15 s) and
+ * a body bound. answers.c stores what the answers mean; a failure keeps the
+ * old data and records why.
  */
 #include "fetcher.h"
 
@@ -49,16 +54,21 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 
+#include "answers.h"
 #include "backoff.h"
-#include "cache.h"
 #include "fleet.h"
-#include "json.h"
 #include "log.h"
+#include "schedule.h"
 #include "store.h"
 #include "timeutil.h"
-#include "waha.h"
 
-enum job_kind { JOB_SESSION, JOB_HEALTH, JOB_LIST, JOB_QR_VALUE, JOB_QR_IMAGE };
+enum job_kind { JOB_HEALTH, JOB_LIST, JOB_DETAILS, JOB_QR_VALUE, JOB_QR_IMAGE };
+
+static const enum target_kind job_target[] = {
+    [JOB_HEALTH] = TARGET_HEALTH, [JOB_LIST] = TARGET_LIST,
+    [JOB_DETAILS] = TARGET_DETAILS, [JOB_QR_VALUE] = TARGET_QR,
+    [JOB_QR_IMAGE] = TARGET_QR,
+};
 
 struct job {
     bool active;
@@ -67,19 +77,10 @@ struct job {
     enum job_kind kind;
     int entry; /* region entry index */
     CURL *easy;
-    char *body; /* FETCHER_BODY_MAX + 1 bytes */
-    size_t len;
+    char *body; /* CAP + 1 bytes, grown up to MAX + 1 */
+    size_t len, cap, max;
     bool too_large;
     char error[CURL_ERROR_SIZE];
-};
-
-/* The state of one refresh target: an entry, or a session's QR slot. */
-struct refresh {
-    bool in_flight;
-    int attempt;           /* retries made in the current refresh */
-    int64_t retry_at_ms;   /* a retry is pending; 0: none */
-    int failures;          /* failed refreshes in a row */
-    int64_t not_before_ms; /* backoff after failures */
 };
 
 /* What scheduling needs from an entry, copied when its seq moves. */
@@ -88,23 +89,21 @@ struct snapshot {
     uint64_t seq;
     uint32_t kind;
     char name[REGION_NAME_MAX];
-    bool has_data;
-    int64_t fetched_mono_ms;
+    bool has_data, exists, has_details;
+    int64_t fetched_mono_ms, details_mono_ms;
     char raw_status[REGION_STATUS_MAX];
     int64_t pending_since_mono_ms;
-    int64_t webhook_mono_ms;
+    int64_t pushed_mono_ms;
+    int32_t qr_slot; /* + 1; 0: none */
     uint64_t qr_seq;
-    bool qr_valid;
-    bool qr_has_value;
-    bool qr_png_current;
-    int64_t qr_fetched_mono_ms;
+    struct qr_view qr;
 };
 
-/* A target the tick wants to start; lower priority goes first. */
+/* A target the tick wants to start. */
 struct candidate {
+    enum target_kind target;
     int entry;
-    bool qr;
-    int priority; /* 0 retry, 1 a reader waits, 2 refresh ahead */
+    enum due due;
 };
 
 static struct {
@@ -121,56 +120,75 @@ static struct {
     struct job *jobs; /* limits.max_concurrent_requests */
     int running;
     struct breaker breaker;
-    struct refresh entry_refresh[REGION_MAX_ENTRIES];
-    struct refresh qr_refresh[REGION_MAX_ENTRIES];
-    struct snapshot snap[REGION_MAX_ENTRIES];
-    bool health_uses_ping;
+    int entries; /* region_entry_count() */
+    struct refresh health, list;
+    struct refresh *details, *qr; /* per entry */
+    struct snapshot *snap;        /* per entry */
+    struct candidate *candidates; /* 2 + 2 per entry */
+    struct answers answers;
+    int64_t ping_until_ms; /* health asks /ping until then (0: /health) */
     bool warned_unauthorized;
-    bool warned_too_many_sessions;
-    struct session_record record; /* one answer being stored */
-    struct session_record list[REGION_SESSION_MAX];
 } f;
 
-static const unsigned char png_signature[8] = {0x89, 'P',  'N',  'G',
-                                               '\r', '\n', 0x1a, '\n'};
-
-static bool is_qr(enum job_kind kind)
+static struct refresh *refresh_of(enum target_kind target, int entry)
 {
-    return kind == JOB_QR_VALUE || kind == JOB_QR_IMAGE;
+    switch (target) {
+    case TARGET_HEALTH: return &f.health;
+    case TARGET_LIST: return &f.list;
+    case TARGET_DETAILS: return &f.details[entry];
+    case TARGET_QR:
+    default: return &f.qr[entry];
+    }
 }
 
-static struct refresh *refresh_of(int entry, bool qr)
+/* The period of session entry INDEX's data (schedule.h). */
+static int64_t session_period(int index, int64_t now)
 {
-    return qr ? &f.qr_refresh[entry] : &f.entry_refresh[entry];
-}
-
-static int64_t period_of(int index)
-{
-    const struct config *cfg = f.cfg;
     const struct snapshot *s = &f.snap[index];
 
-    if (index == REGION_ENTRY_HEALTH)
-        return cfg->backend.health_check_cache_duration;
-    if (index == REGION_ENTRY_LIST)
-        return cfg->backend.session_cache_duration;
-    if (s->webhook_mono_ms != 0 &&
-        time_mono_ms() - s->webhook_mono_ms < cfg->webhook.safety_interval)
-        return cfg->webhook.safety_interval;
-    return cfg->backend.status_cache_duration < cfg->backend.session_cache_duration
-               ? cfg->backend.status_cache_duration
-               : cfg->backend.session_cache_duration;
+    return schedule_session_period(
+        f.cfg, s->pushed_mono_ms, s->fetched_mono_ms,
+        atomic_load(&region_header(f.region)->events_since_ms), now);
+}
+
+static int64_t period_of(enum target_kind target, int entry, int64_t now)
+{
+    switch (target) {
+    case TARGET_HEALTH: return f.cfg->backend.health_check_cache_duration;
+    case TARGET_LIST:
+    case TARGET_DETAILS: return f.cfg->backend.session_cache_duration;
+    case TARGET_QR:
+    default: return session_period(entry, now);
+    }
 }
 
 /*========================================================================
  * Ending a refresh.
  */
 
-static void mark_attempt_done(int entry, bool qr)
+static void attempt_done(int entry, enum demand_kind kind, int64_t now)
 {
-    if (qr)
-        atomic_store(&region_qr(f.region, entry)->attempt_done_ms, time_mono_ms());
-    else
-        atomic_store(&region_entry(f.region, entry)->attempt_done_ms, time_mono_ms());
+    atomic_store(&region_demand(f.region, entry, kind)->attempt_done_ms, now);
+}
+
+/* Waiting readers of J's target look at the region now. */
+static void mark_attempt_done(const struct job *j)
+{
+    int64_t now = time_mono_ms();
+
+    switch (job_target[j->kind]) {
+    case TARGET_HEALTH: attempt_done(REGION_ENTRY_HEALTH, DEMAND_DATA, now); break;
+    case TARGET_LIST:
+        /* One list answers for every session. */
+        for (int i = REGION_ENTRY_LIST; i < f.entries; i++)
+            attempt_done(i, DEMAND_DATA, now);
+        break;
+    case TARGET_DETAILS:
+        attempt_done(j->entry, DEMAND_DETAILS, now);
+        attempt_done(j->entry, DEMAND_DATA, now);
+        break;
+    default: attempt_done(j->entry, DEMAND_QR, now); break;
+    }
 }
 
 static const char *target_name(const struct job *j, char *out, size_t size)
@@ -180,10 +198,23 @@ static const char *target_name(const struct job *j, char *out, size_t size)
     switch (j->kind) {
     case JOB_HEALTH: snprintf(out, size, "GET %s", j->ping ? "/ping" : "/health"); break;
     case JOB_LIST: snprintf(out, size, "GET /api/sessions"); break;
-    case JOB_SESSION: snprintf(out, size, "GET /api/sessions/%s", name); break;
-    default: snprintf(out, size, "GET /api/%s/auth/qr", name); break;
+    case JOB_DETAILS: snprintf(out, size, "GET /api/sessions/%.64s", name); break;
+    default: snprintf(out, size, "GET /api/%.64s/auth/qr", name); break;
     }
     return out;
+}
+
+/* A failed refresh keeps the data and records WHY where readers see it. */
+static void record_failure(const struct job *j, const char *why)
+{
+    if (j->kind == JOB_HEALTH) {
+        store_failure(f.region, REGION_ENTRY_HEALTH, why);
+    } else if (j->kind == JOB_LIST) {
+        store_failure(f.region, REGION_ENTRY_LIST, why);
+        for (int i = REGION_ENTRY_FIRST_SESSION; i < f.entries; i++)
+            if (f.snap[i].kind == ENTRY_SESSION)
+                store_failure(f.region, i, why);
+    }
 }
 
 /*
@@ -195,7 +226,7 @@ static const char *target_name(const struct job *j, char *out, size_t size)
 static void finish_refresh(const struct job *j, bool ok, bool waha_fault, const char *why,
                            int64_t not_before_ms)
 {
-    struct refresh *r = refresh_of(j->entry, is_qr(j->kind));
+    struct refresh *r = refresh_of(job_target[j->kind], j->entry);
     int64_t now = time_mono_ms();
     char what[96];
 
@@ -208,27 +239,23 @@ static void finish_refresh(const struct job *j, bool ok, bool waha_fault, const 
         r->not_before_ms = 0;
         f.warned_unauthorized = false; /* report a later 401 again */
     } else {
-        int64_t delay = FETCHER_FIRST_BACKOFF_MS;
-        for (int i = 0; i < r->failures && delay < period_of(j->entry); i++)
-            delay *= 2;
-        if (delay > period_of(j->entry))
-            delay = period_of(j->entry);
+        int64_t delay = schedule_backoff_ms(r->failures + 1, FETCHER_FIRST_BACKOFF_MS,
+                                            period_of(job_target[j->kind], j->entry, now));
         if (r->failures == 0)
             log_warn(0, "%s failed: %s", target_name(j, what, sizeof(what)), why);
         r->failures++;
         r->not_before_ms = now + delay > not_before_ms ? now + delay : not_before_ms;
-        if (!is_qr(j->kind))
-            store_failure(f.region, j->entry, why);
+        record_failure(j, why);
     }
     if (ok || waha_fault)
         breaker_record(&f.breaker, ok, now);
-    mark_attempt_done(j->entry, is_qr(j->kind));
+    mark_attempt_done(j);
 }
 
 /* Retry J's target later if that may help; true when a retry is scheduled. */
 static bool schedule_retry(const struct job *j, long http, int64_t retry_after_ms)
 {
-    struct refresh *r = refresh_of(j->entry, is_qr(j->kind));
+    struct refresh *r = refresh_of(job_target[j->kind], j->entry);
     int64_t delay;
 
     if (j->probe || r->attempt >= f.cfg->limits.max_retries ||
@@ -248,126 +275,19 @@ static bool schedule_retry(const struct job *j, long http, int64_t retry_after_m
  * Finished transfers.
  */
 
-enum outcome {
-    OUTCOME_OK,        /* a valid answer, stored */
-    OUTCOME_RETRYABLE, /* WAHA failed (network, 5xx, 429, garbage) */
-    OUTCOME_FINAL,     /* a failure a retry will not mend (401, 4xx) */
-    OUTCOME_NONE,      /* nothing to record (health switched to /ping) */
-    OUTCOME_CHAINED    /* a new QR value: its image is fetched next */
-};
-
-/* An HTTP error a retry may mend (WAHA overloaded or failing), or not. */
-static enum outcome http_error_outcome(long http)
-{
-    return http == 429 || http >= 500 ? OUTCOME_RETRYABLE : OUTCOME_FINAL;
-}
-
-static enum outcome session_outcome(struct job *j, long http, char *why)
-{
-    if (http == 200 &&
-        waha_parse_session(f.snap[j->entry].name, j->body, j->len, &f.record, why) == 0) {
-        store_session(f.region, f.cfg, j->entry, f.snap[j->entry].name, &f.record);
-        return OUTCOME_OK;
-    }
-    if (http == 200)
-        return OUTCOME_RETRYABLE;
-    if (http == 404) {
-        store_session(f.region, f.cfg, j->entry, f.snap[j->entry].name, NULL);
-        return OUTCOME_OK;
-    }
-    waha_describe_error(http, j->body, j->len, why);
-    return http_error_outcome(http);
-}
-
-static enum outcome health_outcome(struct job *j, long http, char *why)
-{
-    char status[16];
-
-    if (!j->ping && http == 422) {
-        log_info("WAHA has no /health (WAHA Core answers 422); checking /ping instead");
-        f.health_uses_ping = true;
-        atomic_store(&region_entry(f.region, REGION_ENTRY_HEALTH)->wanted_ms,
-                     time_mono_ms() + 1);
-        return OUTCOME_NONE;
-    }
-    if (waha_health_verdict(j->ping, http, j->body, j->len, status, sizeof(status),
-                            why) >= 0) {
-        store_health(f.region, j->ping, status, j->body, j->len);
-        return OUTCOME_OK;
-    }
-    return http == 200 ? OUTCOME_RETRYABLE : http_error_outcome(http);
-}
-
-static enum outcome list_outcome(struct job *j, long http, char *why)
-{
-    int count, missing;
-
-    if (http != 200) {
-        waha_describe_error(http, j->body, j->len, why);
-        return http_error_outcome(http);
-    }
-    if (waha_parse_session_list(j->body, j->len, f.list, REGION_SESSION_MAX, &count,
-                                why) != 0)
-        return OUTCOME_RETRYABLE;
-    missing = store_session_list(f.region, f.cfg, f.list, count);
-    if (missing > 0 && !f.warned_too_many_sessions) {
-        log_warn(0, "WAHA lists more than %d sessions; %d are not tracked",
-                 REGION_SESSION_MAX, missing);
-        f.warned_too_many_sessions = true;
-    }
-    return OUTCOME_OK;
-}
-
-static enum outcome qr_outcome(struct job *j, long http, char *why)
-{
-    if (http == 422 || http == 404) {
-        /* WAHA no longer waits for a scan: the session's status moved on. */
-        store_qr_gone(f.region, j->entry);
-        atomic_store(&region_entry(f.region, j->entry)->wanted_ms, time_mono_ms() + 1);
-        return OUTCOME_OK;
-    }
-    if (http != 200) {
-        waha_describe_error(http, j->body, j->len, why);
-        return http_error_outcome(http);
-    }
-    if (j->kind == JOB_QR_IMAGE) {
-        if (j->len < sizeof(png_signature) || j->len > REGION_QR_PNG_MAX ||
-            memcmp(j->body, png_signature, sizeof(png_signature)) != 0) {
-            snprintf(why, WAHA_WHY_MAX, "QR image is not a PNG of at most %d bytes",
-                     REGION_QR_PNG_MAX);
-            return OUTCOME_RETRYABLE;
-        }
-        store_qr_png(f.region, j->entry, (const unsigned char *)j->body, j->len);
-        return OUTCOME_OK;
-    }
-    struct json_object *obj = json_parse_bounded(j->body, j->len, why, WAHA_WHY_MAX);
-    const char *value = obj ? json_get_string(obj, "value") : NULL;
-    enum outcome result = OUTCOME_RETRYABLE;
-
-    if (value != NULL && value[0] != '\0' && strlen(value) < REGION_QR_VALUE_MAX) {
-        result = store_qr_value(f.region, j->entry, value) ? OUTCOME_CHAINED : OUTCOME_OK;
-    } else if (obj != NULL) {
-        snprintf(why, WAHA_WHY_MAX, "QR answer has no valid \"value\"");
-    }
-    json_object_put(obj);
-    return result;
-}
-
 /* Count the call J made: what it asked, how it ended, how long it took. */
 static void count_call(const struct job *j, CURLcode code, long http,
                        enum outcome outcome)
 {
     static const enum upstream_endpoint endpoints[] = {
-        [JOB_SESSION] = UPSTREAM_SESSION, [JOB_HEALTH] = UPSTREAM_HEALTH,
+        [JOB_DETAILS] = UPSTREAM_SESSION, [JOB_HEALTH] = UPSTREAM_HEALTH,
         [JOB_LIST] = UPSTREAM_SESSIONS,   [JOB_QR_VALUE] = UPSTREAM_QR,
         [JOB_QR_IMAGE] = UPSTREAM_QR,
     };
-    enum upstream_endpoint endpoint = endpoints[j->kind];
+    enum upstream_endpoint endpoint = j->ping ? UPSTREAM_PING : endpoints[j->kind];
     enum upstream_result result;
     curl_off_t total_us = 0;
 
-    if (j->ping)
-        endpoint = UPSTREAM_PING;
     if (outcome == OUTCOME_OK || outcome == OUTCOME_CHAINED || outcome == OUTCOME_NONE)
         result = RESULT_OK;
     else if (j->too_large)
@@ -382,6 +302,58 @@ static void count_call(const struct job *j, CURLcode code, long http,
     region_count_upstream(f.region, f.slot, endpoint, result, (int64_t)total_us / 1000);
 }
 
+/* What J's answer means (answers.c), once the transfer itself succeeded. */
+static enum outcome interpret(struct job *j, long http, char *why)
+{
+    struct answer ans = {.http = http, .body = j->body, .len = j->len,
+                         .entry = j->entry, .name = f.snap[j->entry].name,
+                         .ping = j->ping};
+    bool use_ping = false;
+    enum outcome outcome;
+
+    switch (j->kind) {
+    case JOB_LIST: return answers_list(&f.answers, &ans, why);
+    case JOB_DETAILS: return answers_details(&f.answers, &ans, why);
+    case JOB_QR_VALUE:
+    case JOB_QR_IMAGE: return answers_qr(&f.answers, &ans, j->kind == JOB_QR_IMAGE, why);
+    case JOB_HEALTH:
+    default:
+        outcome = answers_health(&f.answers, &ans, &use_ping, why);
+        if (use_ping) {
+            log_info("WAHA answers /health with %ld (WAHA Core, or a session-scoped key); "
+                     "checking /ping instead, and /health again in an hour",
+                     http);
+            f.ping_until_ms = time_mono_ms() + FETCHER_HEALTH_RETRY_MS;
+            region_want(f.region, REGION_ENTRY_HEALTH, DEMAND_DATA, time_mono_ms() + 1);
+        }
+        return outcome;
+    }
+}
+
+static enum outcome transfer_outcome(struct job *j, CURLcode code, long http, char *why)
+{
+    if (j->too_large) {
+        snprintf(why, WAHA_WHY_MAX, "answer larger than %zu bytes", j->max);
+        return OUTCOME_RETRYABLE;
+    }
+    if (code != CURLE_OK) {
+        snprintf(why, WAHA_WHY_MAX, "%.150s",
+                 j->error[0] ? j->error : curl_easy_strerror(code));
+        return OUTCOME_RETRYABLE;
+    }
+    if (http == 401) {
+        snprintf(why, WAHA_WHY_MAX, "WAHA refused upstream.api_key (HTTP 401)");
+        if (!f.warned_unauthorized && !(j->kind == JOB_HEALTH && !j->ping)) {
+            log_error(0, "WAHA answers 401 Unauthorized: upstream.api_key (or "
+                         "WAHA_API_KEY_PLAIN, WAHA_API_KEY) is wrong or missing");
+            f.warned_unauthorized = true;
+        }
+        if (!(j->kind == JOB_HEALTH && !j->ping))
+            return OUTCOME_FINAL;
+    }
+    return interpret(j, http, why);
+}
+
 static void handle_result(struct job *j, CURLcode code)
 {
     char why[WAHA_WHY_MAX] = "";
@@ -392,30 +364,7 @@ static void handle_result(struct job *j, CURLcode code)
     curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &http);
     curl_easy_getinfo(j->easy, CURLINFO_RETRY_AFTER, &retry_after);
     j->body[j->len] = '\0';
-
-    if (j->too_large) {
-        snprintf(why, sizeof(why), "answer larger than %zu bytes", FETCHER_BODY_MAX);
-        outcome = OUTCOME_RETRYABLE;
-    } else if (code != CURLE_OK) {
-        snprintf(why, sizeof(why), "%.150s",
-                 j->error[0] ? j->error : curl_easy_strerror(code));
-        outcome = OUTCOME_RETRYABLE;
-    } else if (http == 401) {
-        snprintf(why, sizeof(why), "WAHA refused upstream.api_key (HTTP 401)");
-        if (!f.warned_unauthorized)
-            log_error(0, "WAHA answers 401 Unauthorized: upstream.api_key (or "
-                         "WAHA_API_KEY) is wrong or missing");
-        f.warned_unauthorized = true;
-        outcome = OUTCOME_FINAL;
-    } else {
-        switch (j->kind) {
-        case JOB_SESSION: outcome = session_outcome(j, http, why); break;
-        case JOB_HEALTH: outcome = health_outcome(j, http, why); break;
-        case JOB_LIST: outcome = list_outcome(j, http, why); break;
-        default: outcome = qr_outcome(j, http, why); break;
-        }
-    }
-
+    outcome = transfer_outcome(j, code, http, why);
     count_call(j, code, http, outcome);
     if (outcome == OUTCOME_NONE) {
         if (j->probe)
@@ -423,7 +372,8 @@ static void handle_result(struct job *j, CURLcode code)
         return;
     }
     if (outcome == OUTCOME_CHAINED) {
-        /* The refresh goes on with the image (qr_due() sees it missing). */
+        /* The refresh goes on with the image (schedule_qr_due() sees it
+         * missing). */
         breaker_record(&f.breaker, true, time_mono_ms());
         return;
     }
@@ -452,7 +402,7 @@ static void collect_done(void)
         curl_easy_cleanup(j->easy);
         j->easy = NULL;
         j->active = false;
-        refresh_of(j->entry, is_qr(j->kind))->in_flight = false;
+        refresh_of(job_target[j->kind], j->entry)->in_flight = false;
         f.running--;
     }
 }
@@ -527,14 +477,30 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
+/* Keep N more bytes of J's answer: its buffer grows (doubling) up to its
+ * bound; beyond it the transfer is aborted. */
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct job *j = userp;
     size_t n = size * nmemb;
 
-    if (n > FETCHER_BODY_MAX - j->len) {
+    if (n > j->max - j->len) {
         j->too_large = true;
         return 0; /* aborts the transfer */
+    }
+    if (j->len + n > j->cap) {
+        size_t cap = j->cap;
+        char *grown;
+        while (cap < j->len + n)
+            cap *= 2;
+        if (cap > j->max)
+            cap = j->max;
+        if ((grown = realloc(j->body, cap + 1)) == NULL) {
+            j->too_large = true;
+            return 0;
+        }
+        j->body = grown;
+        j->cap = cap;
     }
     memcpy(j->body + j->len, data, n);
     j->len += n;
@@ -545,50 +511,57 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
  * Starting transfers.
  */
 
-static int start_job(int index, enum job_kind kind, bool probe)
+/* The URL of a call of KIND for entry INDEX into URL (SIZE bytes). */
+static void url_of(enum job_kind kind, int index, bool ping, char *url, size_t size)
 {
-    char url[sizeof(f.cfg->upstream.url) + 128];
-    const char *name = f.snap[index].name;
-    struct job *j = NULL;
+    const char *base = f.cfg->upstream.url;
+    char *name = NULL;
 
-    for (int i = 0; i < f.cfg->limits.max_concurrent_requests; i++) {
-        if (!f.jobs[i].active) {
-            j = &f.jobs[i];
-            break;
-        }
-    }
-    if (j == NULL)
-        return -1;
+    /* Session names are percent-encoded: WAHA holds names like "sales.team"
+     * or "a b" (docs/waha-api.md, 9). */
+    if (kind != JOB_HEALTH && kind != JOB_LIST)
+        name = curl_easy_escape(NULL, f.snap[index].name, 0);
     switch (kind) {
-    case JOB_HEALTH:
-        snprintf(url, sizeof(url), "%s%s", f.cfg->upstream.url,
-                 f.health_uses_ping ? "/ping" : "/health");
-        break;
-    case JOB_LIST:
-        snprintf(url, sizeof(url), "%s/api/sessions?all=true", f.cfg->upstream.url);
-        break;
-    case JOB_SESSION:
-        snprintf(url, sizeof(url), "%s/api/sessions/%s", f.cfg->upstream.url, name);
+    case JOB_HEALTH: snprintf(url, size, "%s%s", base, ping ? "/ping" : "/health"); break;
+    case JOB_LIST: snprintf(url, size, "%s/api/sessions?all=true", base); break;
+    case JOB_DETAILS:
+        snprintf(url, size, "%s/api/sessions/%s", base, name ? name : "");
         break;
     case JOB_QR_VALUE:
-        snprintf(url, sizeof(url), "%s/api/%s/auth/qr?format=raw", f.cfg->upstream.url,
-                 name);
+        snprintf(url, size, "%s/api/%s/auth/qr?format=raw", base, name ? name : "");
         break;
     case JOB_QR_IMAGE:
-        snprintf(url, sizeof(url), "%s/api/%s/auth/qr?format=image", f.cfg->upstream.url,
-                 name);
+        snprintf(url, size, "%s/api/%s/auth/qr?format=image", base, name ? name : "");
         break;
     }
-    j->easy = curl_easy_init();
-    if (j->easy == NULL)
+    curl_free(name);
+}
+
+static struct job *free_job(void)
+{
+    for (int i = 0; i < f.cfg->limits.max_concurrent_requests; i++)
+        if (!f.jobs[i].active)
+            return &f.jobs[i];
+    return NULL;
+}
+
+static int start_job(int index, enum job_kind kind, bool probe)
+{
+    char url[sizeof(f.cfg->upstream.url) + 3 * REGION_NAME_MAX + 64];
+    bool qr = kind == JOB_QR_VALUE || kind == JOB_QR_IMAGE;
+    struct job *j = free_job();
+
+    if (j == NULL || (j->easy = curl_easy_init()) == NULL)
         return -1;
     j->kind = kind;
     j->entry = index;
     j->probe = probe;
-    j->ping = kind == JOB_HEALTH && f.health_uses_ping;
+    j->ping = kind == JOB_HEALTH && time_mono_ms() < f.ping_until_ms;
     j->len = 0;
+    j->max = kind == JOB_LIST ? FETCHER_LIST_MAX(f.entries) : FETCHER_BODY_MAX;
     j->too_large = false;
     j->error[0] = '\0';
+    url_of(kind, index, j->ping, url, sizeof(url));
     curl_easy_setopt(j->easy, CURLOPT_URL, url);
     curl_easy_setopt(j->easy, CURLOPT_HTTPHEADER,
                      kind == JOB_QR_IMAGE ? f.png_headers : f.json_headers);
@@ -598,7 +571,8 @@ static int start_job(int index, enum job_kind kind, bool probe)
     curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
     curl_easy_setopt(j->easy, CURLOPT_ERRORBUFFER, j->error);
     curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS, (long)f.cfg->limits.request_timeout);
+    curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS,
+                     (long)(qr ? f.cfg->limits.qr_timeout : f.cfg->limits.request_timeout));
     curl_easy_setopt(j->easy, CURLOPT_PROTOCOLS_STR, "http,https");
     /* A fresh connection per call: on a kept-alive connection that WAHA
      * (Node's 5 s keep-alive timeout) closes just then, libcurl silently
@@ -610,9 +584,47 @@ static int start_job(int index, enum job_kind kind, bool probe)
         return -1;
     }
     j->active = true;
-    refresh_of(index, is_qr(kind))->in_flight = true;
+    refresh_of(job_target[kind], index)->in_flight = true;
     f.running++;
     return 0;
+}
+
+/*========================================================================
+ * Looking at the region.
+ */
+
+/* Copy what scheduling needs from entry I (lock held). */
+static void take_snapshot(int i, struct snapshot *s)
+{
+    const struct region_entry *e = region_entry(f.region, i);
+    struct region_qr *q;
+
+    if (s->kind != e->d.kind || strcmp(s->name, e->d.name) != 0) {
+        /* Another session (or none) now: its refresh state starts over. */
+        memset(&f.details[i], 0, sizeof(f.details[i]));
+        memset(&f.qr[i], 0, sizeof(f.qr[i]));
+    }
+    s->valid = true;
+    s->seq = atomic_load(&e->seq);
+    s->kind = e->d.kind;
+    memcpy(s->name, e->d.name, sizeof(s->name));
+    s->has_data = e->d.has_data;
+    s->exists = e->d.exists;
+    s->has_details = e->d.has_details;
+    s->fetched_mono_ms = e->d.fetched_mono_ms;
+    s->details_mono_ms = e->d.details_mono_ms;
+    memcpy(s->raw_status, e->d.raw_status, sizeof(s->raw_status));
+    s->pending_since_mono_ms = e->d.pending_since_mono_ms;
+    s->pushed_mono_ms = e->d.pushed_mono_ms;
+    s->qr_slot = e->d.qr_slot;
+    s->qr = (struct qr_view){.scan = strcmp(e->d.raw_status, "SCAN_QR_CODE") == 0};
+    q = i >= REGION_ENTRY_FIRST_SESSION ? region_qr_of(f.region, i) : NULL;
+    s->qr_seq = q ? atomic_load(&q->seq) : 0;
+    if (q != NULL) {
+        s->qr.has_value = q->d.value[0] != '\0';
+        s->qr.png_current = q->d.png_current;
+        s->qr.fetched_ms = q->d.fetched_mono_ms;
+    }
 }
 
 /* Copy what scheduling needs from entries that changed since last time. */
@@ -620,85 +632,37 @@ static void snapshot_entries(void)
 {
     bool locked = false;
 
-    for (int i = 0; i < REGION_MAX_ENTRIES; i++) {
-        struct region_entry *e = region_entry(f.region, i);
+    for (int i = 0; i < f.entries; i++) {
         struct snapshot *s = &f.snap[i];
-        struct region_qr *q =
-            i >= REGION_ENTRY_FIRST_SESSION ? region_qr(f.region, i) : NULL;
-        uint64_t seq = atomic_load(&e->seq);
-        uint64_t qr_seq = q ? atomic_load(&q->seq) : 0;
+        uint64_t seq = atomic_load(&region_entry(f.region, i)->seq);
+        uint64_t qr_seq = s->qr_slot > 0 && s->qr_slot <= region_qr_count(f.region)
+                              ? atomic_load(&region_qr_slot(f.region, s->qr_slot - 1)->seq)
+                              : 0;
 
-        if (s->valid && seq == s->seq &&
-            (q == NULL || (s->qr_valid && qr_seq == s->qr_seq)))
+        if (s->valid && seq == s->seq && qr_seq == s->qr_seq)
             continue;
         if (!locked && region_lock(f.region) != 0)
             return;
         locked = true;
-        if (s->kind != e->d.kind || strcmp(s->name, e->d.name) != 0) {
-            /* Another session (or none) now: its refresh state starts over. */
-            memset(&f.entry_refresh[i], 0, sizeof(f.entry_refresh[i]));
-            memset(&f.qr_refresh[i], 0, sizeof(f.qr_refresh[i]));
-        }
-        s->valid = true;
-        s->seq = atomic_load(&e->seq);
-        s->kind = e->d.kind;
-        memcpy(s->name, e->d.name, sizeof(s->name));
-        s->has_data = e->d.has_data;
-        s->fetched_mono_ms = e->d.fetched_mono_ms;
-        memcpy(s->raw_status, e->d.raw_status, sizeof(s->raw_status));
-        s->pending_since_mono_ms = e->d.pending_since_mono_ms;
-        s->webhook_mono_ms = e->d.webhook_mono_ms;
-        if (q != NULL) {
-            s->qr_valid = true;
-            s->qr_seq = atomic_load(&q->seq);
-            s->qr_has_value = q->d.value[0] != '\0';
-            s->qr_png_current = q->d.png_current;
-            s->qr_fetched_mono_ms = q->d.fetched_mono_ms;
-        }
+        take_snapshot(i, s);
     }
     if (locked)
         region_unlock(f.region);
 }
 
-static bool entry_due(int index, int64_t now, int64_t last_read, int *priority)
+static struct demand_view demand_of(int entry, enum demand_kind kind)
 {
-    struct region_entry *e = region_entry(f.region, index);
-    const struct snapshot *s = &f.snap[index];
-    int64_t wanted_ms = atomic_load(&e->wanted_ms);
-    int64_t done_ms = atomic_load(&e->attempt_done_ms);
+    const struct demand *dm = region_demand(f.region, entry, kind);
 
-    *priority = wanted_ms > done_ms ? 1 : 2;
-    return cache_refresh_due(s->has_data, s->fetched_mono_ms, last_read, wanted_ms,
-                             done_ms, period_of(index), now);
-}
-
-/* Is the QR of session entry INDEX due? Only while WAHA says SCAN_QR_CODE. */
-static bool qr_due(int index, int64_t now, int *priority)
-{
-    const struct snapshot *s = &f.snap[index];
-    struct region_qr *q = region_qr(f.region, index);
-    int64_t read = atomic_load(&region_entry(f.region, index)->last_read_ms);
-    int64_t qr_read = atomic_load(&q->last_read_ms);
-    int64_t period = period_of(index);
-    int64_t qr_period = period < FETCHER_QR_PERIOD_MS ? period : FETCHER_QR_PERIOD_MS;
-
-    if (s->kind != ENTRY_SESSION || strcmp(s->raw_status, "SCAN_QR_CODE") != 0)
-        return false;
-    *priority = 1;
-    if (atomic_load(&q->wanted_ms) > atomic_load(&q->attempt_done_ms))
-        return true;
-    if (s->qr_has_value && !s->qr_png_current)
-        return true; /* a new code whose image is still to come */
-    *priority = 2;
-    if ((qr_read > read ? qr_read : read) < now - period)
-        return false; /* nobody looks at this session */
-    return !s->qr_has_value || now - s->qr_fetched_mono_ms >= qr_period;
+    return (struct demand_view){.last_read_ms = atomic_load(&dm->last_read_ms),
+                                .wanted_ms = atomic_load(&dm->wanted_ms),
+                                .attempt_done_ms = atomic_load(&dm->attempt_done_ms)};
 }
 
 /* Release held status changes whose flap_hold is over. */
 static void release_held_statuses(int64_t now)
 {
-    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < f.entries; i++) {
         const struct snapshot *s = &f.snap[i];
         if (s->kind == ENTRY_SESSION && s->pending_since_mono_ms != 0 &&
             now - s->pending_since_mono_ms >= f.cfg->backend.flap_hold)
@@ -706,103 +670,122 @@ static void release_held_statuses(int64_t now)
     }
 }
 
+static void add(int *n, enum target_kind target, int entry, enum due due)
+{
+    if (due != DUE_NO)
+        f.candidates[(*n)++] = (struct candidate){.target = target, .entry = entry, .due = due};
+}
+
+/* Session I's details and QR code, and what its data asks of the list. */
+static enum due consider_session(int i, int *n, int64_t now)
+{
+    const struct snapshot *s = &f.snap[i];
+    struct demand_view data = demand_of(i, DEMAND_DATA), details, qr;
+    int64_t period = session_period(i, now);
+
+    details = demand_of(i, DEMAND_DETAILS);
+    add(n, TARGET_DETAILS, i,
+        schedule_gate(&f.details[i],
+                      schedule_demand_due(s->has_details, s->details_mono_ms, &details,
+                                          f.cfg->backend.session_cache_duration, now),
+                      now));
+    qr = demand_of(i, DEMAND_QR);
+    add(n, TARGET_QR, i, schedule_qr_due(&f.qr[i], &s->qr, &qr, period, now));
+    return schedule_demand_due(s->has_data, s->fetched_mono_ms, &data, period, now);
+}
+
+/* The targets due now, into f.candidates: their number. */
+static int gather_candidates(int64_t now)
+{
+    struct demand_view dm = demand_of(REGION_ENTRY_HEALTH, DEMAND_DATA);
+    const struct snapshot *h = &f.snap[REGION_ENTRY_HEALTH];
+    enum due list = DUE_NO;
+    int n = 0;
+
+    add(&n, TARGET_HEALTH, REGION_ENTRY_HEALTH,
+        schedule_gate(&f.health,
+                      schedule_demand_due(h->has_data, h->fetched_mono_ms, &dm,
+                                          f.cfg->backend.health_check_cache_duration, now),
+                      now));
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < f.entries; i++)
+        if (f.snap[i].kind == ENTRY_SESSION)
+            list = schedule_more_urgent(list, consider_session(i, &n, now));
+    /* The list's own demand: readers of a name the list may bring
+     * (upstream.sessions = *), and the fleet's followers. */
+    dm = demand_of(REGION_ENTRY_LIST, DEMAND_DATA);
+    list = schedule_more_urgent(
+        list, schedule_demand_due(f.snap[REGION_ENTRY_LIST].has_data,
+                                  f.snap[REGION_ENTRY_LIST].fetched_mono_ms, &dm,
+                                  f.cfg->backend.session_cache_duration, now));
+    add(&n, TARGET_LIST, REGION_ENTRY_LIST, schedule_gate(&f.list, list, now));
+    return n;
+}
+
 static int compare_candidates(const void *a, const void *b)
 {
     const struct candidate *x = a, *y = b;
 
-    return x->priority - y->priority;
+    return (int)x->due - (int)y->due;
 }
 
 static enum job_kind job_kind_of(const struct candidate *c)
 {
     const struct snapshot *s = &f.snap[c->entry];
 
-    if (c->qr)
-        return s->qr_has_value && !s->qr_png_current ? JOB_QR_IMAGE : JOB_QR_VALUE;
-    if (c->entry == REGION_ENTRY_HEALTH)
-        return JOB_HEALTH;
-    return c->entry == REGION_ENTRY_LIST ? JOB_LIST : JOB_SESSION;
+    switch (c->target) {
+    case TARGET_HEALTH: return JOB_HEALTH;
+    case TARGET_LIST: return JOB_LIST;
+    case TARGET_DETAILS: return JOB_DETAILS;
+    case TARGET_QR:
+    default: return s->qr.has_value && !s->qr.png_current ? JOB_QR_IMAGE : JOB_QR_VALUE;
+    }
 }
 
-static void consider(struct candidate *list, int *n, int entry, bool qr, int64_t now,
-                     int64_t last_read)
+/* Start what is due, as far as the breaker and the concurrency allow. */
+static void start_candidates(int n, int64_t now)
 {
-    struct refresh *r = refresh_of(entry, qr);
-    int priority = 2;
-    bool due;
+    for (int k = 0; k < n && f.running < f.cfg->limits.max_concurrent_requests; k++) {
+        const struct candidate *c = &f.candidates[k];
+        struct refresh *r = refresh_of(c->target, c->entry);
+        enum breaker_verdict verdict = breaker_ask(&f.breaker, now);
 
-    if (r->in_flight)
-        return;
-    if (r->retry_at_ms != 0) {
-        due = now >= r->retry_at_ms;
-        priority = 0;
-    } else if (now < r->not_before_ms) {
-        return;
-    } else {
-        due = qr ? qr_due(entry, now, &priority)
-                 : entry_due(entry, now, last_read, &priority);
+        if (verdict == BREAKER_DENY) {
+            /* No calls now. A retry that cannot happen ends its refresh. */
+            if (r->retry_at_ms != 0) {
+                struct job stand_in = {.kind = job_kind_of(c), .entry = c->entry};
+                finish_refresh(&stand_in, false, false, "circuit open: WAHA is not called",
+                               0);
+            }
+            continue;
+        }
+        r->retry_at_ms = 0;
+        if (start_job(c->entry, job_kind_of(c), verdict == BREAKER_PROBE) != 0 &&
+            verdict == BREAKER_PROBE)
+            f.breaker.probe_out = false;
     }
-    if (due)
-        list[(*n)++] = (struct candidate){.entry = entry, .qr = qr, .priority = priority};
 }
 
 static void schedule_tick(evutil_socket_t fd, short what, void *arg)
 {
-    struct candidate list[2 * REGION_MAX_ENTRIES];
     int64_t now = time_mono_ms();
-    int64_t any_read = 0;
-    int n = 0;
+    int n;
 
     (void)fd;
     (void)what;
     (void)arg;
     snapshot_entries();
     release_held_statuses(now);
-    for (int i = 0; i < REGION_MAX_ENTRIES; i++) {
-        int64_t last_read = atomic_load(&region_entry(f.region, i)->last_read_ms);
-        if (f.snap[i].kind == ENTRY_SESSION) {
-            any_read = last_read > any_read ? last_read : any_read;
-            consider(list, &n, i, false, now, last_read);
-            consider(list, &n, i, true, now, last_read);
-        } else if (i == REGION_ENTRY_HEALTH) {
-            consider(list, &n, i, false, now, last_read);
-        }
-    }
-    if (f.cfg->upstream.all_sessions) {
-        int64_t list_read =
-            atomic_load(&region_entry(f.region, REGION_ENTRY_LIST)->last_read_ms);
-        consider(list, &n, REGION_ENTRY_LIST, false, now,
-                 any_read > list_read ? any_read : list_read);
-    }
-    qsort(list, (size_t)n, sizeof(list[0]), compare_candidates);
+    n = gather_candidates(now);
+    qsort(f.candidates, (size_t)n, sizeof(f.candidates[0]), compare_candidates);
     fleet_tick(now);
     if (!fleet_may_fetch()) {
         /* Another gateway calls WAHA: ask it for what our readers need. */
         for (int k = 0; k < n; k++)
-            fleet_forward(list[k].entry, list[k].qr, list[k].priority <= 1, now);
+            fleet_forward(f.candidates[k].target, f.candidates[k].entry,
+                          f.candidates[k].due <= DUE_WANTED, now);
         return;
     }
-
-    for (int k = 0; k < n && f.running < f.cfg->limits.max_concurrent_requests; k++) {
-        struct refresh *r = refresh_of(list[k].entry, list[k].qr);
-        enum breaker_verdict verdict = breaker_ask(&f.breaker, now);
-
-        if (verdict == BREAKER_DENY) {
-            /* No calls now. A retry that cannot happen ends its refresh. */
-            if (r->retry_at_ms != 0) {
-                struct job stand_in = {.kind = job_kind_of(&list[k]),
-                                       .entry = list[k].entry};
-                finish_refresh(&stand_in, false, false,
-                               "circuit open: WAHA is not called", 0);
-            }
-            continue;
-        }
-        r->retry_at_ms = 0;
-        if (start_job(list[k].entry, job_kind_of(&list[k]), verdict == BREAKER_PROBE) !=
-                0 &&
-            verdict == BREAKER_PROBE)
-            f.breaker.probe_out = false;
-    }
+    start_candidates(n, now);
 }
 
 /*========================================================================
@@ -838,6 +821,45 @@ static struct curl_slist *headers(const char *api_key, const char *accept)
     return next;
 }
 
+/* The per-entry tables and the jobs' buffers. */
+static int allocate(void)
+{
+    size_t entries = (size_t)f.entries;
+
+    f.details = calloc(entries, sizeof(*f.details));
+    f.qr = calloc(entries, sizeof(*f.qr));
+    f.snap = calloc(entries, sizeof(*f.snap));
+    f.candidates = calloc(2 * entries + 2, sizeof(*f.candidates));
+    f.jobs = calloc((size_t)f.cfg->limits.max_concurrent_requests, sizeof(*f.jobs));
+    if (f.details == NULL || f.qr == NULL || f.snap == NULL || f.candidates == NULL ||
+        f.jobs == NULL || answers_init(&f.answers, f.cfg, f.region) != 0)
+        return -1;
+    for (int i = 0; i < f.cfg->limits.max_concurrent_requests; i++) {
+        f.jobs[i].cap = FETCHER_BODY_FIRST;
+        if ((f.jobs[i].body = malloc(FETCHER_BODY_FIRST + 1)) == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+static int setup_curl(void)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_error(0, "curl_global_init() failed");
+        return -1;
+    }
+    f.multi = curl_multi_init();
+    f.json_headers = headers(f.cfg->upstream.api_key, "Accept: application/json");
+    f.png_headers = headers(f.cfg->upstream.api_key, "Accept: image/png");
+    if (f.multi == NULL || f.json_headers == NULL || f.png_headers == NULL)
+        return -1;
+    curl_multi_setopt(f.multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(f.multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(f.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                      (long)f.cfg->limits.max_concurrent_requests);
+    return 0;
+}
+
 static int setup(const struct heritage *h)
 {
     static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1};
@@ -846,35 +868,18 @@ static int setup(const struct heritage *h)
     f.cfg = h->cfg;
     f.region = h->region;
     f.slot = region_proc(h->region, h->slot);
+    f.entries = region_entry_count(h->region);
     listeners_close(&h->listeners, NULL); /* the fetcher serves no one */
     srandom((unsigned)(getpid() ^ time_real_ms()));
     breaker_init(&f.breaker, h->cfg, region_header(h->region));
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        log_error(0, "curl_global_init() failed");
-        return -1;
-    }
-    f.jobs = calloc((size_t)h->cfg->limits.max_concurrent_requests, sizeof(*f.jobs));
     f.base = event_base_new();
-    f.multi = curl_multi_init();
-    if (f.jobs == NULL || f.base == NULL || f.multi == NULL) {
+    if (f.base == NULL || allocate() != 0 || setup_curl() != 0) {
         log_error(0, "cannot create the fetcher's event loop");
         return -1;
     }
-    for (int i = 0; i < h->cfg->limits.max_concurrent_requests; i++) {
-        f.jobs[i].body = malloc(FETCHER_BODY_MAX + 1);
-        if (f.jobs[i].body == NULL)
-            return -1;
-    }
-    f.json_headers = headers(h->cfg->upstream.api_key, "Accept: application/json");
-    f.png_headers = headers(h->cfg->upstream.api_key, "Accept: image/png");
-    curl_multi_setopt(f.multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(f.multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(f.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
-                      (long)h->cfg->limits.max_concurrent_requests);
     f.curl_timer = evtimer_new(f.base, on_curl_timeout, NULL);
     f.tick = event_new(f.base, -1, EV_PERSIST, schedule_tick, NULL);
-    if (f.json_headers == NULL || f.png_headers == NULL || f.curl_timer == NULL ||
-        f.tick == NULL || event_add(f.tick, &tick) != 0)
+    if (f.curl_timer == NULL || f.tick == NULL || event_add(f.tick, &tick) != 0)
         return -1;
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
         f.signals[i] = evsignal_new(f.base, sigs[i], on_signal, NULL);
@@ -910,6 +915,11 @@ static void teardown(void)
     if (f.base)
         event_base_free(f.base);
     free(f.jobs);
+    free(f.details);
+    free(f.qr);
+    free(f.snap);
+    free(f.candidates);
+    answers_free(&f.answers);
     curl_global_cleanup();
 }
 

@@ -50,6 +50,7 @@
 #include "log.h"
 #include "store.h"
 #include "timeutil.h"
+#include "waha.h"
 
 #define RECONNECT_MS 1000
 #define QR_BASE64_MAX (4 * ((REGION_QR_PNG_MAX + 2) / 3)) /* a full QR image */
@@ -78,11 +79,16 @@ static struct {
     char where[300];                /* host:port or the socket: no password */
     char token[96];
     char key_lease[128], key_entries[128], chan_changes[128], chan_demand[128];
-    uint64_t shared_seq[REGION_MAX_ENTRIES];
-    uint64_t shared_qr_seq[REGION_MAX_ENTRIES];
-    int64_t forwarded_ms[REGION_MAX_ENTRIES][2];
+    int entries;              /* region_entry_count() */
+    uint64_t *shared_seq;     /* per entry: the seq last shared */
+    uint64_t *shared_qr_seq;  /* per entry: its QR slot's seq last shared */
+    int64_t (*forwarded_ms)[TARGET_KIND_COUNT]; /* per entry and target */
+    char (*names)[REGION_NAME_MAX];             /* a list record's names */
+    bool *scratch;                              /* region_set_sessions() */
     struct entry_data copy;   /* an entry being shared */
+    struct entry_body copy_body;
     struct entry_data remote; /* an entry being taken */
+    struct entry_body remote_body;
     struct qr_data qr;
 } fl;
 
@@ -135,6 +141,37 @@ static void add_int(struct json_object *o, const char *key, int64_t value)
     json_object_object_add(o, key, json_object_new_int64(value));
 }
 
+static void add_hex(struct json_object *o, const char *key, const uint8_t *bytes,
+                    size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    char text[2 * REGION_DIGEST_LEN + 1];
+
+    for (size_t i = 0; i < len && 2 * i + 1 < sizeof(text); i++) {
+        text[2 * i] = hex[bytes[i] >> 4];
+        text[2 * i + 1] = hex[bytes[i] & 15];
+    }
+    text[2 * len < sizeof(text) ? 2 * len : sizeof(text) - 1] = '\0';
+    add_string(o, key, text);
+}
+
+/* The names of this gateway's session entries, as a JSON array. */
+static struct json_object *session_names(void)
+{
+    struct json_object *names = json_object_new_array();
+    int count = 0;
+
+    if (region_lock(fl.region) != 0)
+        return names;
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < fl.entries; i++)
+        if (region_entry(fl.region, i)->d.kind == ENTRY_SESSION)
+            memcpy(fl.names[count++], region_entry(fl.region, i)->d.name, REGION_NAME_MAX);
+    region_unlock(fl.region);
+    for (int k = 0; k < count; k++)
+        json_object_array_add(names, json_object_new_string(fl.names[k]));
+    return names;
+}
+
 /* The JSON record of session/health/list entry INDEX, or NULL. */
 static struct json_object *entry_record(int index)
 {
@@ -144,6 +181,7 @@ static struct json_object *entry_record(int index)
     if (region_lock(fl.region) != 0)
         return NULL;
     entry_data_copy(&fl.copy, &e->d);
+    entry_body_copy(&fl.copy_body, region_body(fl.region, index), &fl.copy);
     region_unlock(fl.region);
     if (fl.copy.kind == ENTRY_FREE || !fl.copy.has_data)
         return NULL;
@@ -161,37 +199,37 @@ static struct json_object *entry_record(int index)
     add_int(o, "fetchedAt", fl.copy.fetched_real_ms);
     add_int(o, "lastSuccessAt", fl.copy.last_success_real_ms);
     add_string(o, "lastError", fl.copy.last_error);
-    add_string(o, "webhookId", fl.copy.webhook_id);
-    json_object_object_add(
-        o, "body", json_object_new_string_len(fl.copy.body, (int)fl.copy.body_len));
-    if (fl.copy.kind == ENTRY_SESSION_LIST) {
-        struct json_object *names = json_object_new_array();
-        for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
-            struct region_entry *s = region_entry(fl.region, i);
-            if (region_lock(fl.region) != 0)
-                break;
-            if (s->d.kind == ENTRY_SESSION)
-                json_object_array_add(names, json_object_new_string(s->d.name));
-            region_unlock(fl.region);
-        }
-        json_object_object_add(o, "names", names);
+    add_string(o, "absentReason", fl.copy.absent_reason);
+    add_int(o, "eventTs", fl.copy.event_ts_ms);
+    add_hex(o, "eventDigest", fl.copy.event_digest, sizeof(fl.copy.event_digest));
+    if (fl.copy.has_details) {
+        add_int(o, "detailsAt", fl.copy.details_real_ms);
+        json_object_object_add(o, "engine",
+                               json_object_new_string_len(fl.copy_body.engine_json,
+                                                          (int)fl.copy.engine_len));
     }
+    json_object_object_add(
+        o, "body", json_object_new_string_len(fl.copy_body.body, (int)fl.copy.body_len));
+    if (fl.copy.kind == ENTRY_SESSION_LIST)
+        json_object_object_add(o, "names", session_names());
     return o;
 }
 
 static struct json_object *qr_record(int index)
 {
-    struct region_qr *q = region_qr(fl.region, index);
     char name[REGION_NAME_MAX];
     static unsigned char b64[QR_BASE64_MAX + 1];
+    struct region_qr *q;
     struct json_object *o;
 
     if (region_lock(fl.region) != 0)
         return NULL;
-    qr_data_copy(&fl.qr, &q->d);
+    q = region_qr_of(fl.region, index);
+    if (q != NULL)
+        qr_data_copy(&fl.qr, &q->d);
     snprintf(name, sizeof(name), "%s", region_entry(fl.region, index)->d.name);
     region_unlock(fl.region);
-    if (!fl.qr.has_qr || !fl.qr.png_current)
+    if (q == NULL || !fl.qr.has_qr || !fl.qr.png_current)
         return NULL;
     EVP_EncodeBlock(b64, fl.qr.png, (int)fl.qr.png_len);
     o = json_object_new_object();
@@ -253,13 +291,30 @@ static const char *take_qr(struct json_object *record, const char *name)
     return NULL;
 }
 
+/* TEXT's hex digits into the LEN bytes of OUT (zero when TEXT is not that). */
+static void read_hex(const char *text, uint8_t *out, size_t len)
+{
+    memset(out, 0, len);
+    if (strlen(text) != 2 * len)
+        return;
+    for (size_t i = 0; i < len; i++) {
+        unsigned int byte;
+        if (sscanf(text + 2 * i, "%2x", &byte) != 1) {
+            memset(out, 0, len);
+            return;
+        }
+        out[i] = (uint8_t)byte;
+    }
+}
+
 /* The data fields of RECORD (an entry of KIND) into D; NULL or why not. */
 static const char *entry_of_record(struct json_object *record, enum entry_kind kind,
-                                   const char *name, struct entry_data *d)
+                                   const char *name, struct entry_data *d,
+                                   struct entry_body *b)
 {
     struct json_object *v;
 
-    memset(d, 0, offsetof(struct entry_data, body));
+    memset(d, 0, sizeof(*d));
     d->kind = kind;
     /* A session's name, or the health check's endpoint. */
     snprintf(d->name, sizeof(d->name), "%s", kind == ENTRY_SESSION_LIST ? "" : name);
@@ -273,13 +328,23 @@ static const char *entry_of_record(struct json_object *record, enum entry_kind k
     snprintf(d->raw_status, sizeof(d->raw_status), "%s", get_string(record, "rawStatus"));
     snprintf(d->me_json, sizeof(d->me_json), "%s", get_string(record, "me"));
     snprintf(d->last_error, sizeof(d->last_error), "%s", get_string(record, "lastError"));
-    snprintf(d->webhook_id, sizeof(d->webhook_id), "%s", get_string(record, "webhookId"));
+    snprintf(d->absent_reason, sizeof(d->absent_reason), "%s",
+             get_string(record, "absentReason"));
+    d->event_ts_ms = get_int(record, "eventTs");
+    read_hex(get_string(record, "eventDigest"), d->event_digest, sizeof(d->event_digest));
+    if (json_object_object_get_ex(record, "engine", &v) &&
+        json_object_get_string_len(v) < (int)sizeof(b->engine_json)) {
+        d->has_details = true;
+        d->details_real_ms = get_int(record, "detailsAt");
+        d->engine_len = (uint32_t)snprintf(b->engine_json, sizeof(b->engine_json), "%s",
+                                           json_object_get_string(v));
+    }
     d->changed_at_real_ms = get_int(record, "changedAt");
     d->fetched_real_ms = get_int(record, "fetchedAt");
     d->last_success_real_ms = get_int(record, "lastSuccessAt");
     d->body_len =
-        (uint32_t)snprintf(d->body, sizeof(d->body), "%s", get_string(record, "body"));
-    return d->body_len >= sizeof(d->body) ? "body too large" : NULL;
+        (uint32_t)snprintf(b->body, sizeof(b->body), "%s", get_string(record, "body"));
+    return d->body_len >= sizeof(b->body) ? "body too large" : NULL;
 }
 
 /*
@@ -289,24 +354,23 @@ static const char *entry_of_record(struct json_object *record, enum entry_kind k
  */
 static int take_list_names(struct json_object *record)
 {
-    static char names[REGION_SESSION_MAX][REGION_NAME_MAX];
+    int capacity = fl.entries - REGION_ENTRY_FIRST_SESSION, count = 0;
     struct json_object *list;
-    int count = 0;
 
     if (!json_object_object_get_ex(record, "names", &list) ||
         !json_object_is_type(list, json_type_array))
         return -2;
     if (!fl.cfg->upstream.all_sessions)
         return -1; /* this gateway does not list WAHA's sessions */
-    for (size_t i = 0; i < json_object_array_length(list) && count < REGION_SESSION_MAX;
-         i++) {
+    for (size_t i = 0; i < json_object_array_length(list) && count < capacity; i++) {
         const char *n = json_object_get_string(json_object_array_get_idx(list, i));
-        if (n != NULL && config_valid_session_name(n))
-            snprintf(names[count++], REGION_NAME_MAX, "%s", n);
+        if (n != NULL && waha_name_ok(n))
+            snprintf(fl.names[count++], REGION_NAME_MAX, "%s", n);
     }
     if (region_lock(fl.region) != 0)
         return -1;
-    region_set_sessions(fl.region, (const char(*)[REGION_NAME_MAX])names, count);
+    region_set_sessions(fl.region, (const char(*)[REGION_NAME_MAX])fl.names, count, NULL,
+                        fl.scratch);
     region_entry(fl.region, REGION_ENTRY_LIST)->d.kind = ENTRY_SESSION_LIST;
     region_unlock(fl.region);
     return REGION_ENTRY_LIST;
@@ -339,11 +403,11 @@ static const char *take(struct json_object *record)
         return NULL; /* our own, back from Redis */
     if (kind == ENTRY_FREE)
         return "no known kind";
-    if (kind == ENTRY_SESSION && !config_valid_session_name(name))
+    if (kind == ENTRY_SESSION && !waha_name_ok(name))
         return "not a valid session name";
     if (qr)
         return take_qr(record, name);
-    if ((wrong = entry_of_record(record, kind, name, &fl.remote)) != NULL)
+    if ((wrong = entry_of_record(record, kind, name, &fl.remote, &fl.remote_body)) != NULL)
         return wrong;
     if (kind == ENTRY_HEALTH) {
         index = REGION_ENTRY_HEALTH;
@@ -357,7 +421,7 @@ static const char *take(struct json_object *record)
         index = region_find_session(fl.region, name);
         region_unlock(fl.region);
     }
-    if (index >= 0 && store_remote(fl.region, index, &fl.remote)) {
+    if (index >= 0 && store_remote(fl.region, index, &fl.remote, &fl.remote_body)) {
         /* Ours now: do not share it back. */
         fl.shared_seq[index] = atomic_load(&region_entry(fl.region, index)->seq);
     }
@@ -384,58 +448,68 @@ static void take_text(const char *text, size_t len)
  * Sharing and demand.
  */
 
+/* The seq of entry I's QR slot, or 0 when it has none. */
+static uint64_t qr_seq_of(int i)
+{
+    int32_t slot = atomic_load(&region_entry(fl.region, i)->seq) & 1
+                       ? 0
+                       : region_entry(fl.region, i)->d.qr_slot;
+
+    return slot > 0 && slot <= region_qr_count(fl.region)
+               ? atomic_load(&region_qr_slot(fl.region, slot - 1)->seq)
+               : 0;
+}
+
+/* Share entry I (and, from the leader, its QR code) if it changed. */
+static void share(int i)
+{
+    struct region_entry *e = region_entry(fl.region, i);
+    uint64_t seq = atomic_load(&e->seq);
+    char field[REGION_NAME_MAX + 8];
+    struct json_object *record;
+
+    if (seq != fl.shared_seq[i] && (seq & 1) == 0) {
+        fl.shared_seq[i] = seq;
+        record = entry_record(i);
+        /* A follower shares only what its own workers took in: webhooks
+         * (what came from Redis was marked shared when it was taken). */
+        if (record != NULL && (fl.state == FLEET_LEADER || fl.copy.source == SOURCE_WEBHOOK))
+            publish(record, record_name(&fl.copy, field, sizeof(field)));
+        else if (record != NULL)
+            json_object_put(record);
+    }
+    if (i < REGION_ENTRY_FIRST_SESSION || fl.state != FLEET_LEADER)
+        return;
+    seq = qr_seq_of(i);
+    if (seq != 0 && seq != fl.shared_qr_seq[i] && (seq & 1) == 0) {
+        fl.shared_qr_seq[i] = seq;
+        record = qr_record(i);
+        if (record != NULL) {
+            snprintf(field, sizeof(field), "@qr:%s", get_string(record, "name"));
+            publish(record, field);
+        }
+    }
+}
+
 void fleet_tick(int64_t now)
 {
     (void)now;
     if (!fl.cmd_ready || (fl.state != FLEET_LEADER && fl.state != FLEET_FOLLOWER))
         return;
-    for (int i = 0; i < REGION_MAX_ENTRIES; i++) {
-        struct region_entry *e = region_entry(fl.region, i);
-        uint64_t seq = atomic_load(&e->seq);
-        char field[REGION_NAME_MAX + 2];
-        struct json_object *record;
-
-        if (seq != fl.shared_seq[i] && (seq & 1) == 0) {
-            fl.shared_seq[i] = seq;
-            record = entry_record(i);
-            /* A follower shares only what its own workers took in: webhooks
-             * (what came from Redis was marked shared when it was taken). */
-            if (record != NULL &&
-                (fl.state == FLEET_LEADER || fl.copy.source == SOURCE_WEBHOOK))
-                publish(record, record_name(&fl.copy, field, sizeof(field)));
-            else if (record != NULL)
-                json_object_put(record);
-        }
-        if (i < REGION_ENTRY_FIRST_SESSION || fl.state != FLEET_LEADER)
-            continue;
-        seq = atomic_load(&region_qr(fl.region, i)->seq);
-        if (seq != fl.shared_qr_seq[i] && (seq & 1) == 0) {
-            fl.shared_qr_seq[i] = seq;
-            record = qr_record(i);
-            if (record != NULL) {
-                snprintf(field, sizeof(field), "@qr:%s", get_string(record, "name"));
-                publish(record, field);
-            }
-        }
-    }
+    for (int i = 0; i < fl.entries; i++)
+        share(i);
 }
 
-void fleet_forward(int index, bool qr, bool wanted, int64_t now)
+void fleet_forward(enum target_kind target, int index, bool wanted, int64_t now)
 {
-    const char *kind;
-    const char *name = "";
     char message[REGION_NAME_MAX + 32];
+    const char *name = "-";
 
     if (!fl.cmd_ready || fl.state != FLEET_FOLLOWER ||
-        now - fl.forwarded_ms[index][qr] < FORWARD_EVERY_MS)
+        now - fl.forwarded_ms[index][target] < FORWARD_EVERY_MS)
         return;
-    fl.forwarded_ms[index][qr] = now;
-    if (index == REGION_ENTRY_HEALTH)
-        kind = "health";
-    else if (index == REGION_ENTRY_LIST)
-        kind = "list";
-    else {
-        kind = qr ? "qr" : "session";
+    fl.forwarded_ms[index][target] = now;
+    if (target == TARGET_DETAILS || target == TARGET_QR) {
         if (region_lock(fl.region) != 0)
             return;
         snprintf(fl.copy.name, sizeof(fl.copy.name), "%s",
@@ -443,46 +517,46 @@ void fleet_forward(int index, bool qr, bool wanted, int64_t now)
         region_unlock(fl.region);
         name = fl.copy.name;
     }
-    /* One argument: hiredis splits a format on its spaces. */
-    snprintf(message, sizeof(message), "%s %s %s", wanted ? "want" : "read", kind,
-             name[0] ? name : "-");
-    redisAsyncCommand(fl.cmd, NULL, NULL, "PUBLISH %s %s", fl.chan_demand, message);
+    /* One argument (hiredis splits a format on its spaces); the name last,
+     * as it may have spaces. */
+    snprintf(message, sizeof(message), "%s %s %s", wanted ? "want" : "read",
+             target_kind_names[target], name);
+    redisAsyncCommand(fl.cmd, NULL, NULL, "PUBLISH %s %b", fl.chan_demand, message,
+                      strlen(message));
 }
 
 /* The leader takes a follower's demand as if its own workers had read. */
 static void take_demand(const char *text)
 {
-    char verb[8], kind[16], name[REGION_NAME_MAX];
+    static const struct {
+        const char *word;
+        enum demand_kind kind;
+    } kinds[] = {{"health", DEMAND_DATA}, {"list", DEMAND_DATA},
+                 {"details", DEMAND_DETAILS}, {"qr", DEMAND_QR}};
+    char verb[8], word[16];
     int64_t now = time_mono_ms();
-    _Atomic int64_t *read, *wanted, *done;
-    int index;
+    int index = -1, at = 0;
+    size_t k;
 
-    if (fl.state != FLEET_LEADER || sscanf(text, "%7s %15s %63s", verb, kind, name) != 3)
+    if (fl.state != FLEET_LEADER || sscanf(text, "%7s %15s %n", verb, word, &at) != 2 ||
+        at == 0)
         return;
-    if (strcmp(kind, "health") == 0) {
-        index = REGION_ENTRY_HEALTH;
-    } else if (strcmp(kind, "list") == 0) {
-        index = REGION_ENTRY_LIST;
-    } else {
-        if (region_lock(fl.region) != 0)
-            return;
-        index = region_find_session(fl.region, name);
+    for (k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+        if (strcmp(word, kinds[k].word) == 0)
+            break;
+    if (k == sizeof(kinds) / sizeof(kinds[0]))
+        return;
+    if (k == 0 || k == 1) {
+        index = k == 0 ? REGION_ENTRY_HEALTH : REGION_ENTRY_LIST;
+    } else if (region_lock(fl.region) == 0) {
+        index = region_find_session(fl.region, text + at);
         region_unlock(fl.region);
-        if (index < 0)
-            return;
     }
-    if (strcmp(kind, "qr") == 0) {
-        read = &region_qr(fl.region, index)->last_read_ms;
-        wanted = &region_qr(fl.region, index)->wanted_ms;
-        done = &region_qr(fl.region, index)->attempt_done_ms;
-    } else {
-        read = &region_entry(fl.region, index)->last_read_ms;
-        wanted = &region_entry(fl.region, index)->wanted_ms;
-        done = &region_entry(fl.region, index)->attempt_done_ms;
-    }
-    atomic_store(read, now);
-    if (strcmp(verb, "want") == 0 && atomic_load(wanted) <= atomic_load(done))
-        atomic_store(wanted, now > atomic_load(done) ? now : atomic_load(done) + 1);
+    if (index < 0)
+        return;
+    atomic_store(&region_demand(fl.region, index, kinds[k].kind)->last_read_ms, now);
+    if (strcmp(verb, "want") == 0)
+        region_want(fl.region, index, kinds[k].kind, now);
 }
 
 /*========================================================================
@@ -629,8 +703,8 @@ static void on_connect(const redisAsyncContext *c, int status)
         fl.cmd_ready = true;
         /* Catch up first: the entries as the fleet has them. */
         redisAsyncCommand(fl.cmd, on_loaded, NULL, "HGETALL %s", fl.key_entries);
-        memset(fl.shared_seq, 0, sizeof(fl.shared_seq));
-        memset(fl.shared_qr_seq, 0, sizeof(fl.shared_qr_seq));
+        memset(fl.shared_seq, 0, sizeof(*fl.shared_seq) * (size_t)fl.entries);
+        memset(fl.shared_qr_seq, 0, sizeof(*fl.shared_qr_seq) * (size_t)fl.entries);
     } else {
         fl.sub_ready = true;
     }
@@ -704,6 +778,17 @@ int fleet_start(struct event_base *base, const struct config *cfg, struct region
         set_state(FLEET_OFF);
         return 0;
     }
+    fl.entries = region_entry_count(region);
+    fl.shared_seq = calloc((size_t)fl.entries, sizeof(*fl.shared_seq));
+    fl.shared_qr_seq = calloc((size_t)fl.entries, sizeof(*fl.shared_qr_seq));
+    fl.forwarded_ms = calloc((size_t)fl.entries, sizeof(*fl.forwarded_ms));
+    fl.names = calloc((size_t)fl.entries, sizeof(*fl.names));
+    fl.scratch = calloc((size_t)fl.entries, sizeof(*fl.scratch));
+    if (fl.shared_seq == NULL || fl.shared_qr_seq == NULL || fl.forwarded_ms == NULL ||
+        fl.names == NULL || fl.scratch == NULL) {
+        log_error(0, "out of memory for the fleet's tables");
+        return -1;
+    }
     fl.at = &cfg->redis.address;
     if (fl.at->unix_path[0])
         snprintf(fl.where, sizeof(fl.where), "%s", fl.at->unix_path);
@@ -738,7 +823,7 @@ int fleet_start(struct event_base *base, const struct config *cfg, struct region
 
 void fleet_stop(void)
 {
-    if (fl.state == FLEET_LEADER) {
+    if (fl.at != NULL && fl.state == FLEET_LEADER) {
         /* Give the lease back now, synchronously, so another gateway does
          * not wait for it to expire. */
         struct timeval timeout = {0, 500000};
@@ -769,4 +854,13 @@ void fleet_stop(void)
     if (fl.reconnect_timer)
         event_free(fl.reconnect_timer);
     fl.lease_timer = fl.reconnect_timer = NULL;
+    free(fl.shared_seq);
+    free(fl.shared_qr_seq);
+    free(fl.forwarded_ms);
+    free(fl.names);
+    free(fl.scratch);
+    fl.shared_seq = fl.shared_qr_seq = NULL;
+    fl.forwarded_ms = NULL;
+    fl.names = NULL;
+    fl.scratch = NULL;
 }

@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "region.h"
+#include "schedule.h"
 
 /* fleet_start - connect to Redis when CFG has a redis.url. 0 or -1 (logged). */
 int fleet_start(struct event_base *base, const struct config *cfg, struct region *region);
@@ -27,11 +28,11 @@ int fleet_start(struct event_base *base, const struct config *cfg, struct region
 bool fleet_may_fetch(void);
 
 /*
- * fleet_forward - a follower's entry INDEX (or its QR) is due: ask the
+ * fleet_forward - a follower's TARGET (of entry INDEX) is due: ask the
  * leader to refresh it (WANTED: a reader waits; else it is read and ahead
- * of expiry). Rate-limited per entry.
+ * of expiry). Rate-limited per entry and target.
  */
-void fleet_forward(int index, bool qr, bool wanted, int64_t now);
+void fleet_forward(enum target_kind target, int index, bool wanted, int64_t now);
 
 /*
  * fleet_tick - share what changed in the region since the last tick: the

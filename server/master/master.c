@@ -450,14 +450,20 @@ static int track_sessions(const struct config *cfg)
 {
     int missing;
 
+    bool *scratch;
+
     if (cfg->upstream.all_sessions)
         return 0;
-    if (region_lock(&m.region) != 0)
+    scratch = calloc((size_t)region_entry_count(&m.region), sizeof(*scratch));
+    if (scratch == NULL || region_lock(&m.region) != 0) {
+        free(scratch);
         return -1;
+    }
     missing = region_set_sessions(&m.region,
                                   (const char(*)[REGION_NAME_MAX])cfg->upstream.sessions,
-                                  cfg->upstream.session_count);
+                                  cfg->upstream.session_count, NULL, scratch);
     region_unlock(&m.region);
+    free(scratch);
     return missing == 0 ? 0 : -1;
 }
 
@@ -470,6 +476,13 @@ static void keep_restart_only_settings(struct config *fresh)
                  m.cfg->server.shm_name);
         memcpy(fresh->server.shm_name, m.cfg->server.shm_name,
                sizeof(fresh->server.shm_name));
+    }
+    if (fresh->server.max_sessions != m.cfg->server.max_sessions) {
+        log_warn(0,
+                 "reload: server.max_sessions changes only at restart; still "
+                 "%lld",
+                 (long long)m.cfg->server.max_sessions);
+        fresh->server.max_sessions = m.cfg->server.max_sessions;
     }
     if (strcmp(fresh->server.user, m.cfg->server.user) != 0) {
         log_warn(0,
@@ -612,7 +625,8 @@ static int start(void)
         log_warn(0, "running as root without server.user; set it to drop "
                     "privileges after binding");
     raise_file_limit();
-    if (region_create(&m.region, m.cfg->server.shm_name) != 0)
+    if (region_create(&m.region, m.cfg->server.shm_name, (int)m.cfg->server.max_sessions) !=
+        0)
         return -1;
     m.heritage.cfg = m.cfg;
     m.heritage.region = &m.region;

@@ -22,7 +22,7 @@ enum route_result serve_stats(const struct http_request_view *req,
 
     if (!auth_stats_token(req, resp))
         return ROUTE_DONE;
-    jbuf_init(&b, rt.scratch, ROUTES_SCRATCH_MAX);
+    jbuf_init(&b, rt.scratch, rt.scratch_size);
     stats_render_json(rt.region, rt.cfg, &b);
     http_response_header(resp, "Cache-Control", "no-store");
     route_json(resp, b.data, b.len);
@@ -34,7 +34,7 @@ static int session_figures(struct stats_session *out, int64_t now)
 {
     int n = 0;
 
-    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < replica_entry_count(); i++) {
         const struct local_entry *le = replica_is_session(i) ? replica_entry(i) : NULL;
         if (le == NULL || !le->d.has_data)
             continue;
@@ -46,20 +46,33 @@ static int session_figures(struct stats_session *out, int64_t now)
     return n;
 }
 
+/* The process-wide metrics and, for COUNT sessions, theirs: the bytes
+ * they may take (a session's name escaped, in four gauges). */
+static size_t metrics_size(int count)
+{
+    return 64 * 1024 + (size_t)count * 4 * (2 * REGION_NAME_MAX + 2 * REGION_STATUS_MAX + 96);
+}
+
 enum route_result serve_metrics(const struct http_request_view *req,
                                 struct http_response *resp)
 {
-    static struct stats_session sessions[REGION_SESSION_MAX];
+    static struct stats_session *sessions;
     struct jbuf b;
     int count;
+    char *out;
 
     if (!auth_stats_token(req, resp))
         return ROUTE_DONE;
-    jbuf_init(&b, rt.scratch, ROUTES_SCRATCH_MAX);
+    if (sessions == NULL)
+        sessions = calloc((size_t)replica_entry_count(), sizeof(*sessions));
+    count = sessions ? session_figures(sessions, req->now_mono_ms) : 0;
+    if (sessions == NULL || (out = route_scratch(metrics_size(count))) == NULL) {
+        http_response_error(resp, 500, "internal", "out of memory for the metrics");
+        return ROUTE_DONE;
+    }
+    jbuf_init(&b, out, metrics_size(count));
     stats_render_metrics(rt.region, rt.cfg, &b);
-    count = session_figures(sessions, req->now_mono_ms);
-    stats_render_session_metrics(&b, sessions, count,
-                                 rt.cfg->backend.status_cache_duration);
+    stats_render_session_metrics(&b, sessions, count, rt.cfg->backend.status_cache_duration);
     if (b.overflow) {
         http_response_error(resp, 500, "internal", "metrics do not fit the buffer");
         return ROUTE_DONE;

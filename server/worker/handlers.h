@@ -32,14 +32,14 @@ struct routes_state {
     const struct config *cfg;
     struct region *region;
     struct region_proc *slot;
-    char *scratch; /* ROUTES_SCRATCH_MAX bytes */
+    char *scratch; /* bodies rendered per request (route_scratch()) */
+    size_t scratch_size;
     /* The key of the request being answered; NULL when none is needed. */
     const struct auth_key *key;
 };
 
-/* Every session body once, plus commas and brackets. */
-#define ROUTES_SCRATCH_MAX                                                               \
-    (REGION_SESSION_MAX * (REGION_BODY_MAX + 1) + REPLICA_PREFIX_MAX)
+/* The scratch buffer's first size; it grows for larger bodies. */
+#define ROUTES_SCRATCH_FIRST ((size_t)64 << 10)
 
 extern struct routes_state rt;
 
@@ -49,6 +49,13 @@ typedef enum route_result (*route_handler)(const struct http_request_view *req,
 /*========================================================================
  * Shared pieces of answers (routes.c).
  */
+
+/*
+ * route_scratch - the worker's scratch buffer, at least NEED bytes (it
+ * grows, and stays grown), or NULL when memory is short. What is rendered
+ * there must be sent before the next call.
+ */
+char *route_scratch(size_t need);
 
 /* Count C once in the worker's stat slot. */
 void route_count(enum counter c);

@@ -32,6 +32,18 @@
 
 struct routes_state rt;
 
+char *route_scratch(size_t need)
+{
+    if (need > rt.scratch_size) {
+        char *grown = realloc(rt.scratch, need);
+        if (grown == NULL)
+            return NULL;
+        rt.scratch = grown;
+        rt.scratch_size = need;
+    }
+    return rt.scratch;
+}
+
 void route_count(enum counter c)
 {
     region_count(rt.slot, c, 1);
@@ -115,10 +127,8 @@ bool route_cache_headers(struct http_response *resp, int index, uint64_t version
 
 int64_t route_session_max_age(const struct entry_data *d, int64_t base, int64_t now)
 {
-    if (d->webhook_mono_ms != 0 &&
-        now - d->webhook_mono_ms < rt.cfg->webhook.safety_interval)
-        return rt.cfg->webhook.safety_interval;
-    return base;
+    return cache_pushed_max_age(base, rt.cfg->webhook.safety_interval, d->pushed_mono_ms,
+                                d->fetched_mono_ms, replica_stream_since(), now);
 }
 
 /*========================================================================
@@ -368,7 +378,8 @@ int routes_init(const struct config *cfg, struct region *region, struct region_p
     rt.cfg = cfg;
     rt.region = region;
     rt.slot = slot;
-    rt.scratch = malloc(ROUTES_SCRATCH_MAX);
+    rt.scratch = malloc(ROUTES_SCRATCH_FIRST);
+    rt.scratch_size = ROUTES_SCRATCH_FIRST;
     if (rt.scratch == NULL || replica_init(region) != 0 || status_init() != 0) {
         log_error(0, "out of memory for the worker's response cache");
         routes_free();

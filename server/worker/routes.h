@@ -42,10 +42,11 @@ bool routes_render_status(int index, int64_t now, struct jbuf *b);
 
 /*
  * routes_note_reader - a reader that does not ask (an event stream) watches
- * session entry INDEX: record the read, and ask the fetcher for fresh data
+ * session entry INDEX (ONE_SESSION: that session alone, as a frontend of
+ * one session does): record the read, and ask the fetcher for fresh data
  * when the entry is cold, as a request would.
  */
-void routes_note_reader(int index, int64_t now);
+void routes_note_reader(int index, bool one_session, int64_t now);
 
 /* routes_free - release what routes_init() allocated. */
 void routes_free(void);

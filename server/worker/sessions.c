@@ -24,9 +24,13 @@
 #include <openssl/evp.h>
 
 #include "handlers.h"
+#include "waha.h"
 
 /* base64 of the largest PNG, with the JSON around it. */
 #define QR_JSON_MAX (4 * ((REGION_QR_PNG_MAX + 2) / 3) + 64)
+/* A reader waiting for a QR code asks for the session's status too, when
+ * that is older than this. */
+#define QR_STATUS_RECHECK_MS 1000
 
 /*========================================================================
  * Finding a session.
@@ -34,7 +38,9 @@
 
 static int first_session_in_scope(void)
 {
-    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++)
+    if (rt.key == NULL)
+        return replica_first_session();
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < replica_entry_count(); i++)
         if (replica_is_session(i) && auth_allows(replica_session_name(i)))
             return i;
     return -1;
@@ -55,8 +61,9 @@ static enum lookup judge_session_list(const struct http_request_view *req,
         http_response_error(resp, 500, "internal", "cannot read the cache");
         return LOOKUP_ANSWERED;
     }
-    replica_mark_read(REGION_ENTRY_LIST, false, req->now_mono_ms);
-    v = replica_judge(REGION_ENTRY_LIST, false, list->d.has_data, list->d.fetched_mono_ms,
+    replica_mark_read(REGION_ENTRY_LIST, DEMAND_DATA, req->now_mono_ms);
+    v = replica_judge(REGION_ENTRY_LIST, DEMAND_DATA, list->d.has_data,
+                      list->d.fetched_mono_ms,
                       rt.cfg->backend.session_cache_duration,
                       rt.cfg->backend.stale_if_error, req->now_mono_ms, req->may_wait);
     if (v == CACHE_WAIT)
@@ -103,7 +110,7 @@ enum lookup lookup_session_of_query(const struct http_request_view *req,
     char name[REGION_NAME_MAX];
     int param = http_query_param(req->query, "session", name, sizeof(name));
 
-    if (param == -2 || (param == 0 && !config_valid_session_name(name))) {
+    if (param == -2 || (param == 0 && !waha_name_ok(name))) {
         http_response_error(resp, 404, "session_not_found", "not a WAHA session name");
         return LOOKUP_ANSWERED;
     }
@@ -120,7 +127,7 @@ static enum lookup named_session(const char *name, const struct http_request_vie
 {
     enum lookup found;
 
-    if (!config_valid_session_name(name)) {
+    if (!waha_name_ok(name)) {
         http_response_error(resp, 404, "session_not_found", "not a WAHA session name");
         return LOOKUP_ANSWERED;
     }
@@ -132,7 +139,7 @@ static enum lookup named_session(const char *name, const struct http_request_vie
         http_response_error(resp, 500, "internal", "cannot read the cache");
         return LOOKUP_ANSWERED;
     }
-    replica_mark_read(*index, false, req->now_mono_ms);
+    replica_mark_read(*index, DEMAND_DATA, req->now_mono_ms);
     return LOOKUP_FOUND;
 }
 
@@ -141,10 +148,68 @@ static enum route_result route_of(enum lookup found)
     return found == LOOKUP_WAIT ? ROUTE_WAIT : ROUTE_DONE;
 }
 
-/* A session object is data once the fetcher brought it, or WAHA said 404. */
+/* The list item of a session is data once the fetcher brought it, or
+ * learned that WAHA has no such session (a webhook brings a status, not
+ * the object). */
 static bool has_object(const struct entry_data *d)
 {
     return d->has_data && (d->body_len > 0 || !d->exists);
+}
+
+/* NAME is not a session WAHA has: 404, in WAHA's words when it gave some
+ * (WAHA Core refuses sessions other than "default"). */
+static enum route_result absent(struct http_response *resp, const struct entry_data *d,
+                                const char *name)
+{
+    char message[REGION_NAME_MAX + REGION_ERROR_MAX + 64];
+
+    if (d->absent_reason[0] != '\0') {
+        http_response_error(resp, 404, "session_not_available", d->absent_reason);
+        return ROUTE_DONE;
+    }
+    snprintf(message, sizeof(message), "WAHA has no session \"%s\"", name);
+    http_response_error(resp, 404, "session_not_found", message);
+    return ROUTE_DONE;
+}
+
+/* Judge the data and the details of session INDEX's object: the verdict
+ * that decides (the worse of the two). */
+static enum cache_verdict judge_object(int index, const struct local_entry *le,
+                                       const struct http_request_view *req)
+{
+    int64_t now = req->now_mono_ms, period = rt.cfg->backend.session_cache_duration;
+    enum cache_verdict data, details;
+
+    replica_mark_read(index, DEMAND_DETAILS, now);
+    data = replica_judge(index, DEMAND_DATA, has_object(&le->d), le->d.fetched_mono_ms,
+                         route_session_max_age(&le->d, period, now),
+                         rt.cfg->backend.stale_if_error, now, req->may_wait);
+    /* Only a session WAHA has, has details. */
+    details = !le->d.has_data || !le->d.exists
+                  ? CACHE_FRESH
+                  : replica_judge(index, DEMAND_DETAILS, le->d.has_details,
+                                  le->d.details_mono_ms, period,
+                                  rt.cfg->backend.stale_if_error, now, req->may_wait);
+    if (data == CACHE_WAIT || details == CACHE_WAIT)
+        return CACHE_WAIT;
+    return data > details ? data : details; /* FRESH < STALE < TOO_OLD < EMPTY */
+}
+
+/* The object: the list item, with the details' "engine" last, as WAHA's
+ * GET /api/sessions/{name} has it ({...session, engine}). */
+static bool render_object(const struct local_entry *le, struct jbuf *b)
+{
+    const struct entry_data *d = &le->d;
+
+    if (d->engine_len == 0 || d->body_len < 2) {
+        jbuf_mem(b, le->body, d->body_len);
+    } else {
+        jbuf_mem(b, le->body, d->body_len - 1);
+        jbuf_raw(b, d->body_len > 2 ? ",\"engine\":" : "\"engine\":");
+        jbuf_mem(b, le->engine, d->engine_len);
+        jbuf_raw(b, "}");
+    }
+    return !b->overflow;
 }
 
 /*========================================================================
@@ -154,19 +219,17 @@ static bool has_object(const struct entry_data *d)
 enum route_result serve_session(const struct http_request_view *req,
                                 struct http_response *resp, const char *name)
 {
-    int64_t now = req->now_mono_ms, max_age;
+    int64_t now = req->now_mono_ms;
     struct local_entry *le = NULL;
     enum cache_verdict v;
     enum lookup found;
-    char message[REGION_NAME_MAX + 64];
+    struct jbuf b;
     int index;
 
     found = named_session(name, req, resp, &index, &le);
     if (found != LOOKUP_FOUND)
         return route_of(found);
-    max_age = route_session_max_age(&le->d, rt.cfg->backend.session_cache_duration, now);
-    v = replica_judge(index, false, has_object(&le->d), le->d.fetched_mono_ms, max_age,
-                      rt.cfg->backend.stale_if_error, now, req->may_wait);
+    v = judge_object(index, le, req);
     if (v == CACHE_WAIT)
         return ROUTE_WAIT;
     route_count_verdict(v, req);
@@ -174,16 +237,18 @@ enum route_result serve_session(const struct http_request_view *req,
         route_unavailable(resp, v, &le->d, "this session", now);
         return ROUTE_DONE;
     }
-    if (!le->d.exists) {
-        snprintf(message, sizeof(message), "WAHA has no session \"%s\"", name);
-        http_response_error(resp, 404, "session_not_found", message);
-        return ROUTE_DONE;
-    }
+    if (!le->d.exists)
+        return absent(resp, &le->d, name);
     if (route_cache_headers(resp, index, le->seq / 2, v == CACHE_STALE,
                             rt.cfg->backend.session_cache_duration,
                             cache_age_ms(le->d.fetched_mono_ms, now), req))
         return ROUTE_DONE;
-    route_json(resp, le->d.body, le->d.body_len);
+    jbuf_init(&b, rt.scratch, rt.scratch_size);
+    if ((le = replica_body(index)) == NULL || !render_object(le, &b)) {
+        http_response_error(resp, 500, "internal", "the session does not fit the buffer");
+        return ROUTE_DONE;
+    }
+    route_json(resp, b.data, b.len);
     return ROUTE_DONE;
 }
 
@@ -194,22 +259,62 @@ static bool judge_sessions(const struct http_request_view *req, bool *any_miss)
     bool wait = false;
 
     *any_miss = false;
-    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < replica_entry_count(); i++) {
         struct local_entry *le;
         enum cache_verdict v;
 
         if (!replica_is_session(i) || !auth_allows(replica_session_name(i)) ||
             (le = replica_entry(i)) == NULL)
             continue;
-        replica_mark_read(i, false, now);
+        replica_mark_read(i, DEMAND_DATA, now);
         v = replica_judge(
-            i, false, has_object(&le->d), le->d.fetched_mono_ms,
+            i, DEMAND_DATA, has_object(&le->d), le->d.fetched_mono_ms,
             route_session_max_age(&le->d, rt.cfg->backend.session_cache_duration, now),
             rt.cfg->backend.stale_if_error, now, req->may_wait);
         wait |= v == CACHE_WAIT;
         *any_miss |= v != CACHE_FRESH;
     }
     return wait;
+}
+
+/* The sessions in scope as WAHA lists them (without "engine", as WAHA's
+ * GET /api/sessions), into B over at most SIZE bytes of the scratch
+ * buffer; with SIZE 0, only the size it takes (*NEED). */
+static bool list_bodies(struct jbuf *b, size_t size, size_t *need)
+{
+    char *out = size > 0 ? route_scratch(size) : NULL;
+
+    *need = 2;
+    if (size > 0 && out == NULL)
+        return false;
+    jbuf_init(b, out, size);
+    jbuf_raw(b, "[");
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < replica_entry_count(); i++) {
+        const struct local_entry *le =
+            replica_is_session(i) && auth_allows(replica_session_name(i)) ? replica_body(i)
+                                                                           : NULL;
+        if (le == NULL || !le->d.has_data || !le->d.exists || le->d.body_len == 0)
+            continue;
+        *need += le->d.body_len + 1;
+        if (b->len > 1)
+            jbuf_raw(b, ",");
+        jbuf_mem(b, le->body, le->d.body_len);
+    }
+    jbuf_raw(b, "]");
+    return size > 0 && !b->overflow;
+}
+
+/* The list into B: measured, then written (again, larger, should an entry
+ * have grown in between). */
+static bool render_list(struct jbuf *b)
+{
+    size_t need = 0;
+
+    list_bodies(b, 0, &need);
+    for (int attempt = 0; attempt < 4; attempt++, need *= 2)
+        if (list_bodies(b, need, &need))
+            return true;
+    return false;
 }
 
 enum route_result serve_sessions(const struct http_request_view *req,
@@ -226,20 +331,10 @@ enum route_result serve_sessions(const struct http_request_view *req,
         return ROUTE_WAIT;
     route_count(any_miss || req->parked ? COUNTER_CACHE_MISSES : COUNTER_CACHE_HITS);
 
-    jbuf_init(&b, rt.scratch, ROUTES_SCRATCH_MAX);
-    jbuf_raw(&b, "[");
-    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++) {
-        const struct local_entry *le =
-            replica_is_session(i) && auth_allows(replica_session_name(i))
-                ? replica_entry(i)
-                : NULL;
-        if (le == NULL || !le->d.has_data || !le->d.exists || le->d.body_len == 0)
-            continue;
-        if (b.len > 1)
-            jbuf_raw(&b, ",");
-        jbuf_mem(&b, le->d.body, le->d.body_len);
+    if (!render_list(&b)) {
+        http_response_error(resp, 500, "internal", "out of memory for the session list");
+        return ROUTE_DONE;
     }
-    jbuf_raw(&b, "]");
     http_response_header(resp, "Cache-Control", "max-age=0");
     route_json(resp, b.data, b.len);
     return ROUTE_DONE;
@@ -274,7 +369,7 @@ static enum route_result send_qr(const struct http_request_view *req,
     struct jbuf b;
 
     /* QR tags are numbered after the entries' so the two never collide. */
-    cache_etag(etag, region_header(rt.region)->instance_id, REGION_MAX_ENTRIES + index,
+    cache_etag(etag, region_header(rt.region)->instance_id, replica_entry_count() + index,
                lq->generation, false);
     http_response_header(resp, "ETag", "%s", etag);
     http_response_header(resp, "Cache-Control", "no-cache");
@@ -283,7 +378,7 @@ static enum route_result send_qr(const struct http_request_view *req,
         route_count(COUNTER_NOT_MODIFIED);
     } else if (http_query_param(req->query, "format", format, sizeof(format)) == 0 &&
                strcmp(format, "raw") == 0) {
-        jbuf_init(&b, rt.scratch, ROUTES_SCRATCH_MAX);
+        jbuf_init(&b, rt.scratch, rt.scratch_size);
         jbuf_raw(&b, "{\"value\":");
         jbuf_string(&b, lq->d.value);
         jbuf_raw(&b, "}");
@@ -317,14 +412,10 @@ enum route_result serve_qr(const struct http_request_view *req,
     found = named_session(name, req, resp, &index, &le);
     if (found != LOOKUP_FOUND)
         return route_of(found);
-    if ((lq = replica_qr(index)) == NULL) {
-        http_response_error(resp, 500, "internal", "cannot read the cache");
-        return ROUTE_DONE;
-    }
     /* The status decides whether there is a QR: it must be current. */
-    replica_mark_read(index, true, now);
+    replica_mark_read(index, DEMAND_QR, now);
     v = replica_judge(
-        index, false, le->d.has_data, le->d.fetched_mono_ms,
+        index, DEMAND_DATA, le->d.has_data, le->d.fetched_mono_ms,
         route_session_max_age(&le->d, rt.cfg->backend.status_cache_duration, now),
         rt.cfg->backend.stale_if_error, now, req->may_wait);
     if (v == CACHE_WAIT)
@@ -340,12 +431,20 @@ enum route_result serve_qr(const struct http_request_view *req,
         http_response_error(resp, 404, "no_qr", message);
         return ROUTE_DONE;
     }
-    v = replica_judge(index, true, lq->d.has_qr, lq->d.fetched_mono_ms, INT64_MAX / 4,
-                      INT64_MAX / 4, now, req->may_wait);
-    if (v == CACHE_WAIT)
+    lq = replica_qr(index); /* NULL: no code fetched yet */
+    v = replica_judge(index, DEMAND_QR, lq != NULL && lq->d.has_qr,
+                      lq ? lq->d.fetched_mono_ms : 0, INT64_MAX / 4, INT64_MAX / 4, now,
+                      req->may_wait);
+    if (v == CACHE_WAIT) {
+        /* After a scan WAHA's QR call takes 10-15 s to say the session moved
+         * on (docs/waha-api.md, 9): its status, asked meanwhile, says it at
+         * once, and this reader is answered then. */
+        if (cache_age_ms(le->d.fetched_mono_ms, now) >= QR_STATUS_RECHECK_MS)
+            replica_want(index, DEMAND_DATA, now);
         return ROUTE_WAIT;
+    }
     route_count_verdict(v, req);
-    if (!lq->d.has_qr) {
+    if (lq == NULL || !lq->d.has_qr) {
         http_response_error(resp, 503, "qr_not_ready",
                             "WAHA has not given this session's QR code yet");
         http_response_header(resp, "Retry-After", "1");

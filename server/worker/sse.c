@@ -59,9 +59,10 @@ static struct {
     struct stream *streams; /* server.max_connections */
     int count;
     int max;
-    int watchers[REGION_MAX_ENTRIES]; /* streams of one session */
-    int watchers_all;                 /* streams of every session */
-    uint64_t sent_generation[REGION_MAX_ENTRIES];
+    int entries;               /* replica_entry_count() */
+    int *watchers;             /* per entry: streams of that one session */
+    int watchers_all;          /* streams of every session */
+    uint64_t *sent_generation; /* per entry */
     uint64_t sent_transitions;
     int64_t last_heartbeat_ms;
 } s;
@@ -91,7 +92,7 @@ static uint64_t version_of(int session)
 
     if (session >= 0)
         return v + generation_of(session);
-    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++)
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < s.entries; i++)
         if (replica_is_session(i))
             v += generation_of(i);
     return v;
@@ -200,14 +201,14 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
-    for (int index = REGION_ENTRY_FIRST_SESSION; index < REGION_MAX_ENTRIES; index++) {
+    for (int index = REGION_ENTRY_FIRST_SESSION; index < s.entries; index++) {
         uint64_t gen = generation_of(index);
         bool watched = s.watchers_all > 0 || s.watchers[index] > 0;
 
         if (!replica_is_session(index))
             continue;
-        if (watched)
-            routes_note_reader(index, now); /* subscribers are readers */
+        if (watched) /* subscribers are readers */
+            routes_note_reader(index, s.watchers[index] > 0, now);
         if (watched && (gen != s.sent_generation[index] || breaker_moved))
             broadcast(index, version_all, now);
         s.sent_generation[index] = gen;
@@ -248,11 +249,11 @@ int sse_subscribe(struct conn *c, int session, const struct auth_key *key,
         return 0;
     if (last_event_id != NULL && strtoull(last_event_id, NULL, 10) == version)
         return 0; /* nothing happened since the client's last event */
-    for (int index = REGION_ENTRY_FIRST_SESSION; index < REGION_MAX_ENTRIES; index++) {
+    for (int index = REGION_ENTRY_FIRST_SESSION; index < s.entries; index++) {
         size_t len;
         if (!in_scope(&s.streams[i], index))
             continue;
-        routes_note_reader(index, now);
+        routes_note_reader(index, session >= 0, now);
         len = render_event(index, version, now, event, sizeof(event));
         if (len > 0 && !send_text(i, event, len))
             break;
@@ -281,15 +282,19 @@ int sse_init(struct event_base *base, const struct config *cfg, struct region *r
     s.region = region;
     s.slot = slot;
     s.max = (int)cfg->server.max_connections;
+    s.entries = replica_entry_count();
     s.streams = calloc((size_t)s.max, sizeof(*s.streams));
+    s.watchers = calloc((size_t)s.entries, sizeof(*s.watchers));
+    s.sent_generation = calloc((size_t)s.entries, sizeof(*s.sent_generation));
     s.tick = event_new(base, -1, EV_PERSIST, tick, NULL);
     s.last_heartbeat_ms = time_mono_ms();
     s.sent_transitions = transitions();
-    if (s.streams == NULL || s.tick == NULL || event_add(s.tick, &tv) != 0) {
+    if (s.streams == NULL || s.watchers == NULL || s.sent_generation == NULL ||
+        s.tick == NULL || event_add(s.tick, &tv) != 0) {
         log_error(0, "cannot set up event streams");
         return -1;
     }
-    for (int i = 0; i < REGION_MAX_ENTRIES; i++)
+    for (int i = 0; i < s.entries; i++)
         s.sent_generation[i] = generation_of(i);
     publish_count();
     return 0;
@@ -300,5 +305,7 @@ void sse_free(void)
     if (s.tick != NULL)
         event_free(s.tick);
     free(s.streams);
+    free(s.watchers);
+    free(s.sent_generation);
     memset(&s, 0, sizeof(s));
 }

@@ -109,9 +109,12 @@ enum route_result serve_status(const struct http_request_view *req,
     if (le->rendered_seq != le->seq || le->rendered_circuit != circuit ||
         le->prefix_len == 0)
         render_status_prefix(le, circuit);
-    replica_mark_read(index, false, now);
+    replica_mark_read(index, DEMAND_DATA, now);
+    /* A frontend that polls a session's status asks for its QR code next,
+     * while the session waits for a scan: the fetcher prefetches it. */
+    replica_mark_read(index, DEMAND_QR, now);
     max_age = route_session_max_age(&le->d, rt.cfg->backend.status_cache_duration, now);
-    v = replica_judge(index, false, le->d.has_data, le->d.fetched_mono_ms, max_age,
+    v = replica_judge(index, DEMAND_DATA, le->d.has_data, le->d.fetched_mono_ms, max_age,
                       rt.cfg->backend.stale_if_error, now, req->may_wait);
     if (v == CACHE_WAIT)
         return ROUTE_WAIT;
@@ -125,21 +128,23 @@ enum route_result serve_status(const struct http_request_view *req,
     if (route_cache_headers(resp, index, le->generation, stale,
                             rt.cfg->backend.status_cache_duration, age, req))
         return ROUTE_DONE;
-    jbuf_init(&b, rt.scratch, ROUTES_SCRATCH_MAX);
+    jbuf_init(&b, rt.scratch, rt.scratch_size);
     append_status(&b, le, stale, age, circuit);
     route_json(resp, b.data, b.len);
     return ROUTE_DONE;
 }
 
-void routes_note_reader(int index, int64_t now)
+void routes_note_reader(int index, bool one_session, int64_t now)
 {
     struct local_entry *le = replica_entry(index);
 
     if (le == NULL)
         return;
-    replica_mark_read(index, false, now);
+    replica_mark_read(index, DEMAND_DATA, now);
+    if (one_session)
+        replica_mark_read(index, DEMAND_QR, now); /* as serve_status() does */
     replica_judge(
-        index, false, le->d.has_data, le->d.fetched_mono_ms,
+        index, DEMAND_DATA, le->d.has_data, le->d.fetched_mono_ms,
         route_session_max_age(&le->d, rt.cfg->backend.status_cache_duration, now),
         rt.cfg->backend.stale_if_error, now, false);
 }
@@ -182,8 +187,8 @@ enum route_result serve_health(const struct http_request_view *req,
         return ROUTE_DONE;
     }
     d = &le->d;
-    replica_mark_read(REGION_ENTRY_HEALTH, false, now);
-    v = replica_judge(REGION_ENTRY_HEALTH, false, d->has_data, d->fetched_mono_ms,
+    replica_mark_read(REGION_ENTRY_HEALTH, DEMAND_DATA, now);
+    v = replica_judge(REGION_ENTRY_HEALTH, DEMAND_DATA, d->has_data, d->fetched_mono_ms,
                       max_age, rt.cfg->backend.stale_if_error, now, req->may_wait);
     if (v == CACHE_WAIT)
         return ROUTE_WAIT;
@@ -200,7 +205,7 @@ enum route_result serve_health(const struct http_request_view *req,
                             age, req))
         return ROUTE_DONE;
 
-    jbuf_init(&b, rt.scratch, ROUTES_SCRATCH_MAX);
+    jbuf_init(&b, rt.scratch, rt.scratch_size);
     jbuf_printf(&b, "{\"healthy\":%s,\"upstream\":{\"healthy\":%s,\"endpoint\":",
                 healthy ? "true" : "false",
                 d->healthy && circuit == CIRCUIT_CLOSED ? "true" : "false");

@@ -14,8 +14,27 @@
 #include <string.h>
 
 #include "handlers.h"
+#include "log.h"
 #include "store.h"
 #include "waha.h"
+
+/*
+ * A webhook without X-Webhook-Hmac while webhook.hmac_key is set: WAHA Core
+ * before 2024-11 signs none (docs/waha-api.md, 9). Said once per worker,
+ * with what to change.
+ */
+static void warn_unsigned(void)
+{
+    static bool warned;
+
+    if (warned)
+        return;
+    warned = true;
+    log_warn(0, "refused a webhook without X-Webhook-Hmac: webhook.hmac_key is set, but "
+                "this WAHA does not sign its webhooks (WAHA Core before 2024.11 cannot); "
+                "give WAHA the same key (the webhook's hmac.key, or "
+                "WHATSAPP_HOOK_HMAC_KEY), or empty webhook.hmac_key");
+}
 
 /* A JSON answer {"result":RESULT} with status STATUS (202: not applied). */
 static void result(struct http_response *resp, int status, const char *body)
@@ -42,6 +61,8 @@ enum route_result serve_webhook(const struct http_request_view *req,
     if (rt.cfg->webhook.hmac_key[0] != '\0' &&
         !waha_signature_ok(rt.cfg->webhook.hmac_key, req->body ? req->body : "",
                            req->body_len, req->header[HEADER_X_WEBHOOK_HMAC])) {
+        if (req->header[HEADER_X_WEBHOOK_HMAC] == NULL)
+            warn_unsigned();
         rejected(resp, 401, "bad_signature",
                  "X-Webhook-Hmac is missing or does not match the body");
         return ROUTE_DONE;
@@ -65,10 +86,15 @@ enum route_result serve_webhook(const struct http_request_view *req,
         route_count(COUNTER_WEBHOOKS_DUPLICATE);
         result(resp, 200, "{\"result\":\"duplicate\"}");
         break;
+    case STORE_EVENT_OUTDATED:
+        /* A late retry or a replay: acknowledged, so WAHA stops retrying. */
+        route_count(COUNTER_WEBHOOKS_DUPLICATE);
+        result(resp, 200, "{\"result\":\"outdated\"}");
+        break;
     case STORE_EVENT_UNTRACKED:
     default:
         if (rt.cfg->upstream.all_sessions) /* maybe a new session: list again */
-            replica_want(REGION_ENTRY_LIST, false, req->now_mono_ms);
+            replica_want(REGION_ENTRY_LIST, DEMAND_DATA, req->now_mono_ms);
         result(resp, 202, "{\"result\":\"untracked\"}");
         break;
     }
