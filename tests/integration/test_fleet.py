@@ -21,8 +21,7 @@ import time
 
 import pytest
 
-from conftest import SANITIZED, free_port, proc_exists, stop_pid, wait_until
-from test_sse import Stream
+from conftest import SANITIZED, Stream, free_port, proc_exists, stop_pid, wait_until
 from test_webhooks import encode, envelope
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
