@@ -362,6 +362,18 @@ class Simulator:
         stats = stats or self.stats()
         return stats["calls"].get("GET /api/sessions/{name}", 0)
 
+    def wait_quiet(self, quiet_s, timeout):
+        """Wait until WAHA got no call for QUIET_S seconds and has none under
+        way; True when it did, False at the deadline."""
+        last = [None, time.monotonic()]
+
+        def settled():
+            stats = self.stats()
+            if stats["total"] != last[0] or stats["inFlight"]:
+                last[:] = [stats["total"], time.monotonic()]
+            return time.monotonic() - last[1] >= quiet_s
+        return wait_until(settled, timeout, 0.05)
+
     def stop(self):
         try:
             return stop_pid(self.proc)
