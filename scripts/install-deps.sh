@@ -14,7 +14,7 @@ set -eu
 
 PACKAGES="
   gcc make pkg-config
-  libevent-dev libcurl4-openssl-dev libjson-c-dev libinih-dev libssl-dev
+  libevent-dev libcurl4-openssl-dev libjson-c-dev libinih-dev libssl-dev libwslay-dev
   libhttp-parser-dev libsystemd-dev libhiredis-dev redis-server
   libcmocka-dev
   python3 python3-pytest
