@@ -309,3 +309,36 @@ soak: $(BUILD)/wahagate
 valgrind: $(BUILD)/wahagate $(UNIT_BIN) faults
 	$(PYTHON) scripts/valgrind.py $(BUILD)
 # ---- end of soak and valgrind
+
+# ---- events-probe: the fetcher's WebSocket client on its own (server/fetcher/events.c)
+#
+#   make events-probe    build $(BUILD)/events_probe (tests/tools/events_probe.c):
+#                        events.c against a URL given on its command line, one
+#                        line per state change and per message; the integration
+#                        tests (tests/integration/test_events_probe.py) run it
+#                        against the simulator's /ws. SANITIZE=1 builds it with
+#                        ASan+UBSan in build/sanitize like everything else.
+# Debian's libwslay-dev (1.1.1) ships no libwslay.pc: -lwslay when pkg-config
+# does not know it.
+
+EVENTS_CFLAGS := $(shell pkg-config --cflags libwslay libevent_openssl libssl 2>/dev/null)
+EVENTS_LIBS   := $(shell pkg-config --libs libwslay 2>/dev/null || echo -lwslay) \
+                 $(shell pkg-config --libs libevent_openssl libssl libcrypto)
+
+.PHONY: events-probe
+
+events-probe: $(BUILD)/events_probe
+
+# make integration builds it too (an extra prerequisite, no recipe).
+integration: $(BUILD)/events_probe
+
+$(BUILD)/server/fetcher/events.o: CFLAGS += $(EVENTS_CFLAGS)
+
+$(BUILD)/events_probe: tests/tools/events_probe.c $(BUILD)/server/fetcher/events.o $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) $(EVENTS_CFLAGS) -Iserver/fetcher $(LDFLAGS) -o $@ $^ \
+		$(LDLIBS) $(EVENTS_LIBS)
+
+-include $(BUILD)/server/fetcher/events.d $(BUILD)/events_probe.d
+# ---- end of events-probe

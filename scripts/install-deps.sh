@@ -22,7 +22,7 @@ set -eu
 BUILD_PACKAGES="
   gcc libc6-dev make pkg-config
   libevent-dev libcurl4-openssl-dev libjson-c-dev libinih-dev libssl-dev
-  libhttp-parser-dev libsystemd-dev libhiredis-dev
+  libhttp-parser-dev libsystemd-dev libhiredis-dev libwslay-dev
   python3 curl
 "
 
