@@ -28,7 +28,7 @@ BUILD    ?= build
 SANFLAGS :=
 endif
 
-PKGS    := libevent json-c inih libcurl libcrypto libsystemd hiredis
+PKGS    := libevent libevent_openssl json-c inih libcurl libssl libcrypto libsystemd hiredis
 CC      ?= cc
 # Test builds (make faults) compile the fault points in (common/fault.h).
 ifeq ($(WAHAGATE_FAULTS),1)
@@ -45,7 +45,8 @@ WG_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARNINGS) $(FAULTFLAGS) -MMD -MP $(SANFLAG
              -DWAHAGATE_VERSION='"$(VERSION)"'
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 WG_LDFLAGS := $(SANFLAGS)
-LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lpthread -lm
+# Debian's libwslay-dev (1.1.1) ships no libwslay.pc: -lwslay.
+LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lwslay -lhttp_parser -lpthread -lm
 
 # The tree says which process runs a file (ARCHITECTURE.md): common/ is
 # shared, server/<role>/ belongs to one role. A role's files see common/
@@ -139,7 +140,7 @@ sanitize:
 	$(MAKE) test SANITIZE=1
 
 demo:
-	scripts/install-deps.sh --quiet --demo
+	scripts/install-deps.sh --demo --quiet
 	$(MAKE) all
 	scripts/demo.sh
 
@@ -318,13 +319,6 @@ valgrind: $(BUILD)/wahagate $(UNIT_BIN) faults
 #                        tests (tests/integration/test_events_probe.py) run it
 #                        against the simulator's /ws. SANITIZE=1 builds it with
 #                        ASan+UBSan in build/sanitize like everything else.
-# Debian's libwslay-dev (1.1.1) ships no libwslay.pc: -lwslay when pkg-config
-# does not know it.
-
-EVENTS_CFLAGS := $(shell pkg-config --cflags libwslay libevent_openssl libssl 2>/dev/null)
-EVENTS_LIBS   := $(shell pkg-config --libs libwslay 2>/dev/null || echo -lwslay) \
-                 $(shell pkg-config --libs libevent_openssl libssl libcrypto)
-
 .PHONY: events-probe
 
 events-probe: $(BUILD)/events_probe
@@ -332,13 +326,11 @@ events-probe: $(BUILD)/events_probe
 # make integration builds it too (an extra prerequisite, no recipe).
 integration: $(BUILD)/events_probe
 
-$(BUILD)/server/fetcher/events.o: CFLAGS += $(EVENTS_CFLAGS)
-
 $(BUILD)/events_probe: tests/tools/events_probe.c $(BUILD)/server/fetcher/events.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
-	$(Q)$(CC) $(CFLAGS) $(EVENTS_CFLAGS) -Iserver/fetcher $(LDFLAGS) -o $@ $^ \
-		$(LDLIBS) $(EVENTS_LIBS)
+	$(Q)$(CC) $(WG_CFLAGS) $(INCLUDES_tests) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS) \
+		$(WG_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
--include $(BUILD)/server/fetcher/events.d $(BUILD)/events_probe.d
+-include $(BUILD)/events_probe.d
 # ---- end of events-probe
