@@ -108,7 +108,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(COMMON_OBJ) $(TESTABLE_SERVER_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(WG_CFLAGS) -Wno-missing-prototypes $(INCLUDES_tests) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS) \
-		$(WG_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+		$(WG_LDFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS) -lcmocka
 
 test: unit roles integration
 

@@ -8,12 +8,18 @@
  * ("/wgunit-<pid>-<tag>", make_name()) and destroyed, and each test's
  * teardown unlinks its names again, so no /dev/shm object is left even when
  * a test fails. Log lines go to a temporary file, which some tests read
- * back. Include it once, after cmocka.h, from the test file itself: its
+ * back. Include it once, from the test file itself: its
  * definitions are static, one copy per test program; the helpers are
  * inline because not every program uses every one of them.
  */
 #ifndef WAHAGATE_TESTS_REGION_FIXTURE_H
 #define WAHAGATE_TESTS_REGION_FIXTURE_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
 
 #include <fcntl.h>
 #include <stdio.h>
