@@ -386,11 +386,12 @@ static void test_auth_key_sha256_uppercase_hex(void **state)
 
 /*
  * The contract's spelling "NAME : sha256:<hex> : SESSIONS" with blanks
- * around the colons and a list of sessions. set_auth_key() trims the
- * SESSIONS part in place with copy_trimmed(), whose memcpy() then copies
- * between overlapping ranges: undefined behaviour, which with glibc turns
- * "default, shop" into "defaut,shop" (and ASan reports memcpy-param-overlap).
- * Run in a child so that a sanitizer report ends this test only.
+ * around the colons and a list of sessions. The SESSIONS part is trimmed
+ * in place (config_copy_trimmed()), which once copied with memcpy() between
+ * overlapping ranges: undefined behaviour, which with glibc turned
+ * "default, shop" into "defaut,shop" (and ASan reported
+ * memcpy-param-overlap). Run in a child so that a sanitizer report ends
+ * this test only.
  */
 static void test_auth_key_sha256_with_session_list(void **state)
 {

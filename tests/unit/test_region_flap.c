@@ -213,13 +213,13 @@ static void test_release_held_status(void **state)
 
     (void)state;
     /*
-     * BUG (common/region.c, entry_release_held_status): it calls
+     * Once a bug (common/region.c, entry_release_held_status): it called
      * entry_observe_status(d, d->raw_status, ...), whose first statement is
      * snprintf(d->raw_status, ..., "%s", raw) with RAW == d->raw_status:
-     * source and destination overlap, which C11 leaves undefined, and glibc
-     * empties the buffer. The release then publishes "" as the status (and
-     * raw_status becomes ""), instead of the held status. This test fails at
-     * the first assert_string_equal after the release until that is fixed.
+     * source and destination overlapped, which C11 leaves undefined, and
+     * glibc emptied the buffer. The release then published "" as the status
+     * (and raw_status became ""), instead of the held status; the release
+     * now observes a copy of raw_status.
      */
     /* Nothing held: nothing to release, at any time. */
     assert_false(entry_release_held_status(d, 1000000, REAL0 + 1, HOLD));

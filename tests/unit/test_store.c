@@ -188,12 +188,12 @@ static void test_store_session_404_repeated(void **state)
     assert_false(e->d.exists);
     gen = e->generation;
     /*
-     * BUG (common/store.c, store_session): WAHA answering 404 again is the
-     * same answer, so nothing a client sees changes and the generation must
-     * stay (store.h: "bumps the entry's generation only when something a
-     * client sees changed"). store_session() computes `changed` with
+     * WAHA answering 404 again is the same answer, so nothing a client
+     * sees changes and the generation must stay (store.h: "bumps the
+     * entry's generation only when something a client sees changed"). Once
+     * a bug: store_session() computed `changed` with
      * `d->last_error[0] != '\0'`, and a 404 itself leaves last_error set
-     * ("WAHA has no session ..."), so every later 404 counts as a change:
+     * ("WAHA has no session ..."), so every later 404 counted as a change:
      * a new ETag and an SSE event on every refresh of an unknown session.
      */
     store_session(&reg, &store_cfg, i, "default", NULL);
@@ -519,11 +519,11 @@ static void test_store_release_held(void **state)
 
     /*
      * Over (the hold's start moved back by flap_hold): the fetcher's timer
-     * publishes the held status. BUG: fails today because of the
-     * entry_release_held_status() bug (see test_release_held_status): the
-     * status published is "", raw_status becomes "", and because "" is not
-     * SCAN_QR_CODE store_release_held() also drops the QR the user is about
-     * to scan.
+     * publishes the held status. With the entry_release_held_status() bug
+     * of old (see test_release_held_status in test_region_flap.c) the status
+     * published was "", raw_status became "", and because "" is not
+     * SCAN_QR_CODE store_release_held() also dropped the QR the user was
+     * about to scan.
      */
     assert_int_equal(region_lock(&reg), 0);
     d->pending_since_mono_ms -= store_cfg.backend.flap_hold;
