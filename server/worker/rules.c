@@ -1,11 +1,11 @@
 /*
  * rules.c - pure rules of a worker's answers (see rules.h), taken out of
- * routes.c (CORS), status.c (poll.nextMs) and sse.c (event ids) unchanged,
- * so that tests/unit/test_rules.c pins them down.
+ * routes.c (CORS), status.c (poll.nextMs) and sse.c (event ids) so that
+ * tests/unit/test_rules.c pins them down.
  */
 #include "rules.h"
 
-#include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -49,5 +49,10 @@ uint64_t rules_stream_version(uint64_t transitions, const uint64_t *generations,
 
 bool rules_stream_resumes(const char *last_event_id, uint64_t version)
 {
-    return last_event_id != NULL && strtoull(last_event_id, NULL, 10) == version;
+    char id[24];
+
+    /* The id as it was sent ("id: %llu"), byte for byte: anything else
+     * ("", "abc", "016", "16 ") is no id of ours, and gets the statuses. */
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)version);
+    return last_event_id != NULL && strcmp(last_event_id, id) == 0;
 }

@@ -45,8 +45,10 @@ uint64_t rules_stream_version(uint64_t transitions, const uint64_t *generations,
 /*
  * rules_stream_resumes - true when a client reconnecting with
  * LAST_EVENT_ID (the Last-Event-ID header, NULL when absent) has seen
- * VERSION already: it gets no initial events. Otherwise it gets the
- * current status of every session in scope.
+ * VERSION already, i.e. LAST_EVENT_ID is VERSION's id exactly as the
+ * events carry it (decimal, no sign, no leading zero, no blanks): it gets
+ * no initial events. Otherwise it gets the current status of every session
+ * in scope.
  */
 bool rules_stream_resumes(const char *last_event_id, uint64_t version);
 

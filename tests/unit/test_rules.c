@@ -270,6 +270,29 @@ static void test_stream_resume_same_version(void **state)
     assert_false(rules_stream_resumes(NULL, 0));
 }
 
+static void test_stream_resume_only_our_ids(void **state)
+{
+    (void)state;
+    /*
+     * EventSource sends back the id it was given, byte for byte; anything
+     * else is no id of ours and gets the current statuses. In particular
+     * text that a number parser would read as the version: "" or "abc" as
+     * 0, "16abc" or " 16" or "+16" or "016" as 16, a number too large as
+     * the largest one.
+     */
+    assert_false(rules_stream_resumes("", 0));
+    assert_false(rules_stream_resumes("abc", 0));
+    assert_false(rules_stream_resumes("-0", 0));
+    assert_false(rules_stream_resumes("16abc", 16));
+    assert_false(rules_stream_resumes(" 16", 16));
+    assert_false(rules_stream_resumes("16 ", 16));
+    assert_false(rules_stream_resumes("+16", 16));
+    assert_false(rules_stream_resumes("016", 16));
+    assert_false(rules_stream_resumes("0x10", 16));
+    assert_false(rules_stream_resumes("99999999999999999999999", UINT64_MAX));
+    assert_false(rules_stream_resumes("-1", UINT64_MAX));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,6 +306,7 @@ int main(void)
         T(test_stream_version_is_the_sum),
         T(test_stream_version_grows_with_every_change),
         T(test_stream_resume_same_version),
+        T(test_stream_resume_only_our_ids),
 #undef T
     };
 
