@@ -43,7 +43,9 @@ static enum request_status parse_n(const char *data, size_t len)
 
     assert_non_null(copy);
     memcpy(copy, data, len);
-    memset(&req, 0x5a, sizeof(req)); /* nothing of a last request is kept */
+    memset(&req, 0x5a, sizeof(req));            /* nothing of a last request is kept */
+    memset(&req.client, 0, sizeof(req.client)); /* the transport's to set */
+    req.admin = false;
     request_parse(copy, len, &req, body, &out);
     free(copy);
     return out.status;
