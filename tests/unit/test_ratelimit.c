@@ -193,16 +193,20 @@ static void test_refill_capped_at_burst(void **state)
     assert_int_equal(v.reset_ms, 100);
 }
 
-static void test_earlier_time_adds_nothing(void **state)
+static void test_earlier_time_changes_nothing(void **state)
 {
     struct ratelimit_table *t = table();
     struct client_addr a = addr4("198.51.100.7");
+    struct client_addr b = addr4("198.51.100.8");
 
     (void)state;
     /* Workers read the clock before they get the lock, so a request may
      * carry a time earlier than the bucket's last one: no tokens for it. */
     drain(t, &a, BURST, T0 + 1000);
     expect_verdict(take(t, &a, T0), false, 0, 100, 3000);
+    /* Nor does it take any away. */
+    expect_verdict(take(t, &b, T0 + 1000), true, BURST - 1, 0, 100);
+    expect_verdict(take(t, &b, T0), true, BURST - 2, 0, 200);
 }
 
 static void test_fractional_rate(void **state)
@@ -597,7 +601,7 @@ int main(void)
         T(test_refused_requests_cost_nothing),
         T(test_refill_at_rate),
         T(test_refill_capped_at_burst),
-        T(test_earlier_time_adds_nothing),
+        T(test_earlier_time_changes_nothing),
         T(test_fractional_rate),
         T(test_clients_have_their_own_buckets),
         T(test_nan_and_negative_tokens_repaired),
