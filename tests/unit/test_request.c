@@ -507,6 +507,16 @@ static void test_path_percent_decoded(void **state)
     assert_string_equal(path(), "/end%");
     expect_complete("GET /end%4 HTTP/1.1\r\n\r\n");
     assert_string_equal(path(), "/end%4");
+    /* Every byte but NUL, in hex digits of either case. */
+    for (int c = 1; c < 256; c++) {
+        for (int upper = 0; upper < 2; upper++) {
+            expect_complete(fmt(upper ? "GET /%%%02X HTTP/1.1\r\n\r\n"
+                                      : "GET /%%%02x HTTP/1.1\r\n\r\n",
+                                c));
+            if (req.path_len != 2 || (unsigned char)path()[1] != c)
+                fail_msg("%%%02x decoded to %zu bytes", c, req.path_len);
+        }
+    }
     /* Decoded once: %2541 is "%41", not "A". */
     expect_complete("GET /%2541 HTTP/1.1\r\n\r\n");
     assert_string_equal(path(), "/%41");
