@@ -71,7 +71,7 @@ SERVER_OBJ  := $(MASTER_SRC:%.c=$(BUILD)/%.o) $(WORKER_OBJ) $(FETCHER_OBJ)
 ASSETS      := $(wildcard server/worker/assets/*)
 # Role objects the unit tests may link (what has no event loop of its own).
 TESTABLE_SERVER_OBJ := $(BUILD)/server/worker/http.o $(BUILD)/server/worker/request.o \
-                       $(BUILD)/server/fetcher/backoff.o
+                       $(BUILD)/server/worker/rules.o $(BUILD)/server/fetcher/backoff.o
 
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -109,7 +109,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(COMMON_OBJ) $(TESTABLE_SERVER_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(WG_CFLAGS) -Wno-missing-prototypes $(INCLUDES_tests) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS) \
-		$(WG_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+		$(WG_LDFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS) -lcmocka
 
 test: unit roles integration
 

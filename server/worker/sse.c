@@ -41,6 +41,7 @@
 #include "log.h"
 #include "replica.h"
 #include "routes.h"
+#include "rules.h"
 #include "timeutil.h"
 
 #define EVENT_MAX (REPLICA_PREFIX_MAX + 512)
@@ -87,14 +88,16 @@ static bool in_scope(const struct stream *st, int index)
 /* The version of a stream of scope SESSION (-1: all): see DESIGN. */
 static uint64_t version_of(int session)
 {
-    uint64_t v = transitions();
+    uint64_t generations[REGION_MAX_ENTRIES];
+    int count = 0;
 
     if (session >= 0)
-        return v + generation_of(session);
-    for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++)
-        if (replica_is_session(i))
-            v += generation_of(i);
-    return v;
+        generations[count++] = generation_of(session);
+    else
+        for (int i = REGION_ENTRY_FIRST_SESSION; i < REGION_MAX_ENTRIES; i++)
+            if (replica_is_session(i))
+                generations[count++] = generation_of(i);
+    return rules_stream_version(transitions(), generations, count);
 }
 
 static void publish_count(void)
@@ -246,7 +249,7 @@ int sse_subscribe(struct conn *c, int session, const struct auth_key *key,
     snprintf(text, sizeof(text), "retry: %ld\n\n", 1000 + random() % 2000);
     if (!send_text(i, text, strlen(text)))
         return 0;
-    if (last_event_id != NULL && strtoull(last_event_id, NULL, 10) == version)
+    if (rules_stream_resumes(last_event_id, version))
         return 0; /* nothing happened since the client's last event */
     for (int index = REGION_ENTRY_FIRST_SESSION; index < REGION_MAX_ENTRIES; index++) {
         size_t len;
