@@ -75,9 +75,15 @@ int log_level_parse(const char *name)
     return -1;
 }
 
-/* Write "PREFIX MESSAGE\n" as one line with a single write(2). */
+/*
+ * Write "PREFIX MESSAGE\n" as one line with a single write(2). A control
+ * byte in MESSAGE (a client's path, a session name from WAHA) is written as
+ * \xNN and a backslash as \\, so no message can end its line early and
+ * forge another, or send an escape sequence to a terminal.
+ */
 static void write_line(enum log_level level, const char *message, size_t message_len)
 {
+    static const char hex[] = "0123456789abcdef";
     char line[LOG_LINE_MAX];
     char when[TIME_ISO_LEN];
     int n = snprintf(line, sizeof(line),
@@ -85,10 +91,20 @@ static void write_line(enum log_level level, const char *message, size_t message
                      log_level_names[level], (int)getpid(), log_role);
     size_t len = (size_t)n;
 
-    if (message_len > sizeof(line) - 1 - len)
-        message_len = sizeof(line) - 1 - len;
-    memcpy(line + len, message, message_len);
-    len += message_len;
+    for (size_t i = 0; i < message_len && len + 5 < sizeof(line); i++) {
+        unsigned char c = (unsigned char)message[i];
+        if (c < 0x20 || c == 0x7f) {
+            line[len++] = '\\';
+            line[len++] = 'x';
+            line[len++] = hex[c >> 4];
+            line[len++] = hex[c & 15];
+        } else if (c == '\\') {
+            line[len++] = '\\';
+            line[len++] = '\\';
+        } else {
+            line[len++] = (char)c;
+        }
+    }
     line[len++] = '\n';
 
     ssize_t written = write(log_fd, line, len);
