@@ -28,7 +28,7 @@ BUILD    ?= build
 SANFLAGS :=
 endif
 
-PKGS    := libevent json-c inih libcurl libcrypto libsystemd hiredis
+PKGS    := libevent libevent_openssl json-c inih libcurl libssl libcrypto libsystemd hiredis
 CC      ?= cc
 # Test builds (make faults) compile the fault points in (common/fault.h).
 ifeq ($(WAHAGATE_FAULTS),1)
@@ -45,7 +45,8 @@ WG_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARNINGS) $(FAULTFLAGS) -MMD -MP $(SANFLAG
              -DWAHAGATE_VERSION='"$(VERSION)"'
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 WG_LDFLAGS := $(SANFLAGS)
-LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lpthread -lm
+# Debian's libwslay-dev (1.1.1) ships no libwslay.pc: -lwslay.
+LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lwslay -lhttp_parser -lpthread -lm
 
 # The tree says which process runs a file (ARCHITECTURE.md): common/ is
 # shared, server/<role>/ belongs to one role. A role's files see common/
@@ -70,7 +71,7 @@ SERVER_OBJ  := $(MASTER_SRC:%.c=$(BUILD)/%.o) $(WORKER_OBJ) $(FETCHER_OBJ)
 ASSETS      := $(wildcard server/worker/assets/*)
 # Role objects the unit tests may link (what has no event loop of its own).
 TESTABLE_SERVER_OBJ := $(BUILD)/server/worker/http.o $(BUILD)/server/worker/request.o \
-                       $(BUILD)/server/fetcher/backoff.o
+                       $(BUILD)/server/worker/rules.o $(BUILD)/server/fetcher/backoff.o
 
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -108,7 +109,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(COMMON_OBJ) $(TESTABLE_SERVER_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(WG_CFLAGS) -Wno-missing-prototypes $(INCLUDES_tests) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS) \
-		$(WG_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+		$(WG_LDFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS) -lcmocka
 
 test: unit roles integration
 
@@ -139,7 +140,7 @@ sanitize:
 	$(MAKE) test SANITIZE=1
 
 demo:
-	scripts/install-deps.sh --quiet --demo
+	scripts/install-deps.sh --demo --quiet
 	$(MAKE) all
 	scripts/demo.sh
 
@@ -309,3 +310,27 @@ soak: $(BUILD)/wahagate
 valgrind: $(BUILD)/wahagate $(UNIT_BIN) faults
 	$(PYTHON) scripts/valgrind.py $(BUILD)
 # ---- end of soak and valgrind
+
+# ---- events-probe: the fetcher's WebSocket client on its own (server/fetcher/events.c)
+#
+#   make events-probe    build $(BUILD)/events_probe (tests/tools/events_probe.c):
+#                        events.c against a URL given on its command line, one
+#                        line per state change and per message; the integration
+#                        tests (tests/integration/test_events_probe.py) run it
+#                        against the simulator's /ws. SANITIZE=1 builds it with
+#                        ASan+UBSan in build/sanitize like everything else.
+.PHONY: events-probe
+
+events-probe: $(BUILD)/events_probe
+
+# make integration builds it too (an extra prerequisite, no recipe).
+integration: $(BUILD)/events_probe
+
+$(BUILD)/events_probe: tests/tools/events_probe.c $(BUILD)/server/fetcher/events.o $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(WG_CFLAGS) $(INCLUDES_tests) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS) \
+		$(WG_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+-include $(BUILD)/events_probe.d
+# ---- end of events-probe

@@ -164,8 +164,10 @@ void ratelimit_client(const struct config *cfg, const struct client_addr *peer,
 
         while (comma > xff && comma[-1] != ',')
             comma--;
-        if (!parse_addr(comma, (size_t)(end - comma), &hop))
-            return; /* garbage: keep what we know */
+        if (!parse_addr(comma, (size_t)(end - comma), &hop)) {
+            *out = *peer; /* garbage: not even our proxies' hops are sure */
+            return;
+        }
         *out = hop;
         if (!trusted(cfg, &hop))
             return;

@@ -9,7 +9,11 @@ Usage: scripts/soak.py [GATEWAY_BIN]      (default build/wahagate)
   SOAK_CLIENTS=48   keep-alive status pollers
   SOAK_KEEP=1       keep the work directory (gateway and simulator logs)
 
-Standard library only; run with Debian's /usr/bin/python3.
+Built on the harness of the integration tests (tests/integration/conftest.py):
+its Simulator, Gateway and ProcessStack start and stop the processes, its
+KeepAliveClient, Stream and StatsSampler make the load and watch WAHA. Run
+with Debian's /usr/bin/python3; standard library and python3-pytest (which
+conftest imports).
 
 DESIGN
 The simulator (scripts/waha_sim.py, sessions default, shop, alpha, beta
@@ -62,20 +66,19 @@ What fails the run (see check_* below):
   - at the end, with WAHA healthy again, the gateway shows every session's
     status as the simulator has it within 30 s.
 Every process started here is stopped by its PID at the end, also on
-failure or Ctrl-C.
+failure or Ctrl-C (ProcessStack), and every thread is a conftest
+Background, bounded in iterations and in time.
 """
 
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import random
 import re
-import select
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -83,10 +86,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SIMULATOR = REPO / "scripts" / "waha_sim.py"
-PYTHON = "/usr/bin/python3"
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+from conftest import (Background, KeepAliveClient, NoAnswer, ProcessStack,  # noqa: E402
+                      StatsSampler, Stream, http_request, proc_rss_kb, proc_start_time,
+                      proc_title, server_connections, stop_all, wait_until)
 
-API_KEY = "simkey"
 HMAC_KEY = "soak-webhook-secret"
 SESSIONS = ["default", "shop", "alpha", "beta"]  # polled, statuses change
 QR_SESSION = "scan"                               # always SCAN_QR_CODE
@@ -104,212 +108,66 @@ SAFETY_S = 10.0         # webhook.safety_interval
 # period, two refresh periods and one refresh with all its retries.
 SETTLE_S = MAX_OPEN_S + 2 * PERIOD_S + REQUEST_TIMEOUT_S * (1 + MAX_RETRIES) + 2.0
 CLIENT_TIMEOUT_S = 30.0
+SSE_TIMEOUT_S = 15.0    # the first bytes of a stream
 RSS_GROWTH_MAX = 0.05
-SESSION_CALL = "GET /api/sessions/{name}"
 STATUS_CYCLE = ["WORKING", "STOPPED", "STARTING", "WORKING", "FAILED", "WORKING"]
 FAULTS = [{"mode": "error", "status": 500},
           {"mode": "slow", "delayMs": 3000},   # longer than request_timeout
           {"mode": "down"},
           {"mode": "error", "status": 503, "retryAfter": 1},
           {"mode": "slow", "delayMs": 1200}]   # answers, slowly
+# What a call to the simulator's control API may raise.
+SIM_ERRORS = (OSError, AssertionError, ValueError, http.client.HTTPException)
 
+GATEWAY_SECTIONS = {
+    "server": {"workers": WORKERS, "min_workers": WORKERS, "max_workers": WORKERS},
+    "ratelimit": {"enabled": False},
+    "upstream": {"sessions": ",".join(ALL_SESSIONS)},
+    "backend": {"status_cache_duration": int(PERIOD_S * 1000),
+                "session_cache_duration": int(PERIOD_S * 1000),
+                "health_check_cache_duration": int(HEALTH_PERIOD_S * 1000),
+                "flap_hold": 1000},
+    "limits": {"max_concurrent_requests": MAX_CONC,
+               "request_timeout": int(REQUEST_TIMEOUT_S * 1000),
+               "max_retries": MAX_RETRIES},
+    "circuit": {"failure_threshold": 5, "open_duration": 2000,
+                "max_open_duration": int(MAX_OPEN_S * 1000)},
+    "webhook": {"hmac_key": HMAC_KEY, "safety_interval": int(SAFETY_S * 1000)},
+}
 
-# --------------------------------------------------------------------------- small helpers
 
 def now():
     return time.monotonic()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def clean_env():
-    """os.environ without WAHAGATE_* and WAHA_* (they configure the gateway)."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith("WAHAGATE_") and not k.startswith("WAHA_")}
-
-
-def proc_stat(pid):
-    """(state, ppid, start time in ticks) of PID, or None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2:].split()
-    return fields[0].decode(), int(fields[1]), int(fields[19])
-
-
-def start_key(pid):
-    """Order of start: (start time, pid), so that two never tie."""
-    return (proc_stat(pid) or (0, 0, 0))[2], pid
-
-
-def proc_alive(pid):
-    st = proc_stat(pid)
-    return st is not None and st[0] not in ("Z", "X")
-
-
-def proc_comm(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def proc_rss_kb(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def children(ppid):
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            st = proc_stat(int(entry))
-            if st and st[1] == ppid and st[0] not in ("Z", "X"):
-                out.append(int(entry))
-    return out
-
-
-def client_ports_of(pid, port):
-    """Client ports of the connections to PORT that PID holds open."""
-    inodes = set()
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                inodes.add(int(link[8:-1]))
-    except OSError:
-        return set()
-    out = set()
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(name) as f:
-                rows = f.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if len(fields) < 10:
-                continue
-            lport = int(fields[1].rsplit(":", 1)[1], 16)
-            if lport == port and int(fields[3], 16) != 0x0A and int(fields[9]) in inodes:
-                out.add(int(fields[2].rsplit(":", 1)[1], 16))
-    return out
 
 
 def median(values):
     return statistics.median(values) if values else 0
 
 
-class ConnError(Exception):
-    """A request got no complete answer (reset, EOF, timeout)."""
-
-
-# --------------------------------------------------------------------------- HTTP on one socket
-
-class Conn:
-    """One HTTP/1.1 keep-alive connection: request() -> (status, headers, body)."""
-
-    def __init__(self, port, timeout=CLIENT_TIMEOUT_S):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.local_port = self.sock.getsockname()[1]
-        self.opened = now()
-        self.buf = b""
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def closed_by_peer(self):
-        readable, _, _ = select.select([self.sock], [], [], 0)
-        if not readable:
-            return False
-        try:
-            return self.sock.recv(1, socket.MSG_PEEK) == b""
-        except OSError:
-            return True
-
-    def _fill(self):
-        try:
-            chunk = self.sock.recv(65536)
-        except socket.timeout:
-            raise ConnError("timeout")
-        except OSError as exc:
-            raise ConnError(repr(exc))
-        if not chunk:
-            raise ConnError(f"closed after {len(self.buf)} bytes")
-        self.buf += chunk
-
-    def request(self, method, path, headers=None, body=None):
-        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        for k, v in (headers or {}).items():
-            head += f"{k}: {v}\r\n"
-        if body is not None:
-            head += f"Content-Length: {len(body)}\r\n"
-        data = (head + "\r\n").encode() + (body or b"")
-        try:
-            self.sock.sendall(data)
-        except OSError as exc:
-            raise ConnError(repr(exc))
-        while b"\r\n\r\n" not in self.buf:
-            self._fill()
-        raw, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        lines = raw.decode("latin-1").split("\r\n")
-        status = int(lines[0][9:12])
-        hdrs = {}
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            hdrs[k.strip().lower()] = v.strip()
-        if method == "HEAD" or status in (204, 304) or status < 200:
-            length = 0
-        elif "content-length" in hdrs:
-            length = int(hdrs["content-length"])
-        else:
-            raise ConnError(f"answer {status} without Content-Length")
-        while len(self.buf) < length:
-            self._fill()
-        out, self.buf = self.buf[:length], self.buf[length:]
-        return status, hdrs, out
+def role_of(pid):
+    """master, fetcher or worker, from the process title."""
+    title = proc_title(pid) or ""
+    return title[10:].split()[0] if title.startswith("wahagate: ") and title[10:] else "?"
 
 
 # --------------------------------------------------------------------------- the record of what happened
 
 class Record:
-    """Everything the threads observe, under one lock."""
+    """What the threads observe and judge as they go, under one lock."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.requests = 0
         self.by_status = {}          # "kind status" -> n
         self.failures = []           # (time, what)
-        self.conn_errors = []        # (time, local port, opened, what)
         self.first_ok = {}           # data path -> time its first 200 finished
-        self.latencies = []
         self.sse = {"streams": 0, "events": 0, "resumed": 0, "ended_by_client": 0,
                     "ended_by_kill": []}  # (time, local port, opened)
         self.webhooks = {"sent": 0, "by_result": {}, "applied": []}  # (start, end, session)
         self.kills = []              # {"pid", "t", "ports", "replaced_in"}
         self.status_changes = []     # (time, session, status)
         self.faults = []             # (t_on, t_off, fault)
-        self.rss = []                # (time, total kB, long-lived kB)
-        self.sim_samples = []        # (time, cumulative stats)
+        self.rss = []                # (time, total kB, long-lived kB, processes)
         self.sim_webhooks = {}       # envelope id -> (monotonic time, session)
         self.unchecked_inflight = [] # maxInFlight of segments with a timeout fault
         self.inflight_checked = []   # maxInFlight of checked segments
@@ -325,166 +183,6 @@ class Record:
         with self.lock:
             self.requests += 1
             self.by_status[key] = self.by_status.get(key, 0) + 1
-
-
-# --------------------------------------------------------------------------- processes
-
-class Processes:
-    """The simulator and the gateway; stop() ends both by PID."""
-
-    def __init__(self, gateway_bin, workdir):
-        self.gateway_bin, self.workdir = gateway_bin, workdir
-        self.sim = self.gw = None
-        self.seen_children = set()
-        self.shm_name = f"/wgsoak-{os.getpid()}"
-        self.port = free_port()
-
-    def start_simulator(self):
-        self.sim_log = open(self.workdir / "sim.log", "wb")
-        sessions = ",".join([f"{s}:WORKING" for s in SESSIONS] + [f"{QR_SESSION}:SCAN_QR_CODE"])
-        self.sim = subprocess.Popen(
-            [PYTHON, str(SIMULATOR), "--port", "0", "--api-key", API_KEY,
-             "--sessions", sessions, "--qr-first-ms", "15000", "--qr-next-ms", "15000",
-             "--qr-count", "1000000"],
-            stdout=subprocess.PIPE, stderr=self.sim_log, stdin=subprocess.DEVNULL,
-            env=clean_env(), cwd=str(REPO))
-        line = b""
-        deadline = now() + 15
-        while not line.endswith(b"\n") and now() < deadline:
-            r, _, _ = select.select([self.sim.stdout], [], [], 0.5)
-            if r:
-                chunk = os.read(self.sim.stdout.fileno(), 1)
-                if not chunk:
-                    break
-                line += chunk
-        m = re.match(rb"^listening on [0-9.]+:(\d+)", line)
-        if not m:
-            raise RuntimeError(f"simulator did not start: {line!r}")
-        self.sim_port = int(m.group(1))
-
-    def write_ini(self):
-        sections = {
-            "server": {"listen": f"127.0.0.1:{self.port}", "shm_name": self.shm_name,
-                       "workers": WORKERS, "min_workers": WORKERS, "max_workers": WORKERS},
-            "ratelimit": {"enabled": "false"},
-            "upstream": {"url": f"http://127.0.0.1:{self.sim_port}", "api_key": API_KEY,
-                         "sessions": ",".join(ALL_SESSIONS)},
-            "backend": {"status_cache_duration": int(PERIOD_S * 1000),
-                        "session_cache_duration": int(PERIOD_S * 1000),
-                        "health_check_cache_duration": int(HEALTH_PERIOD_S * 1000),
-                        "flap_hold": 1000},
-            "limits": {"max_concurrent_requests": MAX_CONC,
-                       "request_timeout": int(REQUEST_TIMEOUT_S * 1000),
-                       "max_retries": MAX_RETRIES},
-            "circuit": {"failure_threshold": 5, "open_duration": 2000,
-                        "max_open_duration": int(MAX_OPEN_S * 1000)},
-            "webhook": {"hmac_key": HMAC_KEY, "safety_interval": int(SAFETY_S * 1000)},
-            "log": {"level": "info"},
-        }
-        text = ""
-        for section, keys in sections.items():
-            text += f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()) + "\n"
-        path = self.workdir / "waha.ini"
-        path.write_text(text)
-        return path
-
-    def start_gateway(self):
-        ini = self.write_ini()
-        self.gw_log_path = self.workdir / "gateway.log"
-        self.gw_log = open(self.gw_log_path, "ab")
-        self.gw = subprocess.Popen([self.gateway_bin, "-c", str(ini)], stdout=self.gw_log,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=clean_env(), cwd=str(self.workdir))
-        deadline = now() + 30
-        while now() < deadline:
-            if self.gw.poll() is not None:
-                raise RuntimeError(f"gateway exited {self.gw.returncode}:\n{self.log_text()}")
-            try:
-                c = Conn(self.port, timeout=2)
-                status, _, _ = c.request("GET", "/api/waha/config")
-                c.close()
-                if status == 200 and len(self.workers()) == WORKERS and self.fetchers():
-                    return
-            except (OSError, ConnError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"gateway not ready in 30 s:\n{self.log_text()}")
-
-    def log_text(self):
-        try:
-            return self.gw_log_path.read_text(errors="replace")
-        except (OSError, AttributeError):
-            return ""
-
-    def role_pids(self, role):
-        """Live children of the master named "wahagate: ROLE" (the comm, 15
-        characters, is what prctl sets; it holds the role)."""
-        if self.gw is None or self.gw.poll() is not None:
-            return []
-        out = [pid for pid in children(self.gw.pid)
-               if proc_comm(pid).startswith(f"wahagate: {role}"[:15])]
-        self.seen_children.update(out)
-        return sorted(out)
-
-    def workers(self):
-        return self.role_pids("worker")
-
-    def fetchers(self):
-        return self.role_pids("fetcher")
-
-    def all_pids(self):
-        if self.gw is None or self.gw.poll() is not None:
-            return []
-        return [self.gw.pid] + children(self.gw.pid)
-
-    def sim_request(self, method, path, body=None):
-        c = Conn(self.sim_port, timeout=10)
-        try:
-            data = json.dumps(body).encode() if body is not None else None
-            hdrs = {"Content-Type": "application/json"} if data is not None else {}
-            status, _, out = c.request(method, path, hdrs, data)
-        finally:
-            c.close()
-        if status != 200:
-            raise RuntimeError(f"simulator {method} {path} -> {status} {out[:200]!r}")
-        return json.loads(out)
-
-    def stop(self):
-        """SIGTERM the master (its exit code, None if it had to be killed),
-        then SIGKILL any child left, then the simulator. By PID only."""
-        code = None
-        if self.gw is not None:
-            self.role_pids("worker")
-            self.role_pids("fetcher")
-            if self.gw.poll() is None:
-                os.kill(self.gw.pid, signal.SIGTERM)
-                try:
-                    code = self.gw.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.kill(self.gw.pid, signal.SIGKILL)
-                    self.gw.wait(timeout=10)
-            else:
-                code = self.gw.returncode
-            for pid in self.seen_children:
-                if proc_alive(pid) and proc_comm(pid).startswith("wahagate"):
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-            self.gw_log.close()
-            shm = Path("/dev/shm") / self.shm_name.lstrip("/")
-            if shm.exists():
-                shm.unlink()
-        if self.sim is not None and self.sim.poll() is None:
-            self.sim.terminate()
-            try:
-                self.sim.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.sim.kill()
-                self.sim.wait(timeout=10)
-            self.sim.stdout.close()
-            self.sim_log.close()
-        return code
 
 
 # --------------------------------------------------------------------------- the load
@@ -522,79 +220,45 @@ def check_answer(rec, kind, path, status, headers, body, sent_inm, started):
             rec.fail(f"{path}: body is not JSON: {body[:200]!r}")
 
 
-class Client:
-    """A keep-alive client thread: run(stop) calls one_request() until STOP,
-    the deadline or MAX_REQUESTS; a request without an answer is recorded
-    with its connection for the kill check."""
+class Client(KeepAliveClient):
+    """A keep-alive client of the soak, until the end of the run. Strict:
+    with a fixed number of workers nothing closes a keep-alive connection
+    but a kill, so a request without an answer is recorded with its
+    connection (results), for the kill check."""
 
-    def __init__(self, rec, port, deadline, intervals, max_requests=1_000_000):
-        self.rec, self.port, self.deadline = rec, port, deadline
-        self.intervals, self.max_requests = intervals, max_requests
-        self.conn = None
-        self.n = 0
+    def __init__(self, rec, port, seconds, intervals, **kw):
+        self.rec = rec
+        super().__init__(port, intervals=intervals, timeout=CLIENT_TIMEOUT_S,
+                         max_requests=1_000_000, max_seconds=seconds, strict=True, **kw)
 
-    def exchange(self, method, path, headers=None, body=None):
-        """One request on the connection (opened if needed): the answer, or
-        None after a connection error (recorded)."""
-        if self.conn is not None and self.conn.closed_by_peer():
-            # Nothing closes an active keep-alive connection but a kill:
-            # the request we would send now has failed the same way.
-            self._lost(self.conn, "closed while idle")
-            return None
-        try:
-            if self.conn is None:
-                self.conn = Conn(self.port)
-            answer = self.conn.request(method, path, headers, body)
-        except (ConnError, OSError) as exc:
-            self._lost(self.conn, repr(exc))
-            return None
-        except ValueError as exc:  # not HTTP: a failure, not a lost connection
-            self.rec.fail(f"{method} {path}: malformed answer: {exc!r}")
-            self.conn.close()
-            self.conn = None
-            return None
-        if answer[1].get("connection", "").lower() == "close":
-            self.conn.close()
-            self.conn = None
-        return answer
-
-    def _lost(self, conn, what):
-        with self.rec.lock:
-            self.rec.conn_errors.append((now(), conn.local_port if conn else None,
-                                         conn.opened if conn else now(), what))
-        if conn is not None:
-            conn.close()
-        self.conn = None
-
-    def run(self, stop):
-        while not stop.is_set() and now() < self.deadline and self.n < self.max_requests:
-            self.one_request()
-            stop.wait(self.intervals[self.n % len(self.intervals)])
-            self.n += 1
-        if self.conn is not None:
-            self.conn.close()
+    def lost(self):
+        """(time, local port, opened, what) of the requests without an answer."""
+        return [(r[1], r[5], r[6], r[3]) for r in self.snapshot() if r[2] is None]
 
 
 class Poller(Client):
     """Polls /api/waha/status?session=X, with If-None-Match when INM."""
 
-    def __init__(self, rec, port, deadline, session, inm, intervals):
-        super().__init__(rec, port, deadline, intervals)
+    def __init__(self, rec, port, seconds, session, inm, intervals):
         self.path = f"/api/waha/status?session={session}"
-        self.inm, self.etag = inm, None
+        self.inm, self.etag, self.sent_inm = inm, None, False
+        super().__init__(rec, port, seconds, intervals)
 
-    def one_request(self):
+    def next_request(self, n):
         headers = {"If-None-Match": self.etag} if self.inm and self.etag else {}
-        started = now()
-        answer = self.exchange("GET", self.path, headers)
+        self.sent_inm = bool(headers)
+        return "GET", self.path, headers, None
+
+    def on_result(self, n, started, answer):
         if answer is None:
             return
         status, hdrs, body = answer
-        with self.rec.lock:
-            self.rec.latencies.append((now() - started, started, status))
-        check_answer(self.rec, "status", self.path, status, hdrs, body, bool(headers), started)
+        check_answer(self.rec, "status", self.path, status, hdrs, body, self.sent_inm, started)
         if status == 200:
             self.etag = hdrs.get("etag")
+
+    def latencies(self):
+        return [(r[1] - r[0], r[0], r[2]) for r in self.snapshot() if r[2] is not None]
 
 
 MISC_PATHS = [
@@ -615,15 +279,14 @@ MISC_PATHS = [
 
 
 class MiscClient(Client):
-    def one_request(self):
-        kind, method, path, headers = MISC_PATHS[self.n % len(MISC_PATHS)]
-        wire_path = path.split("#")[0]
-        started = now()
-        answer = self.exchange(method, wire_path, headers)
-        if answer is None:
-            return
-        status, hdrs, body = answer
-        check_answer(self.rec, kind, path, status, hdrs, body, False, started)
+    def next_request(self, n):
+        kind, method, path, headers = MISC_PATHS[n % len(MISC_PATHS)]
+        return method, path.split("#")[0], headers, None
+
+    def on_result(self, n, started, answer):
+        if answer is not None:
+            kind, _, path, _ = MISC_PATHS[n % len(MISC_PATHS)]
+            check_answer(self.rec, kind, path, *answer, False, started)
 
 
 def sign(body):
@@ -648,11 +311,11 @@ class WebhookSender(Client):
     Fresh connection per POST, as WAHA does."""
 
     def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
         self.last_body = None
+        self.sending = None   # (kind, session, body, wanted) of the request under way
+        super().__init__(*a, fresh=True, **kw)
 
-    def one_request(self):
-        n = self.n
+    def next_request(self, n):
         with self.rec.lock:
             session = ALL_SESSIONS[n % len(ALL_SESSIONS)]
             status = self.rec.current[session]
@@ -674,14 +337,14 @@ class WebhookSender(Client):
                 (200, "applied")
         headers = {"Content-Type": "application/json", "X-Webhook-Hmac": signature or sign(body),
                    "X-Webhook-Hmac-Algorithm": "sha512"}
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-        started = now()
-        answer = self.exchange("POST", "/api/waha/webhook", headers, body)
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        self.sending = (kind, session, body, want)
+        return "POST", "/api/waha/webhook", headers, body
+
+    def on_result(self, n, started, answer):
+        if self.sending is None:   # an idle close (none: fresh connections)
+            return
+        kind, session, body, want = self.sending
+        self.sending = None
         if answer is None:
             if kind == "applied":  # it may have been applied before the kill
                 with self.rec.lock:
@@ -704,139 +367,121 @@ class WebhookSender(Client):
             self.rec.fail(f"webhook {kind}: {status_code} {out[:200]!r}, wanted {want}")
 
 
-class Subscriber:
+class Subscriber(Background):
     """An SSE client: connects, reads events for 2-15 s, closes, again."""
 
-    def __init__(self, rec, port, deadline, index):
-        self.rec, self.port, self.deadline = rec, port, deadline
+    def __init__(self, rec, port, seconds, index):
+        self.rec, self.port = rec, port
         self.random = random.Random(index)
         self.index = index
         self.last_id = None
+        super().__init__(SSE_TIMEOUT_S, seconds)
 
-    def run(self, stop):
+    def _run(self):
         n = 0
-        while not stop.is_set() and now() < self.deadline and n < 100000:
+        while self._going(n, 100000):
             n += 1
-            self.stream(stop, self.random.uniform(2.0, 15.0))
-            stop.wait(self.random.uniform(0.1, 1.0))
+            self.stream(self.random.uniform(2.0, 15.0))
+            self._stop.wait(self.random.uniform(0.1, 1.0))
 
-    def stream(self, stop, hold_s):
+    def stream(self, hold_s):
         scope = ALL_SESSIONS[self.index % len(ALL_SESSIONS)] if self.index % 2 else None
         path = "/api/waha/events" + (f"?session={scope}" if scope else "")
         resume = self.last_id is not None and self.random.random() < 0.3
-        head = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
-        if resume:
-            head += f"Last-Event-ID: {self.last_id}\r\n"
         try:
-            sock = socket.create_connection(("127.0.0.1", self.port), timeout=CLIENT_TIMEOUT_S)
+            s = Stream(self.port, path, last_event_id=self.last_id if resume else None,
+                       timeout=SSE_TIMEOUT_S, read_head=False)
         except OSError as exc:
             self.rec.fail(f"SSE connect: {exc!r}")
             return
-        local_port, opened = sock.getsockname()[1], now()
         with self.rec.lock:
             self.rec.sse["streams"] += 1
             self.rec.sse["resumed"] += resume
-        buf, events, last_id, got_head = b"", 0, None, False
-        end = opened + hold_s
+        seen, last_id = 0, None
+        end = s.opened + hold_s
         try:
-            sock.sendall((head + "\r\n").encode())
-            while now() < end and not stop.is_set():
-                sock.settimeout(max(0.05, min(1.0, end - now())))
-                try:
-                    chunk = sock.recv(65536)
-                except socket.timeout:
-                    if not got_head and now() - opened > 15 or \
-                            got_head and events == 0 and not resume and now() - opened > 15:
-                        self.rec.fail(f"SSE {path}: nothing within 15 s")
-                        return
-                    continue
-                if not chunk:
-                    raise ConnError("closed by the server")
-                buf += chunk
-                if not got_head:
-                    if b"\r\n\r\n" not in buf:
-                        continue
-                    raw, buf = buf.split(b"\r\n\r\n", 1)
-                    lines = raw.decode("latin-1").split("\r\n")
-                    hdrs = {k.strip().lower(): v.strip() for k, _, v in
-                            (line.partition(":") for line in lines[1:])}
-                    got_head = True
-                    self.rec.count("sse", int(lines[0][9:12]))
-                    if lines[0][9:12] != "200" or \
-                            not hdrs.get("content-type", "").startswith("text/event-stream") or \
-                            "content-length" in hdrs or "transfer-encoding" in hdrs:
-                        self.rec.fail(f"SSE {path}: {lines[0]} {hdrs}")
-                        return
-                while b"\n\n" in buf:
-                    block, buf = buf.split(b"\n\n", 1)
-                    fields = {}
-                    for line in block.decode().split("\n"):
-                        if line.startswith(":"):
-                            continue
-                        k, _, v = line.partition(":")
-                        fields[k] = v[1:] if v.startswith(" ") else v
-                    if "data" not in fields:
-                        continue
-                    events += 1
-                    doc = json.loads(fields["data"])
+            s.read_head()
+            self.rec.count("sse", int(s.status_line[9:12]))
+            if s.status_line[9:12] != "200" or \
+                    not s.headers.get("content-type", "").startswith("text/event-stream") or \
+                    "content-length" in s.headers or "transfer-encoding" in s.headers:
+                self.rec.fail(f"SSE {path}: {s.status_line} {s.headers}")
+                return
+            while now() < end and not self._stop.is_set():
+                events = s.events(max(0.05, min(1.0, end - now())))
+                for event_id, _, doc in events[seen:]:
                     if not isinstance(doc, dict) or doc.get("session") not in ALL_SESSIONS or \
                             (scope and doc["session"] != scope):
-                        self.rec.fail(f"SSE {path}: unexpected event {fields}")
-                    if "id" in fields:
-                        if last_id is not None and int(fields["id"]) < last_id:
-                            self.rec.fail(f"SSE {path}: id {fields['id']} after {last_id}")
-                        last_id = int(fields["id"])
+                        self.rec.fail(f"SSE {path}: unexpected event {event_id} {doc}")
+                    if event_id is not None:
+                        if last_id is not None and int(event_id) < last_id:
+                            self.rec.fail(f"SSE {path}: id {event_id} after {last_id}")
+                        last_id = int(event_id)
+                seen = len(events)
+                if s.closed:
+                    raise NoAnswer(b"", "closed by the server")
+                if seen == 0 and not resume and now() - s.opened > SSE_TIMEOUT_S:
+                    self.rec.fail(f"SSE {path}: nothing within {SSE_TIMEOUT_S:.0f} s")
+                    return
             with self.rec.lock:
                 self.rec.sse["ended_by_client"] += 1
-        except (ConnError, OSError) as exc:
+        except (NoAnswer, OSError) as exc:
             with self.rec.lock:
-                self.rec.sse["ended_by_kill"].append((now(), local_port, opened, repr(exc)))
+                self.rec.sse["ended_by_kill"].append((now(), s.local_port, s.opened, repr(exc)))
         except ValueError as exc:
             self.rec.fail(f"SSE {path}: bad event: {exc!r}")
         finally:
-            sock.close()
+            s.close()
             with self.rec.lock:
-                self.rec.sse["events"] += events
+                self.rec.sse["events"] += seen
             if last_id is not None:
                 self.last_id = last_id
 
 
 # --------------------------------------------------------------------------- chaos: statuses, faults, kills
 
-class Chaos:
-    def __init__(self, rec, procs, t0, duration):
-        self.rec, self.procs, self.t0, self.duration = rec, procs, t0, duration
-        self.end = t0 + duration
-        short = duration < 300
-        self.clean_s = (10, 16) if short else (35, 50)
-        self.fault_s = (3, 6) if short else (6, 12)
-        self.kill_every = max(5.0, min(30.0, duration / 8))
-        self.sim_lock = threading.Lock()   # the sampler vs the reset of the counters
-        self.base = None                   # counts from before the last reset
+class StatusChanger(Background):
+    """Changes a session's status in the simulator every 2-5 s."""
 
-    # -- simulator statuses
-    def statuses(self, stop):
+    def __init__(self, rec, sim, seconds):
+        self.rec, self.sim = rec, sim
+        super().__init__(max_seconds=seconds)
+
+    def _run(self):
         rnd, n = random.Random(1), 0
-        while not stop.is_set() and now() < self.end and n < 100000:
-            stop.wait(rnd.uniform(2.0, 5.0))
+        while self._going(n, 100000):
+            if self._stop.wait(rnd.uniform(2.0, 5.0)):
+                return
             session = rnd.choice(SESSIONS)
             n += 1
             status = STATUS_CYCLE[n % len(STATUS_CYCLE)]
             try:
-                self.procs.sim_request("POST", f"/_sim/sessions/{session}", {"status": status})
-            except (OSError, ConnError, RuntimeError) as exc:
+                self.sim.set_session(session, status)
+            except SIM_ERRORS as exc:
                 self.rec.fail(f"simulator status change: {exc!r}")
                 continue
             with self.rec.lock:
                 self.rec.current[session] = status
                 self.rec.status_changes.append((now(), session, status))
 
-    # -- faults
-    def faults(self, stop):
+
+class FaultSwitcher(Background):
+    """Clean periods and WAHA faults in turn, the last fault ending SETTLE_S
+    before the end. Around a fault longer than the request timeout the
+    simulator's counters are reset (through the sampler), so that its
+    maxInFlight is checked everywhere but there."""
+
+    def __init__(self, rec, sim, sampler, end, short):
+        self.rec, self.sim, self.sampler, self.end = rec, sim, sampler, end
+        self.clean_s = (10, 16) if short else (35, 50)
+        self.fault_s = (3, 6) if short else (6, 12)
+        super().__init__(max_seconds=end - now())
+
+    def _run(self):
         rnd, n = random.Random(2), 0
-        while not stop.is_set() and n < 10000 and now() < self.end:
+        while self._going(n, 10000):
             n += 1
-            if stop.wait(rnd.uniform(*self.clean_s)):
+            if self._stop.wait(rnd.uniform(*self.clean_s)):
                 return
             hold = rnd.uniform(*self.fault_s)
             if now() + hold + SETTLE_S > self.end:
@@ -844,126 +489,123 @@ class Chaos:
             fault = FAULTS[(n - 1) % len(FAULTS)]
             timeout = fault["mode"] == "slow" and fault["delayMs"] > REQUEST_TIMEOUT_S * 1000
             if timeout:
-                self.reset_sim_counts(checked=True)
+                with self.rec.lock:
+                    self.rec.inflight_checked.append(self.sampler.reset_counters()["maxInFlight"])
             t_on = now()
-            self.procs.sim_request("POST", "/_sim/fault", fault)
-            stop.wait(hold)
-            self.procs.sim_request("POST", "/_sim/fault", {"mode": "none"})
+            self.sim.fault(**fault)
+            self._stop.wait(hold)
+            self.sim.fault("none")
             with self.rec.lock:
                 self.rec.faults.append((t_on, now(), fault))
             if timeout:
                 # The calls the gateway gave up on still sleep in the simulator.
-                deadline = now() + 30
-                while now() < deadline and self.procs.sim_request("GET", "/_sim/stats")["inFlight"]:
-                    time.sleep(0.1)
-                self.reset_sim_counts(checked=False)
-
-    def reset_sim_counts(self, checked):
-        """Reset the simulator's counters (and its maxInFlight), carrying the
-        counts over; CHECKED: the high-water mark of the segment counts."""
-        with self.sim_lock:
-            stats = self.procs.sim_request("GET", "/_sim/stats")
-            self.procs.sim_request("POST", "/_sim/reset")
-            with self.rec.lock:
-                (self.rec.inflight_checked if checked else self.rec.unchecked_inflight) \
-                    .append(stats["maxInFlight"])
-            self.base = self.add(self.base, stats)
-
-    @staticmethod
-    def add(a, b):
-        """Counts A (None: none) plus the simulator's stats B."""
-        a = a or {"total": 0, "calls": {}, "bySession": {}, "webhooks": {}}
-        out = {"total": a["total"] + b["total"]}
-        for key in ("calls", "bySession", "webhooks"):
-            out[key] = dict(a[key])
-            for k, v in b[key].items():
-                out[key][k] = out[key].get(k, 0) + v if k != "queued" else v
-        return out
-
-    def sample_sim(self, stop):
-        n = 0
-        while not stop.is_set() and n < 100000 and now() < self.end + 60:
-            n += 1
-            try:
-                with self.sim_lock:
-                    stats = self.procs.sim_request("GET", "/_sim/stats")
-                    cumulative = self.add(self.base, stats)
+                wait_until(lambda: not self.sim.stats()["inFlight"], 30, 0.1)
                 with self.rec.lock:
-                    self.rec.sim_samples.append((now(), cumulative))
-                if n % 6 == 0:
-                    self.sample_sim_webhooks()
-            except (OSError, ConnError, RuntimeError) as exc:
-                self.rec.fail(f"simulator stats: {exc!r}")
-            stop.wait(0.5)
+                    self.rec.unchecked_inflight.append(
+                        self.sampler.reset_counters()["maxInFlight"])
 
-    def sample_sim_webhooks(self):
+
+class SimWebhooks(Background):
+    """The simulator's webhook log (its last envelopes) every 3 s."""
+
+    def __init__(self, rec, sim, seconds):
+        self.rec, self.sim = rec, sim
+        super().__init__(max_seconds=seconds)
+
+    def _run(self):
+        n = 0
+        while self._going(n, 100000):
+            n += 1
+            if self._stop.wait(3.0):
+                return
+            try:
+                self.sample()
+            except SIM_ERRORS as exc:
+                self.rec.fail(f"simulator webhooks: {exc!r}")
+
+    def sample(self):
         offset = time.time() - now()
-        for env in self.procs.sim_request("GET", "/_sim/webhooks"):
+        for env in self.sim.control("GET", "/_sim/webhooks"):
             with self.rec.lock:
                 self.rec.sim_webhooks.setdefault(
                     env["id"], (env["timestamp"] / 1000.0 - offset, env["session"]))
 
-    # -- worker kills
-    def kills(self, stop):
+
+class WorkerKiller(Background):
+    """Every KILL_EVERY s: SIGSTOP the youngest worker, note the client
+    connections it holds, SIGKILL it, wait for the master to replace it."""
+
+    def __init__(self, rec, gw, end, kill_every):
+        self.rec, self.gw, self.end, self.kill_every = rec, gw, end, kill_every
+        super().__init__(max_seconds=end - now())
+
+    def _run(self):
         n = 0
-        while not stop.is_set() and n < 10000 and now() < self.end:
+        while self._going(n, 10000):
             n += 1
-            if stop.wait(self.kill_every) or now() > self.end - 10:
+            if self._stop.wait(self.kill_every) or now() > self.end - 10:
                 return
-            workers = self.procs.workers()
+            workers = self.gw.child_pids("worker")
             if len(workers) != WORKERS:
                 self.rec.fail(f"{len(workers)} workers before kill {n}: {workers}")
                 continue
-            victim = max(workers, key=start_key)
+            victim = max(workers, key=lambda p: (proc_start_time(p), p))
             # Stopped, it accepts nothing more: the connections it holds
             # are exactly those the kill will cut.
             try:
                 os.kill(victim, signal.SIGSTOP)
                 try:
-                    ports = client_ports_of(victim, self.procs.port)
+                    ports = server_connections(self.gw.port, [victim])[victim]
                 finally:
                     t_kill = now()
                     os.kill(victim, signal.SIGKILL)
             except ProcessLookupError:
                 self.rec.fail(f"worker {victim} vanished before the kill")
                 continue
-            deadline = now() + 15
-            replaced = None
-            while now() < deadline and not stop.is_set():
-                current = self.procs.workers()
-                if len(current) == WORKERS and victim not in current:
-                    replaced = now() - t_kill
-                    break
-                time.sleep(0.05)
+
+            def replaced():
+                current = self.gw.child_pids("worker")
+                return len(current) == WORKERS and victim not in current
+            done = wait_until(lambda: "replaced" if replaced() else self._stop.is_set(), 15, 0.05)
+            replaced_in = now() - t_kill if done == "replaced" else None
             with self.rec.lock:
                 self.rec.kills.append({"pid": victim, "t": t_kill, "ports": ports,
-                                       "replaced_in": replaced})
-            if replaced is None and not stop.is_set():
+                                       "replaced_in": replaced_in})
+            if replaced_in is None and not self._stop.is_set():
                 self.rec.fail(f"worker {victim} not replaced within 15 s")
 
-    # -- memory
-    def sample_rss(self, stop, every, long_lived):
+
+class RssSampler(Background):
+    """The RSS of all the gateway's processes, and of LONG_LIVED, every EVERY s."""
+
+    def __init__(self, rec, gw, t0, every, long_lived, seconds):
+        self.rec, self.gw, self.t0, self.every, self.long_lived = rec, gw, t0, every, long_lived
+        super().__init__(max_seconds=seconds)
+
+    def _run(self):
         n = 0
-        while not stop.is_set() and n < 100000 and now() < self.end + 60:
+        while self._going(n, 100000):
             n += 1
-            pids = self.procs.all_pids()
+            pids = self.gw.pids()
             total = sum(proc_rss_kb(p) for p in pids)
-            lasting = sum(proc_rss_kb(p) for p in long_lived)
+            lasting = sum(proc_rss_kb(p) for p in self.long_lived)
             with self.rec.lock:
                 self.rec.rss.append((now() - self.t0, total, lasting, len(pids)))
-            stop.wait(every)
+            self._stop.wait(self.every)
 
 
 # --------------------------------------------------------------------------- checks
+
 
 def explained_by_kill(rec, t_err, local_port, opened):
     """Did a killed worker hold this connection when it was stopped?"""
     return any(local_port in k["ports"] and opened <= k["t"] <= t_err for k in rec.kills)
 
 
-def check_connections(rec):
+def check_connections(rec, lost):
+    """LOST: (time, local port, opened, what) of the requests without an answer."""
     allowed, bad = 0, []
-    for t, port, opened, what in rec.conn_errors:
+    for t, port, opened, what in lost:
         if port is not None and explained_by_kill(rec, t, port, opened):
             allowed += 1
         else:
@@ -1033,12 +675,12 @@ def windows(rec, t_start, t_end):
     return out
 
 
-def check_upstream(rec, t_first):
-    """Per window and session: calls within the bound. Returns (lines, failures)."""
-    samples = rec.sim_samples
+def check_upstream(rec, samples):
+    """Per window and session: calls within the bound, in SAMPLES (the
+    sampler's, counting on across resets). Returns (lines, failures)."""
     lines, bad = [], []
     worst = {}
-    for kind, a, b in windows(rec, t_first + SETTLE_S, samples[-1][0] if samples else 0):
+    for kind, a, b in windows(rec, samples[0][0] + SETTLE_S, samples[-1][0]):
         idx = [i for i, s in enumerate(samples) if a <= s[0] <= b]
         if len(idx) < 2:
             continue
@@ -1074,9 +716,9 @@ def check_upstream(rec, t_first):
     return lines, bad
 
 
-def check_log(procs, rec):
+def check_log(gw, rec):
     bad = []
-    text = procs.log_text()
+    text = gw.log_text()
     kills = len(re.findall(r"worker \d+ was killed by signal 9\b", text))
     victims = {k["pid"] for k in rec.kills}
     for m in re.finditer(r"\b(worker|fetcher) (\d+) (was killed by signal \d+|exited with code [1-9]\d*)",
@@ -1090,39 +732,27 @@ def check_log(procs, rec):
     return bad, errors
 
 
-def converge(procs, rec, timeout=30.0):
+def converge(sim, gw, rec, timeout=30.0):
     """With WAHA healthy, the gateway shows what the simulator says."""
-    procs.sim_request("POST", "/_sim/fault", {"mode": "none"})
-    deadline, last = now() + timeout, {}
-    while now() < deadline:
-        ok = True
+    sim.fault("none")
+    last = {}
+
+    def shown():
         for session in SESSIONS:
             try:
-                c = Conn(procs.port, timeout=10)
-                status, _, body = c.request("GET", f"/api/waha/status?session={session}")
-                c.close()
+                status, _, body = http_request(gw.port, "GET", f"/api/waha/status?session={session}",
+                                               timeout=10)
                 doc = json.loads(body) if status == 200 else {}
-            except (OSError, ConnError, ValueError):
+            except (OSError, http.client.HTTPException, ValueError):
                 doc = {}
             last[session] = doc.get("rawStatus")
-            ok &= last[session] == rec.current[session]
-        if ok:
-            return None
-        time.sleep(0.5)
+        return all(last[session] == rec.current[session] for session in SESSIONS)
+    if wait_until(shown, timeout, 0.5):
+        return None
     return f"the gateway does not show the simulator's statuses: {last} vs {rec.current}"
 
 
 # --------------------------------------------------------------------------- main
-
-def guarded(rec, job, stop):
-    """Run a load or chaos thread; an exception in it is a failure."""
-    try:
-        job(stop)
-    except Exception as exc:
-        import traceback
-        traceback.print_exc()
-        rec.fail(f"thread {getattr(job, '__qualname__', job)} failed: {exc!r}")
-
 
 def duration_from_env():
     if os.environ.get("SOAK_SECONDS"):
@@ -1135,14 +765,14 @@ def fault_name(fault):
                                    (("status", ""), ("delayMs", "ms")) if k in fault)
 
 
-def print_summary(rec, procs, duration, warmup, started_at, t0, extra):
+def print_summary(rec, gateway_bin, samples, latencies, duration, warmup, started_at, t0, extra):
     print("\n==================== soak summary ====================")
-    print(f"duration {duration:.0f} s (warm-up {warmup:.0f} s), gateway {procs.gateway_bin}, "
+    print(f"duration {duration:.0f} s (warm-up {warmup:.0f} s), gateway {gateway_bin}, "
           f"started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started_at))}")
     print(f"requests: {rec.requests}")
     for key in sorted(rec.by_status):
         print(f"  {key:12} {rec.by_status[key]}")
-    lat = sorted(rec.latencies)
+    lat = sorted(latencies)
     if lat:
         print(f"status latency: p50 {lat[len(lat) // 2][0] * 1000:.1f} ms, "
               f"p99 {lat[int(len(lat) * 0.99)][0] * 1000:.1f} ms; slowest: "
@@ -1151,8 +781,8 @@ def print_summary(rec, procs, duration, warmup, started_at, t0, extra):
     print(f"SSE: {s['streams']} streams ({s['resumed']} resumed), {s['events']} events, "
           f"{s['ended_by_client']} closed by the client, {len(s['ended_by_kill'])} cut by kills")
     print(f"webhooks sent by the soak: {rec.webhooks['sent']} {rec.webhooks['by_result']}")
-    if rec.sim_samples:
-        final = rec.sim_samples[-1][1]
+    if samples:
+        final = samples[-1][1]
         print(f"webhooks from the simulator: {final['webhooks']}")
         print(f"WAHA calls: {final['total']} {final['calls']}")
         print(f"WAHA calls by session: {final['bySession']}")
@@ -1174,6 +804,23 @@ def print_summary(rec, procs, duration, warmup, started_at, t0, extra):
         print("  " + "  ".join(row))
 
 
+def start(stack, gateway_bin):
+    """The simulator, and the gateway once its workers and fetcher are up."""
+    sim = stack.simulator(
+        "--sessions", ",".join([f"{s}:WORKING" for s in SESSIONS] + [f"{QR_SESSION}:SCAN_QR_CODE"]),
+        "--qr-first-ms", "15000", "--qr-next-ms", "15000", "--qr-count", "1000000")
+    gw = stack.gateway(sim, GATEWAY_SECTIONS, start=False, defaults=False, binary=gateway_bin,
+                       shm_name=f"/wgsoak-{os.getpid()}")
+    gw.expect_child_deaths = True   # check_log() judges them
+    gw.start(wait=False)
+    gw.wait_ready(timeout=30)
+    if not gw.wait_children("worker", WORKERS, 30) or not gw.wait_children("fetcher", 1, 30):
+        raise RuntimeError(f"gateway without its {WORKERS} workers and fetcher:\n{gw.log_text()}")
+    sim.control("POST", "/_sim/config", {"webhookUrl": f"{gw.url}/api/waha/webhook",
+                                         "webhookHmacKey": HMAC_KEY})
+    return sim, gw
+
+
 def main():
     gateway_bin = str(Path(sys.argv[1]).resolve()) if len(sys.argv) > 1 \
         else str(REPO / "build" / "wahagate")
@@ -1184,9 +831,9 @@ def main():
     n_clients = int(os.environ.get("SOAK_CLIENTS") or 48)
     workdir = Path(tempfile.mkdtemp(prefix="wahagate-soak-"))
     rec = Record()
-    procs = Processes(gateway_bin, workdir)
-    stop = threading.Event()
-    threads = []
+    stack = ProcessStack(workdir)
+    gw = sampler = sim_webhooks = None
+    clients, threads = [], []   # every thread is in THREADS as soon as it runs
     started_at = time.time()
     exit_code = rss_now = None
     t0 = now()
@@ -1195,38 +842,35 @@ def main():
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        procs.start_simulator()
-        procs.start_gateway()
-        procs.sim_request("POST", "/_sim/config", {
-            "webhookUrl": f"http://127.0.0.1:{procs.port}/api/waha/webhook",
-            "webhookHmacKey": HMAC_KEY})
+        sim, gw = start(stack, gateway_bin)
         t0 = now()
         end = t0 + duration
-        fetcher = procs.fetchers()
-        workers = procs.workers()
-        long_lived = [procs.gw.pid, *fetcher, min(workers, key=start_key)]
-        print(f"soak: {duration:.0f} s against {gateway_bin} (pid {procs.gw.pid}, "
-              f"port {procs.port}), simulator on {procs.sim_port}, logs in {workdir}", flush=True)
+        fetcher = gw.child_pids("fetcher")
+        long_lived = [gw.pid, *fetcher,
+                      min(gw.child_pids("worker"), key=lambda p: (proc_start_time(p), p))]
+        print(f"soak: {duration:.0f} s against {gateway_bin} (pid {gw.pid}, "
+              f"port {gw.port}), simulator on {sim.port}, logs in {workdir}", flush=True)
 
-        chaos = Chaos(rec, procs, t0, duration)
+        def run(thread):
+            threads.append(thread)
+            return thread
         intervals = [(0.02, 0.1, 0.3, 0.05, 0.5), (0.2, 0.05, 0.7, 0.1), (1.0, 0.3, 0.02)]
-        jobs = []
         for i in range(n_clients):
-            session = ALL_SESSIONS[i % len(ALL_SESSIONS)]
-            jobs.append(Poller(rec, procs.port, end, session, i % 2 == 1,
-                               intervals[i % len(intervals)]).run)
+            clients.append(run(Poller(rec, gw.port, duration, ALL_SESSIONS[i % len(ALL_SESSIONS)],
+                                      i % 2 == 1, intervals[i % len(intervals)])))
         for i in range(2):
-            jobs.append(MiscClient(rec, procs.port, end, (0.1, 0.25, 0.05)).run)
-        jobs.append(WebhookSender(rec, procs.port, end, (0.5, 1.0, 1.5)).run)
+            clients.append(run(MiscClient(rec, gw.port, duration, (0.1, 0.25, 0.05))))
+        clients.append(run(WebhookSender(rec, gw.port, duration, (0.5, 1.0, 1.5))))
         for i in range(8):
-            jobs.append(Subscriber(rec, procs.port, end, i).run)
-        rss_every = 5.0 if duration >= 300 else max(1.0, duration / 40)
-        jobs += [chaos.statuses, chaos.faults, chaos.kills, chaos.sample_sim,
-                 lambda s: chaos.sample_rss(s, rss_every, long_lived)]
-        for job in jobs:
-            t = threading.Thread(target=guarded, args=(rec, job, stop), daemon=True)
-            t.start()
-            threads.append(t)
+            run(Subscriber(rec, gw.port, duration, i))
+        sampler = run(StatsSampler(sim, interval=0.5, max_samples=100000,
+                                   max_seconds=duration + 60))
+        sim_webhooks = run(SimWebhooks(rec, sim, duration + 60))
+        run(StatusChanger(rec, sim, duration))
+        run(FaultSwitcher(rec, sim, sampler, end, duration < 300))
+        run(WorkerKiller(rec, gw, end, max(5.0, min(30.0, duration / 8))))
+        run(RssSampler(rec, gw, t0, 5.0 if duration >= 300 else max(1.0, duration / 40),
+                       long_lived, duration + 60))
 
         next_report = t0 + 60
         while now() < end:
@@ -1238,28 +882,23 @@ def main():
                     print(f"soak: {now() - t0:4.0f} s, {rec.requests} requests, "
                           f"{len(rec.failures)} failures, {len(rec.kills)} kills, "
                           f"RSS {rss:.1f} MB", flush=True)
-            if procs.gw.poll() is not None:
-                rec.fail(f"the master exited with {procs.gw.returncode}")
+            if gw.proc.poll() is not None:
+                rec.fail(f"the master exited with {gw.proc.returncode}")
                 break
-        stop.set()
-        for t in threads:
-            t.join(timeout=CLIENT_TIMEOUT_S + 10)
-        alive = [t for t in threads if t.is_alive()]
+        alive = stop_all(threads, CLIENT_TIMEOUT_S + 10)
         if alive:
             rec.fail(f"{len(alive)} threads did not stop")
 
-        chaos.sample_sim_webhooks()
-        roles = {"maste": "master", "fetch": "fetcher", "worke": "worker"}
-        rss_now = ", ".join(f"{roles.get(proc_comm(p)[10:], '?')} {p} "
-                            f"{proc_rss_kb(p) / 1024:.1f} MB" for p in procs.all_pids())
-        problem = converge(procs, rec)
+        sim_webhooks.sample()
+        rss_now = ", ".join(f"{role_of(p)} {p} {proc_rss_kb(p) / 1024:.1f} MB" for p in gw.pids())
+        problem = converge(sim, gw, rec)
         if problem:
             rec.fail(problem)
-        if procs.fetchers() != fetcher:
-            rec.fail(f"the fetcher changed: {fetcher} -> {procs.fetchers()}")
-        final = procs.sim_request("GET", "/_sim/stats")
+        if gw.child_pids("fetcher") != fetcher:
+            rec.fail(f"the fetcher changed: {fetcher} -> {gw.child_pids('fetcher')}")
+        final = sim.stats()
         rec.inflight_checked.append(final["maxInFlight"])
-        failed = chaos.add(chaos.base, final)["webhooks"]["failed"]
+        failed = sampler.plus(sampler.base, final)["webhooks"]["failed"]
         if failed:
             rec.fail(f"the simulator failed to deliver {failed} webhooks (4 attempts each)")
     except KeyboardInterrupt:
@@ -1269,16 +908,24 @@ def main():
         traceback.print_exc()
         rec.fail(f"soak error: {exc!r}")
     finally:
-        stop.set()
-        deadline = now() + 5
-        for t in threads:
-            t.join(timeout=max(0.0, deadline - now()))
-        exit_code = procs.stop()
-        for t in threads:  # unblocked by the end of the processes
-            t.join(timeout=max(0.0, deadline + 5 - now()))
+        stop_all(threads, 5)
+        exit_code = gw.stop(timeout=15) if gw is not None else None
+        try:
+            stack.close()  # by PID: the master if it did not stop, its children, the simulator
+        except AssertionError as exc:
+            rec.fail(f"stopping the processes: {exc}")
+        if gw is not None and gw.shm_exists():
+            os.unlink("/dev/shm/" + gw.shm_name.lstrip("/"))
+        stop_all(threads, 5)  # unblocked by the end of the processes
 
+    for t in threads:
+        if t.exception is not None:
+            rec.fail(f"thread {type(t).__name__} failed: {t.exception!r}")
+    for error in sampler.errors if sampler else []:
+        rec.fail(f"simulator stats: {error}")
     extra = [f"RSS by process at the end: {rss_now}"] if rss_now else []
-    allowed, sse_allowed, held, bad = check_connections(rec)
+    lost = [x for c in clients for x in c.lost()]
+    allowed, sse_allowed, held, bad = check_connections(rec, lost)
     for b in bad:
         rec.fail(b)
     extra.append(f"connection errors from kills: {allowed} requests and {sse_allowed} SSE "
@@ -1288,8 +935,9 @@ def main():
         extra += lines
         if not ok:
             rec.fail("RSS grew: " + "; ".join(lines))
-    if rec.sim_samples:
-        lines, bad = check_upstream(rec, rec.sim_samples[0][0])
+    samples = sampler.snapshot() if sampler else []
+    if samples:
+        lines, bad = check_upstream(rec, samples)
         extra.append(f"WAHA calls within the schedule ({len(bad)} windows over):")
         extra += lines
         for b in bad:
@@ -1299,8 +947,8 @@ def main():
                  f"not checked during timeout faults: {rec.unchecked_inflight}")
     if over:
         rec.fail(f"WAHA maxInFlight {over} above limits.max_concurrent_requests {MAX_CONC}")
-    if procs.gw is not None:
-        log_bad, errors = check_log(procs, rec)
+    if gw is not None:
+        log_bad, errors = check_log(gw, rec)
         for b in log_bad:
             rec.fail(b)
         extra.append(f"gateway log: {len(errors)} [error] lines" +
@@ -1308,7 +956,8 @@ def main():
     if exit_code != 0:
         rec.fail(f"the master's exit code on SIGTERM: {exit_code}")
 
-    print_summary(rec, procs, duration, warmup, started_at, t0, extra)
+    latencies = [x for c in clients if isinstance(c, Poller) for x in c.latencies()]
+    print_summary(rec, gateway_bin, samples, latencies, duration, warmup, started_at, t0, extra)
     if rec.failures:
         print(f"\nFAILED: {len(rec.failures)} failures")
         for t, what in rec.failures[:40]:

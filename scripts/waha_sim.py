@@ -34,6 +34,7 @@ Test controls (no auth, JSON in and out, never counted, never faulted):
     GET|POST /_sim/config      read/change knobs at run time: apiKey (null = no auth), webhookUrl,
                                webhookHmacKey, startDelayMs, qrFirstMs, qrNextMs, qrCount,
                                stopDelayMs, engineDelayMs
+    GET /ws, GET|POST /_sim/ws, POST /_sim/ws/drop: WAHA's WebSocket and its controls (waha_sim_ws.py)
 """
 
 import argparse
@@ -57,6 +58,8 @@ from collections import deque
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
+
+import waha_sim_ws
 
 VERSION = "2026.2.1"
 ENGINE = "WEBJS"
@@ -230,6 +233,7 @@ class Simulator:
         self.webhook_queue = deque()
         self.webhook_log = deque(maxlen=WEBHOOK_LOG_MAX)
         self.in_flight = 0
+        self.ws = waha_sim_ws.Hub(self, opts)
         self.reset_stats()
         with self.lock:
             for name, status in opts.sessions:
@@ -401,6 +405,7 @@ class Simulator:
         env.update({"me": s.me, "payload": {"name": s.name, "status": s.status, "statuses": list(s.statuses)},
                     "engine": ENGINE, "environment": self.environment()})
         self.webhook_log.append(env)
+        self.ws.publish_locked(env)
         if self.webhook_url:
             if len(self.webhook_queue) >= WEBHOOK_QUEUE_MAX:
                 self.webhook_queue.popleft()
@@ -941,6 +946,8 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return self._send(exc.resp if isinstance(exc, HttpError) else http_error(400, "Bad Content-Length"))
         req = Request(method, self.path, self.headers, body)
+        if waha_sim_ws.dispatch(self, req):  # GET /ws and /_sim/ws*
+            return
         if req.path == "/_sim" or req.path.startswith("/_sim/"):
             try:
                 return self._send(handle_control(sim, req))
@@ -1004,6 +1011,7 @@ def parse_args(argv):
     p.add_argument("--stop-delay-ms", type=int, default=3000, help="sleep of stop/restart/logout")
     p.add_argument("--engine-delay-ms", type=int, default=0, help="extra time of GET /api/sessions/{name}")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    waha_sim_ws.add_arguments(p)
     args = p.parse_args(argv)
     if args.core:
         dropped = [n for n, _ in args.sessions if n != "default"]

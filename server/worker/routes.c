@@ -28,6 +28,7 @@
 #include "assets.h"
 #include "handlers.h"
 #include "log.h"
+#include "rules.h"
 #include "timeutil.h"
 
 struct routes_state rt;
@@ -271,14 +272,7 @@ static enum route_result dispatch(const struct http_request_view *req,
 
 static bool origin_allowed(const char *origin)
 {
-    if (origin == NULL || rt.cfg->server.cors_origin_count + rt.cfg->server.cors_any == 0)
-        return false;
-    if (rt.cfg->server.cors_any)
-        return true;
-    for (int i = 0; i < rt.cfg->server.cors_origin_count; i++)
-        if (strcasecmp(origin, rt.cfg->server.cors_origins[i]) == 0)
-            return true;
-    return false;
+    return rules_origin_allowed(rt.cfg, origin);
 }
 
 /* The origin is echoed, never "*": answers may carry credentials. */

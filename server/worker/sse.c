@@ -41,6 +41,7 @@
 #include "log.h"
 #include "replica.h"
 #include "routes.h"
+#include "rules.h"
 #include "timeutil.h"
 
 #define EVENT_MAX (REPLICA_PREFIX_MAX + 512)
@@ -63,6 +64,7 @@ static struct {
     int *watchers;             /* per entry: streams of that one session */
     int watchers_all;          /* streams of every session */
     uint64_t *sent_generation; /* per entry */
+    uint64_t *generations;     /* per entry: scratch of version_of() */
     uint64_t sent_transitions;
     int64_t last_heartbeat_ms;
 } s;
@@ -88,14 +90,16 @@ static bool in_scope(const struct stream *st, int index)
 /* The version of a stream of scope SESSION (-1: all): see DESIGN. */
 static uint64_t version_of(int session)
 {
-    uint64_t v = transitions();
+    uint64_t *generations = s.generations;
+    int count = 0;
 
     if (session >= 0)
-        return v + generation_of(session);
-    for (int i = REGION_ENTRY_FIRST_SESSION; i < s.entries; i++)
-        if (replica_is_session(i))
-            v += generation_of(i);
-    return v;
+        generations[count++] = generation_of(session);
+    else
+        for (int i = REGION_ENTRY_FIRST_SESSION; i < s.entries; i++)
+            if (replica_is_session(i))
+                generations[count++] = generation_of(i);
+    return rules_stream_version(transitions(), generations, count);
 }
 
 static void publish_count(void)
@@ -247,7 +251,7 @@ int sse_subscribe(struct conn *c, int session, const struct auth_key *key,
     snprintf(text, sizeof(text), "retry: %ld\n\n", 1000 + random() % 2000);
     if (!send_text(i, text, strlen(text)))
         return 0;
-    if (last_event_id != NULL && strtoull(last_event_id, NULL, 10) == version)
+    if (rules_stream_resumes(last_event_id, version))
         return 0; /* nothing happened since the client's last event */
     for (int index = REGION_ENTRY_FIRST_SESSION; index < s.entries; index++) {
         size_t len;
@@ -286,11 +290,12 @@ int sse_init(struct event_base *base, const struct config *cfg, struct region *r
     s.streams = calloc((size_t)s.max, sizeof(*s.streams));
     s.watchers = calloc((size_t)s.entries, sizeof(*s.watchers));
     s.sent_generation = calloc((size_t)s.entries, sizeof(*s.sent_generation));
+    s.generations = calloc((size_t)s.entries, sizeof(*s.generations));
     s.tick = event_new(base, -1, EV_PERSIST, tick, NULL);
     s.last_heartbeat_ms = time_mono_ms();
     s.sent_transitions = transitions();
     if (s.streams == NULL || s.watchers == NULL || s.sent_generation == NULL ||
-        s.tick == NULL || event_add(s.tick, &tv) != 0) {
+        s.generations == NULL || s.tick == NULL || event_add(s.tick, &tv) != 0) {
         log_error(0, "cannot set up event streams");
         return -1;
     }
@@ -307,5 +312,6 @@ void sse_free(void)
     free(s.streams);
     free(s.watchers);
     free(s.sent_generation);
+    free(s.generations);
     memset(&s, 0, sizeof(s));
 }

@@ -23,6 +23,7 @@
 
 #include "handlers.h"
 #include "log.h"
+#include "rules.h"
 
 /* The [frontend] values as JSON, rendered once (status_init()). */
 static char config_body[256];
@@ -65,16 +66,9 @@ static void render_status_prefix(struct local_entry *le, enum circuit_state circ
 static void append_status(struct jbuf *b, const struct local_entry *le, bool stale,
                           int64_t age, enum circuit_state circuit)
 {
-    int64_t next_ms = strcmp(le->d.status, "WORKING") == 0
-                          ? rt.cfg->frontend.authenticated_interval
-                          : rt.cfg->frontend.base_interval;
+    int64_t next_ms =
+        rules_next_poll_ms(rt.cfg, le->d.status, le->d.healthy, stale, circuit);
 
-    if (stale || !le->d.healthy || circuit != CIRCUIT_CLOSED) {
-        double backed_off = (double)next_ms * rt.cfg->frontend.backoff_multiplier;
-        next_ms = backed_off > (double)rt.cfg->frontend.max_interval
-                      ? rt.cfg->frontend.max_interval
-                      : (int64_t)backed_off;
-    }
     jbuf_mem(b, le->prefix, le->prefix_len);
     jbuf_int(b, age);
     jbuf_raw(b, ",\"maxAgeMs\":");

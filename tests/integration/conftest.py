@@ -6,7 +6,8 @@ build/wahagate of this repository) through the `simulator` and `gateway`
 fixture factories; every process they start is stopped by its PID when the
 test ends, pass or fail. Each gateway gets its own shm_name
 (/wgtest-<pytest pid>-<n>), and the session checks at the end that none of
-them is left in /dev/shm.
+them is left in /dev/shm. scripts/soak.py (make soak) is built on the same
+classes, imported from here outside pytest.
 
 Rules kept here so that the tests hold on a busy 2-core machine:
 - never sleep a fixed time and then assert: wait_until() a condition with a
@@ -22,6 +23,7 @@ import itertools
 import json
 import os
 import re
+import select
 import selectors
 import signal
 import socket
@@ -205,6 +207,29 @@ def proc_children(ppid):
     return out
 
 
+def proc_start_time(pid):
+    """When PID started, in clock ticks since boot (0 if it is gone): with
+    the pid, an order of start that never ties, (proc_start_time(p), p)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return 0
+    return int(stat[stat.rfind(b")") + 2:].split()[19])
+
+
+def proc_rss_kb(pid):
+    """The resident memory of PID in kB (VmRSS), 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def stop_pid(popen, timeout=STOP_TIMEOUT):
     """SIGTERM, wait up to TIMEOUT, then SIGKILL. Returns the exit code."""
     if popen.poll() is None:
@@ -336,6 +361,18 @@ class Simulator:
     def session_calls(self, stats=None):
         stats = stats or self.stats()
         return stats["calls"].get("GET /api/sessions/{name}", 0)
+
+    def wait_quiet(self, quiet_s, timeout):
+        """Wait until WAHA got no call for QUIET_S seconds and has none under
+        way; True when it did, False at the deadline."""
+        last = [None, time.monotonic()]
+
+        def settled():
+            stats = self.stats()
+            if stats["total"] != last[0] or stats["inFlight"]:
+                last[:] = [stats["total"], time.monotonic()]
+            return time.monotonic() - last[1] >= quiet_s
+        return wait_until(settled, timeout, 0.05)
 
     def stop(self):
         try:
@@ -484,6 +521,12 @@ class Gateway:
         self.seen_children.update(out)
         return sorted(out)
 
+    def pids(self):
+        """The master and its live children, of every role."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        return [self.pid, *proc_children(self.pid)]
+
     def wait_children(self, role, count, timeout=10.0):
         """The pids of the COUNT live children of ROLE, once there are that
         many (a child just forked may not have its title yet), or []."""
@@ -586,18 +629,34 @@ def no_leftover_shm():
 
 class Background:
     """A daemon thread running the subclass's _run(), a loop bounded by its
-    own count that ends when self._stop is set. What it records (_record())
+    own count that ends when self._stop is set, or after MAX_SECONDS when
+    given: `while self._going(n, limit)`. What it records (_record())
     tests read with snapshot(); stop() ends it and returns the records.
+    An exception that ends _run() is kept in self.exception (and printed).
     Subclasses set their fields, then call Background.__init__, which starts
     the thread."""
 
-    def __init__(self, timeout=HTTP_TIMEOUT):
+    def __init__(self, timeout=HTTP_TIMEOUT, max_seconds=None):
         self.timeout = timeout
+        self.deadline = None if max_seconds is None else time.monotonic() + max_seconds
         self.results = []
+        self.exception = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = threading.Thread(target=self._main, daemon=True)
         self._thread.start()
+
+    def _main(self):
+        try:
+            self._run()
+        except BaseException as exc:
+            self.exception = exc
+            raise
+
+    def _going(self, n, limit):
+        """Loop condition: not stopped, fewer than LIMIT rounds, before the deadline."""
+        return (not self._stop.is_set() and n < limit
+                and (self.deadline is None or time.monotonic() < self.deadline))
 
     def _record(self, item):
         with self._lock:
@@ -614,6 +673,17 @@ class Background:
         return self.snapshot()
 
 
+def stop_all(threads, timeout=HTTP_TIMEOUT + 5):
+    """Stop every Background of THREADS, all at once, and wait for them
+    for at most TIMEOUT seconds in all: those still running."""
+    for t in threads:
+        t._stop.set()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t._thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    return [t for t in threads if t._thread.is_alive()]
+
+
 def stopped_at_teardown(cls):
     """The body of a fixture that hands out CLS(...) and stops every one at
     teardown, before the processes, so none outlives its gateway."""
@@ -623,10 +693,7 @@ def stopped_at_teardown(cls):
         started.append(cls(*args, **kw))
         return started[-1]
     yield make
-    for t in started:
-        t._stop.set()
-    for t in started:
-        t._thread.join(timeout=HTTP_TIMEOUT + 5)
+    stop_all(started)
 
 
 class Poller(Background):
@@ -634,14 +701,14 @@ class Poller(Background):
     connection and records (started, finished, status, json or None, error)."""
 
     def __init__(self, port, path="/api/waha/status", interval=0.1, timeout=HTTP_TIMEOUT,
-                 max_requests=100000):
+                 max_requests=100000, max_seconds=None):
         self.port, self.path, self.interval = port, path, interval
         self.max_requests = max_requests
-        super().__init__(timeout)
+        super().__init__(timeout, max_seconds)
 
     def _run(self):
         n = 0
-        while not self._stop.is_set() and n < self.max_requests:
+        while self._going(n, self.max_requests):
             n += 1
             started = time.monotonic()
             status, doc, error = None, None, None
@@ -682,24 +749,56 @@ def poller(procs):
 class StatsSampler(Background):
     """A thread that reads the simulator's /_sim/stats every INTERVAL seconds
     and records (monotonic time, stats): when WAHA was called, to within an
-    interval, without any help from the gateway."""
+    interval, without any help from the gateway.
 
-    def __init__(self, sim, interval=0.01, max_samples=200000):
+    reset_counters() resets the simulator's counters (and its maxInFlight)
+    between two samples, and the samples go on counting from where they
+    were: their "total", "calls", "bySession" and "webhooks" (but "queued")
+    include what was counted before; the other fields are the simulator's."""
+
+    def __init__(self, sim, interval=0.01, max_samples=200000, max_seconds=None):
         self.sim, self.interval, self.max_samples = sim, interval, max_samples
         self.errors = []
-        super().__init__()
+        self.base = None            # the counts from before the last reset_counters()
+        self._sim_lock = threading.Lock()
+        super().__init__(max_seconds=max_seconds)
 
     def _run(self):
         n = 0
-        while not self._stop.is_set() and n < self.max_samples:
+        while self._going(n, self.max_samples):
             n += 1
             try:
-                stats = self.sim.stats()
+                stats = self.read()
             except (OSError, AssertionError, ValueError, http.client.HTTPException) as exc:
                 self.errors.append(repr(exc))
             else:
                 self._record((time.monotonic(), stats))
             self._stop.wait(self.interval)
+
+    def read(self):
+        """The simulator's stats now, with the counts from before the resets."""
+        with self._sim_lock:
+            return self.plus(self.base, self.sim.stats())
+
+    def reset_counters(self):
+        """Reset the simulator's counters; returns its stats just before."""
+        with self._sim_lock:
+            stats = self.sim.stats()
+            self.sim.reset()
+            self.base = self.plus(self.base, stats)
+        return stats
+
+    @staticmethod
+    def plus(base, stats):
+        """STATS with the counts of BASE (None: none) added."""
+        if base is None:
+            return stats
+        out = dict(stats, total=base["total"] + stats["total"])
+        for key in ("calls", "bySession", "webhooks"):
+            out[key] = dict(base[key])
+            for k, v in stats[key].items():
+                out[key][k] = out[key].get(k, 0) + v if k != "queued" else v
+        return out
 
     @staticmethod
     def count_of(stats, key=None):
@@ -818,10 +917,84 @@ class NoAnswer(Exception):
         self.got = got
 
 
+class HttpConnection:
+    """One HTTP/1.1 keep-alive connection on a raw socket, as clients hold
+    them: request() sends one request and reads its answer, (status,
+    {lower-case header: value}, body); NoAnswer when the connection ends
+    or times out first, or the answer is not what HTTP allows (bytes after
+    it, no Content-Length). local_port and opened (monotonic) tell which
+    connection it was."""
+
+    def __init__(self, port, timeout=HTTP_TIMEOUT):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.local_port = self.sock.getsockname()[1]
+        self.opened = time.monotonic()
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def closed_by_peer(self):
+        """True when the server closed it (EOF or reset waiting to be read)."""
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        if not readable:
+            return False
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _fill(self):
+        try:
+            chunk = self.sock.recv(65536)
+        except OSError as exc:  # socket.timeout too
+            raise NoAnswer(self.buf, repr(exc))
+        if not chunk:
+            raise NoAnswer(self.buf, "closed")
+        self.buf += chunk
+
+    def request(self, method, path, headers=None, body=None):
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        for k, v in (headers or {}).items():
+            head += f"{k}: {v}\r\n"
+        if body is not None:
+            head += f"Content-Length: {len(body)}\r\n"
+        self.buf = b""
+        try:
+            self.sock.sendall((head + "\r\n").encode() + (body or b""))
+        except OSError as exc:
+            raise NoAnswer(b"", repr(exc))
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        raw, rest = self.buf.split(b"\r\n\r\n", 1)
+        lines = raw.decode("latin-1").split("\r\n")
+        if not re.match(r"HTTP/1\.[01] \d{3}", lines[0]):
+            raise NoAnswer(self.buf, "not an HTTP answer")
+        status = int(lines[0][9:12])
+        hdrs = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        if method == "HEAD" or status in (204, 304) or status < 200:
+            length = 0
+        elif "content-length" in hdrs:
+            length = int(hdrs["content-length"])
+        else:
+            raise NoAnswer(self.buf, f"answer {status} without Content-Length")
+        while len(self.buf) - len(raw) - 4 < length:
+            self._fill()
+        rest = self.buf[len(raw) + 4:]
+        if len(rest) > length:
+            raise NoAnswer(self.buf, "bytes after the answer")
+        return status, hdrs, rest
+
+
 class KeepAliveClient(Background):
     """A thread that polls PATH on one keep-alive connection the way browsers
     and HTTP client libraries do, waiting INTERVALS[i % len] between requests.
     With PATHS, it asks for each in turn instead, from PATHS[FIRST % len].
+    A subclass may make other requests (next_request()) and look at each
+    answer (on_result()).
 
     A server may close a keep-alive connection that is idle (a draining
     worker does after 500 ms); a client then either sees the close before
@@ -831,112 +1004,103 @@ class KeepAliveClient(Background):
     when the connection had been idle long enough for the server to close
     it (IDLE_CLOSE_S, measured from the answer before, so never shorter than
     what the server measured). Any other request without an answer is a
-    failure. results: (started, finished, status, error, how) with how in
-    "reused", "fresh", "retry"."""
+    failure. With STRICT (a server that must not close an idle connection
+    on its own, say with a fixed number of workers), an idle close is a
+    failure too (of the request about to be sent) and there is no retry.
+    With FRESH, every request goes on a new connection, closed after it
+    (the way WAHA posts its webhooks).
+
+    results: (started, finished, status, error, how, local port, opened)
+    with how in "reused", "fresh", "retry", and the local port and opening
+    time (monotonic) of the connection the request went on, or the last
+    one tried."""
 
     IDLE_CLOSE_S = 0.45
 
     def __init__(self, port, path="/api/waha/status", intervals=(0.05, 0.3, 0.7, 0.15, 1.0),
-                 timeout=HTTP_TIMEOUT, max_requests=100000, paths=None, first=0):
+                 timeout=HTTP_TIMEOUT, max_requests=100000, paths=None, first=0,
+                 max_seconds=None, strict=False, fresh=False):
         self.port, self.intervals = port, intervals
         self.max_requests = max_requests
-        self.requests = [f"GET {p} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
-                         for p in (paths or [path])]
+        self.paths = list(paths or [path])
         self.first = first
+        self.strict, self.fresh = strict, fresh
         self.idle_closes = 0   # closed by the server while idle, seen before sending
         self.retries = 0       # requests retried after an idle-close race
         self.connections = 0
         self.local_port = None  # of the current connection
-        super().__init__(timeout)
+        super().__init__(timeout, max_seconds)
+
+    def next_request(self, n):
+        """The Nth request: (method, path, headers, body)."""
+        return "GET", self.paths[(self.first + n) % len(self.paths)], None, None
+
+    def on_result(self, n, started, answer):
+        """Called after each request with its (status, headers, body), or
+        None when it got no answer."""
 
     def _connect(self):
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
+        conn = HttpConnection(self.port, self.timeout)
         self.connections += 1
-        self.local_port = s.getsockname()[1]
-        return s
+        self.local_port = conn.local_port
+        return conn
+
+    def _fail(self, started, error, how, conn):
+        self._record((started, time.monotonic(), None, error, how,
+                      conn.local_port if conn else None, conn.opened if conn else None))
 
     @staticmethod
-    def _closed_by_peer(s):
-        """True when the server closed S (EOF or reset waiting to be read)."""
-        import select
-        readable, _, _ = select.select([s], [], [], 0)
-        if not readable:
-            return False
-        try:
-            return s.recv(1, socket.MSG_PEEK) == b""
-        except OSError:
-            return True
-
-    def _exchange(self, s, request):
-        """Send REQUEST on S and read one answer: (status, close)."""
-        try:
-            s.sendall(request)
-        except OSError as exc:
-            raise NoAnswer(b"", repr(exc))
-        buf = b""
-        while True:
-            head, sep, rest = buf.partition(b"\r\n\r\n")
-            if sep:
-                m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
-                if m and len(rest) >= int(m.group(1)):
-                    if len(rest) > int(m.group(1)):
-                        raise NoAnswer(buf, "bytes after the answer")
-                    status = int(head[9:12])
-                    close = re.search(rb"(?i)\r\nconnection:\s*close", head) is not None
-                    return status, close
-            try:
-                chunk = s.recv(65536)
-            except OSError as exc:
-                raise NoAnswer(buf, repr(exc))
-            if not chunk:
-                raise NoAnswer(buf, "closed")
-            buf += chunk
-
-    @staticmethod
-    def _drop(sock):
-        if sock is not None:
-            sock.close()
+    def _drop(conn):
+        if conn is not None:
+            conn.close()
         return None
 
     def _run(self):
-        sock, answered_at, n = None, 0.0, 0
-        while not self._stop.is_set() and n < self.max_requests:
+        conn, answered_at, n = None, 0.0, 0
+        while self._going(n, self.max_requests):
             started = time.monotonic()
-            if sock is not None and self._closed_by_peer(sock):
+            if conn is not None and conn.closed_by_peer():
                 self.idle_closes += 1
-                sock = self._drop(sock)
-            how = "reused" if sock is not None else "fresh"
-            request = self.requests[(self.first + n) % len(self.requests)]
+                lost, conn = conn, self._drop(conn)
+                if self.strict:
+                    self._fail(started, "closed by the server while idle", "reused", lost)
+                    self.on_result(n, started, None)
+                    self._stop.wait(self.intervals[n % len(self.intervals)])
+                    n += 1
+                    continue
+            how = "reused" if conn is not None else "fresh"
+            method, path, headers, body = self.next_request(n)
             idle = started - answered_at
-            status = close = None
+            answer, tried = None, conn
             try:
-                if sock is None:
-                    sock = self._connect()
-                status, close = self._exchange(sock, request)
+                if conn is None:
+                    conn = tried = self._connect()
+                answer = conn.request(method, path, headers, body)
             except (OSError, NoAnswer) as exc:
-                sock = self._drop(sock)
-                raced = (how == "reused" and idle >= self.IDLE_CLOSE_S
+                conn = self._drop(conn)
+                raced = (not self.strict and how == "reused" and idle >= self.IDLE_CLOSE_S
                          and isinstance(exc, NoAnswer) and not exc.got)
                 if not raced:
-                    self._record((started, time.monotonic(), None, repr(exc), how))
+                    self._fail(started, repr(exc), how, tried)
                 else:
                     self.retries += 1
                     how = "retry"
                     try:
-                        sock = self._connect()
-                        status, close = self._exchange(sock, request)
+                        conn = tried = self._connect()
+                        answer = conn.request(method, path, headers, body)
                     except (OSError, NoAnswer) as exc2:
-                        sock = self._drop(sock)
-                        self._record((started, time.monotonic(), None,
-                                      f"retry failed: {exc2!r}", how))
-            if status is not None:
+                        conn = self._drop(conn)
+                        self._fail(started, f"retry failed: {exc2!r}", how, tried)
+            if answer is not None:
                 answered_at = time.monotonic()
-                self._record((started, time.monotonic(), status, None, how))
-                if close:
-                    sock = self._drop(sock)
+                self._record((started, answered_at, answer[0], None, how,
+                              conn.local_port, conn.opened))
+                if self.fresh or answer[1].get("connection", "").lower() == "close":
+                    conn = self._drop(conn)
+            self.on_result(n, started, answer)
             self._stop.wait(self.intervals[n % len(self.intervals)])
             n += 1
-        self._drop(sock)
+        self._drop(conn)
 
     def failures(self):
         return [r for r in self.snapshot() if r[2] != 200]
@@ -946,6 +1110,104 @@ class KeepAliveClient(Background):
 def keepalive_client(procs):
     """Factory: keepalive_client(port, path=..., intervals=...) -> KeepAliveClient."""
     yield from stopped_at_teardown(KeepAliveClient)
+
+
+# --------------------------------------------------------------------------- SSE client
+
+class Stream:
+    """A Server-Sent Events client on a raw socket, as a browser's
+    EventSource sees the stream: events() are (id, event, data dict).
+    local_port and opened (monotonic) tell which connection it is."""
+
+    def __init__(self, port, path="/api/waha/events", last_event_id=None, timeout=15,
+                 read_head=True):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.local_port = self.sock.getsockname()[1]
+        self.opened = time.monotonic()
+        headers = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+        if last_event_id is not None:
+            headers += f"Last-Event-ID: {last_event_id}\r\n"
+        self.buf = b""
+        self.status_line, self.headers = None, None
+        self.retry = None
+        self.closed = False
+        try:
+            self.sock.sendall((headers + "\r\n").encode())
+            if read_head:
+                self.read_head()
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def read_head(self):
+        """Read the status line and the headers (the constructor does,
+        unless READ_HEAD is false); NoAnswer if the stream ends first."""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise NoAnswer(self.buf, "closed before the headers")
+            self.buf += chunk
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        self.status_line = lines[0]
+        self.headers = {k.lower(): v for k, v in (l.split(": ", 1) for l in lines[1:])}
+
+    def _text(self):
+        """The body so far, with chunked framing removed when it is used."""
+        if self.headers.get("transfer-encoding") != "chunked":
+            return self.buf.decode(errors="replace")
+        out, rest = [], self.buf
+        while True:
+            size_line, sep, after = rest.partition(b"\r\n")
+            if not sep:
+                break
+            size = int(size_line, 16)
+            if size == 0:
+                self.closed = True
+                break
+            if len(after) < size + 2:
+                break
+            out.append(after[:size])
+            rest = after[size + 2:]
+        return b"".join(out).decode(errors="replace")
+
+    def events(self, wait=0.0):
+        """Every complete event received so far, after reading for WAIT s."""
+        deadline = time.monotonic() + wait
+        self.sock.settimeout(0.05)
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    self.closed = True
+                self.buf += chunk
+            except socket.timeout:
+                pass
+            if time.monotonic() >= deadline or self.closed:
+                break
+        out = []
+        for block in self._text().split("\n\n")[:-1]:
+            ev = {"id": None, "event": "message", "data": []}
+            for line in block.split("\n"):
+                if line.startswith(":"):
+                    continue
+                field, _, value = line.partition(": ")
+                if field == "retry":
+                    self.retry = int(value)
+                elif field == "data":
+                    ev["data"].append(value)
+                elif field in ("id", "event"):
+                    ev[field] = value
+            if ev["data"]:
+                out.append((ev["id"], ev["event"], json.loads("\n".join(ev["data"]))))
+        return out
+
+    def wait_for(self, predicate, timeout):
+        return wait_until(lambda: [e for e in self.events(0.05) if predicate(e)], timeout, 0)
+
+    def close(self):
+        self.sock.close()
+
 
 
 # --------------------------------------------------------------------------- connection owners

@@ -15,8 +15,7 @@ import threading
 
 import pytest
 
-from conftest import http_request, run_gateway_cli, wait_until, write_ini
-from test_sse import Stream
+from conftest import Stream, http_request, run_gateway_cli, wait_until, write_ini
 
 ALICE = "alice-s3cret-for-default"
 BOB = "bob-s3cret-for-shop"

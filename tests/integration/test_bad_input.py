@@ -22,9 +22,10 @@ def env(module_procs):
 def gw(env):
     """The shared gateway; after each test it still serves with the same workers."""
     _, gw = env
-    workers = gw.child_pids("worker")
-    fetcher = gw.child_pids("fetcher")
-    assert len(workers) == 2 and len(fetcher) == 1
+    workers = gw.wait_children("worker", 2)
+    fetcher = gw.wait_children("fetcher", 1)
+    assert len(workers) == 2 and len(fetcher) == 1, (gw.child_pids("worker"),
+                                                     gw.child_pids("fetcher"))
     yield gw
     for _ in range(4):  # several connections: each worker gets some
         code, _, body = gw.get("/api/waha/status")

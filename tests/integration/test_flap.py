@@ -6,7 +6,7 @@ harness's default, publishes at once: test_status.py and test_webhooks.py.)"""
 
 import time
 
-from conftest import SANITIZED, parse_iso_ms
+from conftest import SANITIZED, parse_iso_ms, wait_until
 
 HOLD_S = 1.5
 SLACK = 3.0 if SANITIZED else 1.5
@@ -100,7 +100,7 @@ def test_flap_shorter_than_the_hold_is_never_published(simulator, gateway, polle
     while time.monotonic() < t0 + HOLD_S + 1.5:
         time.sleep(0.05)
     results = p.stop()
-    assert sim.stats()["webhooks"]["sent"] >= 2, sim.stats()
+    assert wait_until(lambda: sim.stats()["webhooks"]["sent"] >= 2, 5), sim.stats()
     for r in results:
         if r[0] >= t0:
             assert r[2] == 200, r

@@ -21,8 +21,7 @@ import time
 
 import pytest
 
-from conftest import SANITIZED, free_port, proc_exists, stop_pid, wait_until
-from test_sse import Stream
+from conftest import SANITIZED, Stream, free_port, proc_children, proc_exists, stop_pid, wait_until
 from test_webhooks import encode, envelope
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -174,7 +173,7 @@ def settles(g, want, session=None, timeout=10):
 def kill_gateway(gw):
     """SIGKILL a gateway's every process, as when its host dies."""
     gw.expect_child_deaths = True
-    pids = gw.child_pids("worker") + gw.child_pids("fetcher")
+    pids = proc_children(gw.pid)  # every child, whether or not it has its title yet
     os.kill(gw.pid, signal.SIGKILL)
     for pid in pids:
         try:
@@ -402,6 +401,8 @@ def test_without_redis_each_gateway_fetches_alone_then_rejoins(simulator, gatewa
                 and sim.stats()["bySession"].get("default", 0) >= 3)
     assert wait_until(each_fetches, 5 + SLACK, 0.1), sim.stats()
     # Reconnects are tried every second; the outage is logged once.
+    for g in gws:
+        assert wait_until(lambda: "is unreachable" in g.log_text(), 5 + SLACK, 0.05), g.log_text()
     time.sleep(2.5)  # let a few reconnect attempts fail (what is measured here)
     for g in gws:
         assert g.log_text().count("is unreachable") == 1, g.log_text()

@@ -473,8 +473,9 @@ def test_open_file_limit_below_max_connections_is_logged(simulator, gateway):
                  preexec_fn=low_hard_limit)
     assert gw.status()["status"] == "WORKING"
     assert soft_nofile(gw.child_pids("worker")[0]) == 1024
-    assert re.search(r"\[warn\] \d+ master: open files are limited to 1024 \(hard limit\); "
-                     r"server\.max_connections 5000 needs 5064", gw.log_text()), gw.log_text()
+    warning = re.compile(r"\[warn\] \d+ master: open files are limited to 1024 \(hard limit\); "
+                         r"server\.max_connections 5000 needs 5064")
+    assert wait_until(lambda: warning.search(gw.log_text()), 5), gw.log_text()
 
 
 def soft_nofile(pid):

@@ -16,11 +16,12 @@ def test_process_titles(simulator, gateway):
     gw = gateway(sim, {"server": {"workers": 3}})
     assert proc_cmdline(gw.pid).startswith("wahagate: master"), proc_cmdline(gw.pid)
     assert wait_until(lambda: len(gw.child_pids("worker")) == 3, 10), gw.child_pids("worker")
-    assert len(gw.child_pids("fetcher")) == 1
-    # Nothing else hangs off the master.
-    kids = proc_children(gw.pid)
-    assert sorted(kids) == sorted(gw.child_pids("worker") + gw.child_pids("fetcher")), \
-        [(k, proc_cmdline(k)) for k in kids]
+    assert gw.wait_children("fetcher", 1), gw.child_pids("fetcher")
+    # Nothing else hangs off the master (a child just forked shows the
+    # master's title until it sets its own).
+    assert wait_until(lambda: sorted(proc_children(gw.pid)) ==
+                      sorted(gw.child_pids("worker") + gw.child_pids("fetcher")), 10), \
+        [(k, proc_cmdline(k)) for k in proc_children(gw.pid)]
     with open(f"/proc/{gw.child_pids('worker')[0]}/comm") as f:
         assert f.read().startswith("wahagate: ")
 
@@ -29,8 +30,8 @@ def test_killed_worker_is_replaced(simulator, gateway, poller):
     sim = simulator()
     gw = gateway(sim, {"server": {"workers": 2}})
     assert gw.status()["status"] == "WORKING"
-    before = gw.child_pids("worker")
-    assert len(before) == 2
+    before = gw.wait_children("worker", 2)
+    assert len(before) == 2, gw.child_pids("worker")
     p = poller(gw.port, "/api/waha/status", interval=0.05)
     assert p.wait_for(lambda st, d: st == 200, 10)
     victim = before[0]
@@ -59,8 +60,8 @@ def test_killed_fetcher_is_replaced_and_refreshes_continue(simulator, gateway, p
                        "limits": {"request_timeout": 1000}})
     p = poller(gw.port, "/api/waha/status", interval=0.1)
     assert p.wait_for(lambda st, d: st == 200 and d["status"] == "WORKING", 10)
-    old = gw.child_pids("fetcher")
-    assert len(old) == 1
+    old = gw.wait_children("fetcher", 1)
+    assert len(old) == 1, gw.child_pids("fetcher")
     gw.expect_child_deaths = True
     os.kill(old[0], signal.SIGKILL)
     new = wait_until(lambda: (lambda f: f if len(f) == 1 and f != old else None)(gw.child_pids("fetcher")),
@@ -80,8 +81,8 @@ def test_sigterm_stops_everything(simulator, gateway):
     sim = simulator()
     gw = gateway(sim, {"server": {"workers": 3}})
     assert gw.status()["status"] == "WORKING"
-    children = gw.child_pids("worker") + gw.child_pids("fetcher")
-    assert len(children) == 4
+    children = gw.wait_children("worker", 3) + gw.wait_children("fetcher", 1)
+    assert len(children) == 4, (gw.child_pids("worker"), gw.child_pids("fetcher"))
     assert gw.shm_exists()
     t = time.monotonic()
     code = gw.stop(timeout=5)
@@ -167,7 +168,8 @@ def test_leftover_shm_of_a_killed_instance_is_reused(simulator, gateway):
     sim = simulator()
     first = gateway(sim)
     assert first.status()["status"] == "WORKING"
-    children = first.child_pids("worker") + first.child_pids("fetcher")
+    children = first.wait_children("worker", 2) + first.wait_children("fetcher", 1)
+    assert len(children) == 3, (first.child_pids("worker"), first.child_pids("fetcher"))
     first.expect_child_deaths = True
     os.kill(first.pid, signal.SIGKILL)
     first.proc.wait(timeout=10)
@@ -182,8 +184,9 @@ def test_leftover_shm_of_a_killed_instance_is_reused(simulator, gateway):
 def test_sighup_with_a_bad_file_keeps_the_running_config(simulator, gateway):
     sim = simulator()
     gw = gateway(sim, {"frontend": {"base_interval": 4321}})
-    workers = gw.child_pids("worker")
-    fetcher = gw.child_pids("fetcher")
+    workers = gw.wait_children("worker", 2)
+    fetcher = gw.wait_children("fetcher", 1)
+    assert workers and fetcher, (gw.child_pids("worker"), gw.child_pids("fetcher"))
     good_text = open(gw.ini_path).read()
     with open(gw.ini_path, "a") as f:
         f.write("\n[server]\nno_such_key = 1\n")

@@ -215,7 +215,8 @@ def test_qr_follows_rotation_at_once_by_webhook(simulator, gateway, poller):
     sim, gw, p = rotating_qr(simulator, gateway, poller, 30000, webhooks=True)
     follow_rotations(sim, gw, p, 2, 0.5 + SLACK)
     p.stop()
-    assert sim.stats()["webhooks"]["sent"] >= 2, sim.stats()
+    # Counted once the gateway's answer is in, maybe after the poller saw the QR.
+    assert wait_until(lambda: sim.stats()["webhooks"]["sent"] >= 2, 5), sim.stats()
 
 
 def test_qr_reads_during_a_rotation_always_get_a_qr(simulator, gateway, poller):

@@ -94,8 +94,9 @@ def test_no_calls_after_readers_stop_and_first_read_is_fresh(simulator, gateway,
     assert h[0] == 200
     assert sim.session_calls() >= 1
 
-    # A refresh that was due when the last read came may still run: wait it out.
-    time.sleep(period_s + timeout_s + 0.5)
+    # A refresh that was due when the last read came may still run: wait it
+    # out (it would come within a period and a request timeout).
+    assert sim.wait_quiet(period_s + timeout_s, 15), sim.stats()
     sim.reset()
     quiet_start = time.monotonic()
     while time.monotonic() - quiet_start < 3 * period_s:

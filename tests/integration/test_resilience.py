@@ -68,18 +68,6 @@ def test_cold_read_gets_data_when_a_retry_outlives_a_short_failure(simulator, ga
     assert 2 <= calls <= 1 + max_retries, sim.stats()
 
 
-def wait_quiet(sim, quiet_s, timeout):
-    """Wait until WAHA got no call for QUIET_S seconds; True when it did."""
-    last = [sim.stats()["total"], time.monotonic()]
-
-    def settled():
-        n = sim.stats()["total"]
-        if n != last[0]:
-            last[:] = [n, time.monotonic()]
-        return time.monotonic() - last[1] >= quiet_s
-    return wait_until(settled, timeout, 0.05)
-
-
 def test_cold_failing_refresh_is_one_call_plus_max_retries(simulator, gateway):
     max_retries = 2
     sim = simulator("--sessions", "default:WORKING")
@@ -95,7 +83,7 @@ def test_cold_failing_refresh_is_one_call_plus_max_retries(simulator, gateway):
     assert calls_at_answer == 1 + max_retries, \
         f"{calls_at_answer} calls in the refresh the cold read waited for: {sim.stats()}"
     # Nobody reads any more: whatever refreshes still ran were whole ones.
-    assert wait_quiet(sim, 1.5, 15)
+    assert sim.wait_quiet(1.5, 15)
     total = sim.session_calls()
     assert total % (1 + max_retries) == 0, f"{total} calls are not whole refreshes: {sim.stats()}"
     assert sim.stats()["total"] == total, sim.stats()
@@ -112,7 +100,7 @@ def test_failing_refresh_is_one_call_plus_max_retries(simulator, gateway, fault)
     good = gw.status()
     assert good["status"] == "WORKING"
     # Let a refresh ahead that the first read may have asked for run out.
-    assert wait_quiet(sim, 1.2, 15)
+    assert sim.wait_quiet(1.2, 15)
     sim.fault(**fault)
     sim.reset()
     # The data (1 s) has expired: this read waits for one refresh, which fails.
@@ -133,7 +121,7 @@ def test_no_calls_for_an_entry_nobody_reads_while_waha_fails(simulator, gateway)
     gw = gateway(sim, {"limits": {"max_retries": 0, "request_timeout": 1000},
                        "circuit": {"failure_threshold": 1000}})
     assert gw.status()["status"] == "WORKING"
-    assert wait_quiet(sim, 1.2, 15)
+    assert sim.wait_quiet(1.2, 15)
     sim.fault("error", status=500)
     code, _, body = gw.get("/api/waha/status")  # the last read
     assert code == 200 and json.loads(body)["upstream"]["healthy"] is False, body

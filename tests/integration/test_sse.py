@@ -1,12 +1,12 @@
 """Server-Sent Events (issue 5): /api/waha/events from a plain socket.
 
-A tiny SSE reader (stdlib only) parses the stream into events so the tests
-can check what a browser's EventSource would see: the status of every
-tracked session on connect, an event for each change pushed within a moment
-of the region update, ids that make Last-Event-ID resume without a
-duplicate, the retry hint, the subscriber count in the stats, streams
-that end cleanly when the gateway stops, the heartbeat comment, and a
-subscriber that stops reading being dropped while the others go on.
+conftest's Stream (an SSE reader on a plain socket) parses the stream into
+events so the tests can check what a browser's EventSource would see: the
+status of every tracked session on connect, an event for each change pushed
+within a moment of the region update, ids that make Last-Event-ID resume
+without a duplicate, the retry hint, the subscriber count in the stats,
+streams that end cleanly when the gateway stops, the heartbeat comment, and
+a subscriber that stops reading being dropped while the others go on.
 """
 
 import json
@@ -14,91 +14,11 @@ import signal
 import socket
 import time
 
-from conftest import wait_until
+from conftest import Stream, wait_until
 
 # No scaling: a worker retired for being idle ends its streams (with a short
 # retry hint), which the tests of one stream's life must not mistake.
 ONE_WORKER = {"server": {"workers": 1, "min_workers": 1, "max_workers": 1}}
-
-
-class Stream:
-    """An SSE client on a raw socket: events as (id, event, data dict)."""
-
-    def __init__(self, port, path="/api/waha/events", last_event_id=None, timeout=15):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        headers = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
-        if last_event_id is not None:
-            headers += f"Last-Event-ID: {last_event_id}\r\n"
-        self.sock.sendall((headers + "\r\n").encode())
-        self.buf = b""
-        self.status_line, self.headers = self._read_head()
-        self.retry = None
-        self.closed = False
-
-    def _read_head(self):
-        while b"\r\n\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            assert chunk, f"closed before the headers: {self.buf!r}"
-            self.buf += chunk
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        lines = head.decode().split("\r\n")
-        return lines[0], {k.lower(): v for k, v in (l.split(": ", 1) for l in lines[1:])}
-
-    def _text(self):
-        """The body so far, with chunked framing removed when it is used."""
-        if self.headers.get("transfer-encoding") != "chunked":
-            return self.buf.decode(errors="replace")
-        out, rest = [], self.buf
-        while True:
-            size_line, sep, after = rest.partition(b"\r\n")
-            if not sep:
-                break
-            size = int(size_line, 16)
-            if size == 0:
-                self.closed = True
-                break
-            if len(after) < size + 2:
-                break
-            out.append(after[:size])
-            rest = after[size + 2:]
-        return b"".join(out).decode(errors="replace")
-
-    def events(self, wait=0.0):
-        """Every complete event received so far, after reading for WAIT s."""
-        deadline = time.monotonic() + wait
-        self.sock.settimeout(0.05)
-        while True:
-            try:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    self.closed = True
-                self.buf += chunk
-            except socket.timeout:
-                pass
-            if time.monotonic() >= deadline or self.closed:
-                break
-        out = []
-        for block in self._text().split("\n\n")[:-1]:
-            ev = {"id": None, "event": "message", "data": []}
-            for line in block.split("\n"):
-                if line.startswith(":"):
-                    continue
-                field, _, value = line.partition(": ")
-                if field == "retry":
-                    self.retry = int(value)
-                elif field == "data":
-                    ev["data"].append(value)
-                elif field in ("id", "event"):
-                    ev[field] = value
-            if ev["data"]:
-                out.append((ev["id"], ev["event"], json.loads("\n".join(ev["data"]))))
-        return out
-
-    def wait_for(self, predicate, timeout):
-        return wait_until(lambda: [e for e in self.events(0.05) if predicate(e)], timeout, 0)
-
-    def close(self):
-        self.sock.close()
 
 
 def test_stream_sends_each_session_on_connect_then_changes(simulator, gateway):

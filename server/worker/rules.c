@@ -1,0 +1,58 @@
+/*
+ * rules.c - pure rules of a worker's answers (see rules.h), taken out of
+ * routes.c (CORS), status.c (poll.nextMs) and sse.c (event ids) so that
+ * tests/unit/test_rules.c pins them down.
+ */
+#include "rules.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+bool rules_origin_allowed(const struct config *cfg, const char *origin)
+{
+    if (origin == NULL || cfg->server.cors_origin_count + cfg->server.cors_any == 0)
+        return false;
+    if (cfg->server.cors_any)
+        return true;
+    for (int i = 0; i < cfg->server.cors_origin_count; i++)
+        if (strcasecmp(origin, cfg->server.cors_origins[i]) == 0)
+            return true;
+    return false;
+}
+
+int64_t rules_next_poll_ms(const struct config *cfg, const char *status, bool healthy,
+                           bool stale, enum circuit_state circuit)
+{
+    int64_t next_ms = strcmp(status, "WORKING") == 0
+                          ? cfg->frontend.authenticated_interval
+                          : cfg->frontend.base_interval;
+
+    if (stale || !healthy || circuit != CIRCUIT_CLOSED) {
+        double backed_off = (double)next_ms * cfg->frontend.backoff_multiplier;
+        next_ms = backed_off > (double)cfg->frontend.max_interval
+                      ? cfg->frontend.max_interval
+                      : (int64_t)backed_off;
+    }
+    return next_ms;
+}
+
+uint64_t rules_stream_version(uint64_t transitions, const uint64_t *generations,
+                              int count)
+{
+    uint64_t v = transitions;
+
+    for (int i = 0; i < count; i++)
+        v += generations[i];
+    return v;
+}
+
+bool rules_stream_resumes(const char *last_event_id, uint64_t version)
+{
+    char id[24];
+
+    /* The id as it was sent ("id: %llu"), byte for byte: anything else
+     * ("", "abc", "016", "16 ") is no id of ours, and gets the statuses. */
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)version);
+    return last_event_id != NULL && strcmp(last_event_id, id) == 0;
+}

@@ -1,0 +1,55 @@
+/*
+ * rules.h - pure rules of a worker's answers, kept apart from the event
+ * loop and the replica so that the unit tests can call them: which Origin
+ * may call the API (CORS), the status object's next-poll interval, and the
+ * ids of event streams.
+ *
+ * Each takes what it decides on as arguments and returns the decision; no
+ * region, no clock, no state.
+ */
+#ifndef WAHAGATE_RULES_H
+#define WAHAGATE_RULES_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "region.h"
+
+/*
+ * rules_origin_allowed - may a page of ORIGIN (the Origin header, NULL when
+ * absent) call the API from a browser (server.cors_origins: a list, or
+ * `*` for any)? The origin is compared whole, in any case.
+ */
+bool rules_origin_allowed(const struct config *cfg, const char *origin);
+
+/*
+ * rules_next_poll_ms - the status object's poll.nextMs: the frontend's
+ * authenticated_interval while STATUS is WORKING, its base_interval
+ * otherwise; while the data is STALE, the entry is not HEALTHY or the
+ * breaker (CIRCUIT) is not closed, that times backoff_multiplier, at most
+ * max_interval.
+ */
+int64_t rules_next_poll_ms(const struct config *cfg, const char *status, bool healthy,
+                           bool stale, enum circuit_state circuit);
+
+/*
+ * rules_stream_version - the version of an event stream, its events' id:
+ * the breaker's TRANSITIONS plus the sum of the COUNT GENERATIONS of the
+ * sessions in the stream's scope. Each only grows, so the version grows
+ * with every change a subscriber can see.
+ */
+uint64_t rules_stream_version(uint64_t transitions, const uint64_t *generations,
+                              int count);
+
+/*
+ * rules_stream_resumes - true when a client reconnecting with
+ * LAST_EVENT_ID (the Last-Event-ID header, NULL when absent) has seen
+ * VERSION already, i.e. LAST_EVENT_ID is VERSION's id exactly as the
+ * events carry it (decimal, no sign, no leading zero, no blanks): it gets
+ * no initial events. Otherwise it gets the current status of every session
+ * in scope.
+ */
+bool rules_stream_resumes(const char *last_event_id, uint64_t version);
+
+#endif

@@ -1,0 +1,314 @@
+/*
+ * test_rules.c - unit tests for server/worker/rules.c, the pure rules of a
+ * worker's answers: which Origin gets CORS headers (server.cors_origins),
+ * the status object's poll.nextMs (docs/design.md [frontend]), and the ids
+ * of event streams (a stream's version, and whether a client that
+ * reconnects with Last-Event-ID gets the current statuses again).
+ *
+ * Why: CORS headers for an origin that is not listed let any web page read
+ * the API with the user's credentials, and none for a listed one breaks
+ * the operator's dashboard. poll.nextMs is what every poller (poller.js)
+ * waits before its next request: too short while WAHA fails is the load
+ * the gateway exists to spare, too long hides a recovery. An event id that
+ * does not grow with every change, or a resume decision that skips the
+ * initial events of a client that missed some, leaves a dashboard showing
+ * a status that is no longer true until the next change.
+ *
+ * The configurations are made with config_set(), as waha.ini lines would
+ * make them, on top of config_defaults().
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "rules.h"
+
+static struct config *cfg;
+static struct config_errors *errs;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    cfg = calloc(1, sizeof(*cfg));
+    errs = calloc(1, sizeof(*errs));
+    return cfg && errs ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    free(cfg);
+    free(errs);
+    return 0;
+}
+
+static int defaults(void **state)
+{
+    (void)state;
+    config_defaults(cfg);
+    return 0;
+}
+
+/* [SECTION] KEY = VALUE, which must be accepted. */
+static void set(const char *section, const char *key, const char *value)
+{
+    memset(errs, 0, sizeof(*errs));
+    if (config_set(cfg, section, key, value, "test", 0, errs) != 0)
+        fail_msg("[%s] %s = %s: %s", section, key, value, errs->message[0]);
+}
+
+/*========================================================================
+ * CORS: rules_origin_allowed
+ */
+
+static void test_origin_nothing_configured(void **state)
+{
+    (void)state;
+    /* The default: no cross-origin caller at all. */
+    assert_int_equal(cfg->server.cors_origin_count, 0);
+    assert_false(cfg->server.cors_any);
+    assert_false(rules_origin_allowed(cfg, "https://app.example"));
+    assert_false(rules_origin_allowed(cfg, "null"));
+    assert_false(rules_origin_allowed(cfg, ""));
+    assert_false(rules_origin_allowed(cfg, NULL));
+}
+
+static void test_origin_listed(void **state)
+{
+    (void)state;
+    set("server", "cors_origins", "https://app.example, http://localhost:8080/");
+    assert_true(rules_origin_allowed(cfg, "https://app.example"));
+    /* The list's trailing slash is not part of the origin. */
+    assert_true(rules_origin_allowed(cfg, "http://localhost:8080"));
+    /* Scheme and host in any case. */
+    assert_true(rules_origin_allowed(cfg, "HTTPS://App.Example"));
+    /* Anything else is another origin: compared whole, not as a prefix,
+     * a suffix or a substring. */
+    assert_false(rules_origin_allowed(cfg, "https://app.example.evil.test"));
+    assert_false(rules_origin_allowed(cfg, "https://evil.test/https://app.example"));
+    assert_false(rules_origin_allowed(cfg, "https://evil-app.example"));
+    assert_false(rules_origin_allowed(cfg, "https://app.exampl"));
+    assert_false(rules_origin_allowed(cfg, "https://app.example/"));
+    assert_false(rules_origin_allowed(cfg, "https://app.example:8443"));
+    assert_false(rules_origin_allowed(cfg, "http://app.example"));
+    assert_false(rules_origin_allowed(cfg, "http://localhost"));
+    assert_false(rules_origin_allowed(cfg, "https://localhost:8080"));
+    assert_false(rules_origin_allowed(cfg, "null"));
+    assert_false(rules_origin_allowed(cfg, ""));
+    /* No Origin: not a cross-origin request from a browser. */
+    assert_false(rules_origin_allowed(cfg, NULL));
+}
+
+static void test_origin_any(void **state)
+{
+    (void)state;
+    set("server", "cors_origins", "*");
+    assert_true(rules_origin_allowed(cfg, "https://app.example"));
+    assert_true(rules_origin_allowed(cfg, "http://127.0.0.1:5173"));
+    assert_false(rules_origin_allowed(cfg, NULL));
+    /* A star among listed origins allows any as well. */
+    set("server", "cors_origins", "https://app.example, *");
+    assert_true(rules_origin_allowed(cfg, "https://other.example"));
+    /* Setting the key again replaces the list. */
+    set("server", "cors_origins", "https://other.example");
+    assert_false(rules_origin_allowed(cfg, "https://app.example"));
+    assert_true(rules_origin_allowed(cfg, "https://other.example"));
+}
+
+/*========================================================================
+ * poll.nextMs: rules_next_poll_ms
+ */
+
+/* nextMs of STATUS, healthy, fresh, breaker closed. */
+static int64_t next_ok(const char *status)
+{
+    return rules_next_poll_ms(cfg, status, true, false, CIRCUIT_CLOSED);
+}
+
+static void test_next_poll_by_status(void **state)
+{
+    static const char *const others[] = {
+        "STARTING", "SCAN_QR_CODE", "FAILED",   "STOPPED",
+        "UNKNOWN",  "working",      "WORKING2", ""};
+
+    (void)state;
+    /* The defaults of docs/design.md. */
+    assert_int_equal(cfg->frontend.base_interval, 15000);
+    assert_int_equal(cfg->frontend.authenticated_interval, 30000);
+    assert_int_equal(cfg->frontend.max_interval, 60000);
+    /* WORKING (authenticated): the authenticated interval. */
+    assert_int_equal(next_ok("WORKING"), 30000);
+    /* Anything else, including statuses WAHA may add: the base one. */
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+        if (next_ok(others[i]) != 15000)
+            fail_msg("\"%s\": %lld", others[i], (long long)next_ok(others[i]));
+
+    set("frontend", "base_interval", "2000");
+    set("frontend", "authenticated_interval", "45000");
+    assert_int_equal(next_ok("WORKING"), 45000);
+    assert_int_equal(next_ok("SCAN_QR_CODE"), 2000);
+}
+
+static void test_next_poll_backs_off(void **state)
+{
+    static const enum circuit_state not_closed[] = {CIRCUIT_OPEN, CIRCUIT_HALF_OPEN};
+
+    (void)state;
+    /* Stale data, an unhealthy entry, a breaker that is not closed: each
+     * multiplies by backoff_multiplier (2). */
+    assert_int_equal(rules_next_poll_ms(cfg, "STARTING", true, true, CIRCUIT_CLOSED),
+                     30000);
+    assert_int_equal(rules_next_poll_ms(cfg, "STARTING", false, false, CIRCUIT_CLOSED),
+                     30000);
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(rules_next_poll_ms(cfg, "STARTING", true, false, not_closed[i]),
+                         30000);
+        assert_int_equal(rules_next_poll_ms(cfg, "WORKING", true, false, not_closed[i]),
+                         60000);
+    }
+    /* Once, not once per reason. */
+    assert_int_equal(rules_next_poll_ms(cfg, "STARTING", false, true, CIRCUIT_OPEN),
+                     30000);
+    /* A fractional multiplier. */
+    set("frontend", "backoff_multiplier", "1.5");
+    assert_int_equal(rules_next_poll_ms(cfg, "STARTING", true, true, CIRCUIT_CLOSED),
+                     22500);
+    assert_int_equal(rules_next_poll_ms(cfg, "WORKING", false, false, CIRCUIT_CLOSED),
+                     45000);
+    /* 1: no back-off at all. */
+    set("frontend", "backoff_multiplier", "1");
+    assert_int_equal(rules_next_poll_ms(cfg, "WORKING", false, true, CIRCUIT_OPEN),
+                     30000);
+}
+
+static void test_next_poll_capped_at_max(void **state)
+{
+    (void)state;
+    set("frontend", "backoff_multiplier", "3");
+    /* 30000 * 3 is over max_interval: max_interval. */
+    assert_int_equal(rules_next_poll_ms(cfg, "WORKING", true, true, CIRCUIT_CLOSED),
+                     60000);
+    assert_int_equal(rules_next_poll_ms(cfg, "STARTING", true, true, CIRCUIT_CLOSED),
+                     45000);
+    /* Exactly at the cap. */
+    set("frontend", "backoff_multiplier", "4");
+    assert_int_equal(rules_next_poll_ms(cfg, "STARTING", true, true, CIRCUIT_CLOSED),
+                     60000);
+    set("frontend", "max_interval", "50000");
+    assert_int_equal(rules_next_poll_ms(cfg, "STARTING", true, true, CIRCUIT_CLOSED),
+                     50000);
+    set("frontend", "backoff_multiplier", "10");
+    assert_int_equal(rules_next_poll_ms(cfg, "WORKING", false, false, CIRCUIT_OPEN),
+                     50000);
+    /* Not backed off: the interval itself. */
+    assert_int_equal(next_ok("WORKING"), 30000);
+}
+
+/*========================================================================
+ * Event stream ids: rules_stream_version, rules_stream_resumes
+ */
+
+static void test_stream_version_is_the_sum(void **state)
+{
+    const uint64_t gens[] = {5, 7, 1};
+
+    (void)state;
+    assert_true(rules_stream_version(0, NULL, 0) == 0);
+    assert_true(rules_stream_version(4, NULL, 0) == 4);
+    /* One session's stream: its generation plus the breaker's moves. */
+    assert_true(rules_stream_version(0, gens, 1) == 5);
+    assert_true(rules_stream_version(2, gens + 1, 1) == 9);
+    /* Every session's stream: the sum of their generations. */
+    assert_true(rules_stream_version(3, gens, 3) == 16);
+}
+
+static void test_stream_version_grows_with_every_change(void **state)
+{
+    uint64_t gens[4] = {1, 1, 1, 1};
+    uint64_t transitions = 0;
+    uint64_t last = rules_stream_version(transitions, gens, 4);
+
+    (void)state;
+    /* Any change a subscriber can see (a session's generation, the
+     * breaker) gives a new, larger id; so does every later one. */
+    for (int step = 0; step < 200; step++) {
+        uint64_t v;
+
+        if (step % 7 == 3)
+            transitions++;
+        else
+            gens[(step * 5) % 4] += (uint64_t)(1 + step % 3);
+        v = rules_stream_version(transitions, gens, 4);
+        if (v <= last)
+            fail_msg("step %d: version %llu after %llu", step, (unsigned long long)v,
+                     (unsigned long long)last);
+        last = v;
+    }
+}
+
+static void test_stream_resume_same_version(void **state)
+{
+    (void)state;
+    /* The client saw this version: nothing to send again. */
+    assert_true(rules_stream_resumes("16", 16));
+    assert_true(rules_stream_resumes("0", 0));
+    assert_true(rules_stream_resumes("18446744073709551615", UINT64_MAX));
+    /* It saw an older one (it missed changes), or one from the future (a
+     * restarted gateway counts from 0 again): the current statuses. */
+    assert_false(rules_stream_resumes("15", 16));
+    assert_false(rules_stream_resumes("17", 16));
+    assert_false(rules_stream_resumes("160", 16));
+    /* A first connection. */
+    assert_false(rules_stream_resumes(NULL, 16));
+    assert_false(rules_stream_resumes(NULL, 0));
+}
+
+static void test_stream_resume_only_our_ids(void **state)
+{
+    (void)state;
+    /*
+     * EventSource sends back the id it was given, byte for byte; anything
+     * else is no id of ours and gets the current statuses. In particular
+     * text that a number parser would read as the version: "" or "abc" as
+     * 0, "16abc" or " 16" or "+16" or "016" as 16, a number too large as
+     * the largest one.
+     */
+    assert_false(rules_stream_resumes("", 0));
+    assert_false(rules_stream_resumes("abc", 0));
+    assert_false(rules_stream_resumes("-0", 0));
+    assert_false(rules_stream_resumes("16abc", 16));
+    assert_false(rules_stream_resumes(" 16", 16));
+    assert_false(rules_stream_resumes("16 ", 16));
+    assert_false(rules_stream_resumes("+16", 16));
+    assert_false(rules_stream_resumes("016", 16));
+    assert_false(rules_stream_resumes("0x10", 16));
+    assert_false(rules_stream_resumes("99999999999999999999999", UINT64_MAX));
+    assert_false(rules_stream_resumes("-1", UINT64_MAX));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup(f, defaults)
+        T(test_origin_nothing_configured),
+        T(test_origin_listed),
+        T(test_origin_any),
+        T(test_next_poll_by_status),
+        T(test_next_poll_backs_off),
+        T(test_next_poll_capped_at_max),
+        T(test_stream_version_is_the_sum),
+        T(test_stream_version_grows_with_every_change),
+        T(test_stream_resume_same_version),
+        T(test_stream_resume_only_our_ids),
+#undef T
+    };
+
+    return cmocka_run_group_tests_name("rules", tests, group_setup, group_teardown);
+}
