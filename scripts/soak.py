@@ -345,7 +345,10 @@ class Processes:
         self.sim = subprocess.Popen(
             [PYTHON, str(SIMULATOR), "--port", "0", "--api-key", API_KEY,
              "--sessions", sessions, "--qr-first-ms", "15000", "--qr-next-ms", "15000",
-             "--qr-count", "1000000"],
+             "--qr-count", "1000000",
+             # the timings this soak was calibrated with: no engine-info delay, 4 attempts
+             # per webhook (the simulator now defaults to WAHA's 1 s and 16)
+             "--engine-delay-ms", "0", "--webhook-retries", "3"],
             stdout=subprocess.PIPE, stderr=self.sim_log, stdin=subprocess.DEVNULL,
             env=clean_env(), cwd=str(REPO))
         line = b""
