@@ -808,7 +808,11 @@ def start(stack, gateway_bin):
     """The simulator, and the gateway once its workers and fetcher are up."""
     sim = stack.simulator(
         "--sessions", ",".join([f"{s}:WORKING" for s in SESSIONS] + [f"{QR_SESSION}:SCAN_QR_CODE"]),
-        "--qr-first-ms", "15000", "--qr-next-ms", "15000", "--qr-count", "1000000")
+        "--qr-first-ms", "15000", "--qr-next-ms", "15000", "--qr-count", "1000000",
+        # the timings this soak was calibrated with: 4 attempts per webhook (the
+        # simulator's default is WAHA's 16); conftest's Simulator already
+        # passes --engine-delay-ms 0
+        "--webhook-retries", "3")
     gw = stack.gateway(sim, GATEWAY_SECTIONS, start=False, defaults=False, binary=gateway_bin,
                        shm_name=f"/wgsoak-{os.getpid()}")
     gw.expect_child_deaths = True   # check_log() judges them

@@ -1,28 +1,79 @@
 #!/usr/bin/python3
 """WAHA simulator: a fake devlikeapro/waha (WhatsApp HTTP API) server for wahagate's tests and demo.
 
-It mimics WAHA 2026.2.1 as described in shared/waha-api.md: routes, status codes, exact error
+It mimics WAHA 2026.2.1 as described in docs/waha-api.md: routes, status codes, exact error
 bodies, session objects, the QR status gate, QR rotation (60 s + 5 x 20 s, then FAILED, all
-scaled by the timing options), `session.status` webhooks with HMAC, Plus (default) vs Core
-(--core). Python 3.11 standard library only; run with /usr/bin/python3.
+scaled by the timing options), `session.status` webhooks with HMAC and WAHA's retry policy,
+Plus (default) vs Core (--core), plain, sha512 and session-scoped API keys; and, on request, the
+unsigned webhooks of WAHA Core 2024.10.8 (--legacy-webhooks). Python 3.11 standard library only;
+run with /usr/bin/python3. Next to this file: waha_sim_routes.py (WAHA's routes),
+waha_sim_control.py (/_sim/ controls), waha_sim_webhooks.py (deliveries), waha_sim_auth.py (API
+keys), waha_sim_base.py (shared pieces). Each behaviour names, in a comment, the WAHA source it
+follows.
 
-On start it prints exactly one line `listening on HOST:PORT` (use --port 0 for a free port).
-SIGTERM/SIGINT shut it down with exit status 0.
+On start it prints exactly one line `listening on HOST:PORT` (--host, default 127.0.0.1; --port,
+default 3000, 0 for a free port). SIGTERM/SIGINT shut it down (webhook deliveries included) with
+exit status 0. --verbose logs every request and failed webhook attempt to stderr.
 
-WAHA routes (auth: X-Api-Key header or ?x-api-key=, on /api/* and /health):
-    GET  /ping                          GET  /health
+Defaults are WAHA's own timings; tests shorten them explicitly (--qr-gate-ms, --engine-delay-ms,
+--webhook-retry-delay-ms, ...):
+    --start-delay-ms 2000     STARTING -> WORKING (known `me`) or SCAN_QR_CODE
+    --qr-first-ms 60000 --qr-next-ms 20000 --qr-count 6   QR rotation, then FAILED
+    --stop-delay-ms 3000      sleep of stop/restart/logout/DELETE (SESSION_STOP_TIMEOUT)
+    --engine-delay-ms 1000    time GET /api/sessions/{name} spends on engine info, RUNNING sessions
+                              only (Core's promiseTimeout(1000); Plus waits up to 3000); the list
+                              never pays it
+    --qr-gate-ms 10000        GET /api/{name}/auth/qr: the wait for SCAN_QR_CODE, after
+    --qr-running-ms N         the wait for the session to be running (default: half of the gate,
+                              WAHA's 5 s); both polled every min(500, gate/20) ms; then 422
+    --webhook-retries 15 --webhook-retry-delay-ms 2000   constant policy, every error retried
+
+Sessions: --sessions NAME:STATUS[,...] (default default:WORKING; a name is anything without `,`
+and `:`), --session-count N adds s1..sN WORKING, each with its own `me`; at most 100000 sessions.
+Names in URLs are percent-decoded (`/api/a%20b/auth/qr` is session `a b`). POST /api/sessions
+validates names (^[a-zA-Z0-9_-]*$, at most 54 chars, else 400 with an array message); the
+deprecated POST /api/sessions/start only needs a non-empty string (else 422 `Session name is
+required`), so it can create `sales.team`, `a b` or unicode names, as WAHA before 2025-08 could.
+
+Auth (/api/* and /health; never /ping): X-Api-Key header or ?x-api-key=. --api-key KEY (default
+simkey) or sha512:<hex> (clients send the plain key); --no-api-key: every request is an admin's.
+--session-key KEY:s1,s2 (repeatable): a key that sees only those sessions: GET /api/sessions is
+filtered, another session's routes (a {name} in the URL, or the name in the body of POST
+/api/sessions and the deprecated routes) and the server endpoints /health, /api/server/*,
+/api/version answer 403 {"message":"Forbidden","statusCode":403}. Missing/wrong key: 401
+{"message":"Unauthorized","statusCode":401}.
+
+WAHA routes:
+    GET  /ping                          GET  /health (Core: 422)
     GET  /api/server/version            GET  /api/version          GET /api/server/status
-    GET  /api/sessions?all=             POST /api/sessions
+    GET  /api/sessions?all=             POST /api/sessions {name?, config?, start?}
     GET|PUT|DELETE /api/sessions/{name} GET  /api/sessions/{name}/me
     POST /api/sessions/{name}/start|stop|restart|logout
-    POST /api/sessions/start|stop|logout              (legacy, name in the body)
+    POST /api/sessions/start|stop|logout              (deprecated, name in the body)
     GET  /api/{name}/auth/qr?format=image|raw         POST /api/{name}/auth/request-code
+List items are SessionInfo (no `engine`); GET /api/sessions/{name} adds `engine`, `{}` when the
+session is STOPPED (Plus and Core). --core: only `default` (422 with WAHA's text otherwise),
+`default` STOPPED from boot, /health 422, start of a running session 422.
 
-Test controls (no auth, JSON in and out, never counted, never faulted):
+Webhooks (--webhook-url, --webhook-hmac-key): one `session.status` event per status change, POSTed
+with Content-Type, User-Agent WAHA/2026.2.1, X-Webhook-Request-Id, X-Webhook-Timestamp and, with a
+key, X-Webhook-Hmac (hex HMAC-SHA512 of the body) + X-Webhook-Hmac-Algorithm (plus axios' Accept,
+Accept-Encoding, Host, Connection). Each delivery runs on its own (a retried older event can arrive
+after a newer one); a non-2xx answer or a network error is retried (--webhook-retries,
+--webhook-retry-delay-ms, or longer when the answer has Retry-After) with the same
+X-Webhook-Request-Id; each attempt is bounded to 60 s (WAHA has no timeout); at most 1000
+deliveries in flight (--webhook-max-in-flight), beyond which the oldest is dropped and counted.
+--legacy-webhooks: WAHA Core 2024.10.8's envelope and headers instead (no id, timestamp,
+statuses, X-Webhook-* or HMAC; one attempt, no retries).
+
+Test controls (no auth, JSON in and out, never counted, never faulted; names percent-encoded):
     GET  /_sim/stats           {"total","calls":{"GET /api/sessions/{name}":N,..},"bySession",
                                "inFlight","maxInFlight","webhooks":{"sent","failed","attempts",
-                               "dropped","queued"}}
-    POST /_sim/reset           zero the counters (and maxInFlight), clear the webhook log
+                               "dropped","queued","inFlight","maxInFlight","retries"},
+                               "sessions","auth":{"unauthorized","forbidden"}}
+                               (webhooks.queued = deliveries not finished; attempts counts
+                               every POST, retries those after the first)
+    POST /_sim/reset           zero the counters (and the maxima), clear the event and attempt logs
     GET  /_sim/fault           current fault
     POST /_sim/fault           {"mode":"none|down|slow|error|garbage|oversized|unauthorized|health",
                                 "delayMs":3000,"status":500,"retryAfter":2,"paths":"/api/sessions"}
@@ -30,213 +81,79 @@ Test controls (no auth, JSON in and out, never counted, never faulted):
                                session; cancels its timers; SCAN_QR_CODE restarts the QR rotation;
                                always records the status and emits the webhook, even if unchanged)
     DELETE /_sim/sessions/{name}
-    GET  /_sim/webhooks        last 100 session.status envelopes emitted
-    GET|POST /_sim/config      read/change knobs at run time: apiKey (null = no auth), webhookUrl,
-                               webhookHmacKey, startDelayMs, qrFirstMs, qrNextMs, qrCount,
-                               stopDelayMs, engineDelayMs
+    GET  /_sim/webhooks        last 100 session.status envelopes emitted (as sent)
+    GET  /_sim/deliveries      last 200 webhook attempts: {"delivery","attempt","url","requestId",
+                               "status","error","startedMs","ms","session","sessionStatus","legacy"}
+    GET|POST /_sim/config      read/change knobs at run time: apiKey (null = no auth; may be
+                               sha512:<hex>), sessionKeys ({"KEY":["s1",..]}, null = none),
+                               webhookUrl, webhookHmacKey, legacyWebhooks, webhookRetries,
+                               webhookRetryDelayMs, webhookMaxInFlight, startDelayMs, qrFirstMs,
+                               qrNextMs, qrCount, stopDelayMs, engineDelayMs, qrGateMs,
+                               qrRunningMs (null = half of qrGateMs); core is read-only
     GET /ws, GET|POST /_sim/ws, POST /_sim/ws/drop: WAHA's WebSocket and its controls (waha_sim_ws.py)
 """
 
 import argparse
-import base64
 import hashlib
+import heapq
 import hmac
-import http.client
-import json
+import itertools
 import os
-import re
-import shutil
 import signal
-import ssl
-import struct
 import sys
 import threading
 import time
 import traceback
-import zlib
 from collections import deque
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
 
-import waha_sim_ws
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import waha_sim_auth as auth  # noqa: E402
+import waha_sim_webhooks as webhooks  # noqa: E402
+import waha_sim_ws  # noqa: E402
+from waha_sim_base import (BROWSER, CONFIG_KEYS, ENGINE, ENGINE_STATE, MAX_SESSIONS, VERSION,  # noqa: E402
+                           WWEB_VERSION, HttpError, Request, Session, derive_me, http_error, new_qr_value,
+                           now_ms, resp_json, to_json, ulid)
+from waha_sim_control import handle_control  # noqa: E402
+from waha_sim_routes import error_500, handle_waha, match_route  # noqa: E402
 
-VERSION = "2026.2.1"
-ENGINE = "WEBJS"
-WWEB_VERSION = "2.3000.1031490220"
-MAX_SESSIONS = 500
 MAX_BODY = 10 * 1024 * 1024
-MAX_STAT_KEYS = 1000
-WEBHOOK_QUEUE_MAX = 1000
+MAX_STAT_KEYS = 1000           # route keys of "calls"
+MAX_SESSION_STAT_KEYS = MAX_SESSIONS
 WEBHOOK_LOG_MAX = 100
-WEBHOOK_RETRIES = 3
-WEBHOOK_TIMEOUT_S = 2.0
-CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
-FAULT_MODES = ("none", "down", "slow", "error", "garbage", "oversized", "unauthorized", "health")
-ENGINE_STATE = {"WORKING": "CONNECTED", "SCAN_QR_CODE": "UNPAIRED", "STARTING": "OPENING"}
-NAME_RE = re.compile(r"^[a-zA-Z0-9_-]*$")
-BOOL_VALUES = {"true": True, "True": True, "1": True, "false": False, "False": False, "0": False}
-JSON_TYPE = "application/json; charset=utf-8"
-CONFIG_KEYS = {"startDelayMs": "start_delay_ms", "qrFirstMs": "qr_first_ms", "qrNextMs": "qr_next_ms",
-               "qrCount": "qr_count", "stopDelayMs": "stop_delay_ms", "engineDelayMs": "engine_delay_ms"}
 CORS = {"X-Powered-By": "Express", "Access-Control-Allow-Origin": "*"}
-
-
-# --------------------------------------------------------------------------- helpers
-
-def now_ms():
-    return int(time.time() * 1000)
-
-
-def _base32(value, length):
-    return "".join(CROCKFORD[(value >> (5 * i)) & 31] for i in reversed(range(length)))
-
-
-def ulid():
-    """26 lowercase Crockford chars: 10 of millisecond time, 16 random."""
-    return _base32(now_ms(), 10) + _base32(int.from_bytes(os.urandom(10), "big"), 16)
-
-
-def derive_me(name):
-    digits = str(int(hashlib.sha256(name.encode()).hexdigest(), 16))[-10:]
-    return {"id": "1" + digits + "@c.us", "pushName": name[:1].upper() + name[1:]}
-
-
-def new_qr_value():
-    """Looks like a WEBJS QR string: 2@ref,noiseKey,identityKey,advSecret."""
-    return "2@" + ",".join(base64.b64encode(os.urandom(n)).decode() for n in (48, 32, 32, 32))
-
-
-def qr_png(value, modules=33, scale=4, border=4):
-    """A valid greyscale PNG of a QR-looking module grid derived from `value`."""
-    bits, seed = [], value.encode()
-    while len(bits) < modules * modules:
-        seed = hashlib.sha256(seed).digest()
-        bits.extend((byte >> k) & 1 for byte in seed for k in range(8))
-    grid = [bits[r * modules:(r + 1) * modules] for r in range(modules)]
-    for r0, c0 in ((0, 0), (0, modules - 7), (modules - 7, 0)):  # finder patterns
-        for r in range(-1, 8):
-            for c in range(-1, 8):
-                rr, cc = r0 + r, c0 + c
-                if 0 <= rr < modules and 0 <= cc < modules:
-                    inside = 0 <= r < 7 and 0 <= c < 7
-                    grid[rr][cc] = 1 if inside and max(abs(r - 3), abs(c - 3)) != 2 else 0
-    size = (modules + 2 * border) * scale
-    raw = bytearray()
-    for y in range(size):
-        r = y // scale - border
-        row = grid[r] if 0 <= r < modules else None
-        raw.append(0)  # filter type: none
-        for x in range(size):
-            c = x // scale - border
-            raw.append(0 if row is not None and 0 <= c < modules and row[c] else 255)
-
-    def chunk(tag, data):
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(bytes(raw), 9)) + chunk(b"IEND", b""))
-
-
-def resp_json(status, obj, headers=None):
-    body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
-    return (status, body, JSON_TYPE, headers or {})
-
-
-def resp_empty(status=200):
-    return (status, b"", None, {})
-
-
-def http_error(status, message):
-    """NestJS HttpException body built with a string message."""
-    return resp_json(status, {"message": message, "error": HTTPStatus(status).phrase, "statusCode": status})
-
-
-def bad_request(messages):
-    return http_error(400, list(messages))
-
-
-UNAUTHORIZED = resp_json(401, {"message": "Unauthorized", "statusCode": 401})
-
-
-class HttpError(Exception):
-    def __init__(self, resp):
-        super().__init__(resp[0])
-        self.resp = resp
-
-
-NOT_FOUND = http_error(404, "Session not found")
-
-
-def not_running(name):
-    return http_error(404, f"We didn't find a session with name '{name}'.\n"
-                           f"Please start it first by using POST /api/sessions/{name}/start request")
-
-
-def status_not_expected(name, status):
-    return resp_json(422, {"error": "Session status is not as expected. Try again later or restart the session",
-                           "session": name, "status": status, "expected": ["SCAN_QR_CODE"]})
-
-
-class Request:
-    def __init__(self, method, raw_path, headers, body):
-        parts = urlsplit(raw_path)
-        self.method, self.raw_path, self.path = method, raw_path, parts.path
-        self.query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        self.headers, self.body, self.params = headers, body, {}
-
-    @property
-    def name(self):
-        return unquote(self.params["name"]) if "name" in self.params else None
-
-    def json(self):
-        if not self.body.strip():
-            return {}
-        try:
-            value = json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise HttpError(http_error(400, f"Unexpected token in JSON at position {getattr(exc, 'pos', 0)}"))
-        if not isinstance(value, dict):
-            raise HttpError(http_error(400, "Request body must be a JSON object"))
-        return value
+QR_POLL_MAX_S = 0.5  # WAHA's WAIT_STATUS_INTERVAL (src/core/abc/manager.abc.ts)
 
 
 # --------------------------------------------------------------------------- state
-
-class Session:
-    def __init__(self, name, status="STOPPED", me=None, config=None):
-        self.name, self.status, self.me = name, status, me
-        self.config = config if config is not None else {}
-        self.statuses = deque(maxlen=3)
-        self.activity = None
-        self.qr, self.qr_index, self.qr_png = None, 0, None
-        self.due, self.action = None, None  # one pending timer: (monotonic time, "boot" | "qr")
-
-    @property
-    def running(self):
-        return self.status != "STOPPED"
-
 
 class Simulator:
     """All shared state, guarded by self.lock (self.cond wraps the same lock)."""
 
     def __init__(self, opts):
-        for attr in ("core", "verbose", "webhook_url", "webhook_hmac_key", *CONFIG_KEYS.values()):
+        for attr in ("core", "verbose", "webhook_url", "webhook_hmac_key", "legacy_webhooks", "qr_running_ms",
+                     *CONFIG_KEYS.values()):
             setattr(self, attr, getattr(opts, attr))
         self.qr_count = max(1, self.qr_count)
-        self.api_key = None if opts.no_api_key else opts.api_key
+        self.keys = auth.Keys(None if opts.no_api_key else auth.Key(opts.api_key), opts.session_key)
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         self.stopping = threading.Event()
         self.started_ms = now_ms()
         self.sessions = {}
+        self.timers = []  # heap of (due, seq, session); stale when session.due != due
+        self.timer_seq = itertools.count()
         self.fault = {"mode": "none"}
-        self.webhook_queue = deque()
         self.webhook_log = deque(maxlen=WEBHOOK_LOG_MAX)
+        self.sender = webhooks.WebhookSender(verbose=self.verbose, max_in_flight=opts.webhook_max_in_flight)
         self.in_flight = 0
         self.ws = waha_sim_ws.Hub(self, opts)
         self.reset_stats()
+        initial = list(opts.sessions) + [(f"s{i}", "WORKING") for i in range(1, opts.session_count + 1)]
         with self.lock:
-            for name, status in opts.sessions:
+            for name, status in initial:
+                if name in self.sessions:
+                    continue
                 s = self.sessions[name] = Session(name, status, derive_me(name) if status == "WORKING" else None)
                 s.statuses.append({"status": status, "timestamp": self.started_ms})
                 if status == "WORKING":
@@ -246,8 +163,7 @@ class Simulator:
                     self.schedule_locked(s, self.qr_first_ms, "qr")
             if self.core and "default" not in self.sessions:
                 self.sessions["default"] = Session("default")
-        self.threads = [threading.Thread(target=self._scheduler_loop, daemon=True),
-                        threading.Thread(target=self._webhook_loop, daemon=True)]
+        self.threads = [threading.Thread(target=self._scheduler_loop, daemon=True)]
         for t in self.threads:
             t.start()
 
@@ -255,28 +171,34 @@ class Simulator:
         self.stopping.set()
         with self.cond:
             self.cond.notify_all()
+        self.sender.close()
         for t in self.threads:
             t.join(timeout=1)
 
     def gate_timing(self):
-        """(wait for running, wait for status, poll) of WAHA's waitUntilStatus; 10 % when start-delay < 1 s."""
-        return (0.5, 1.0, 0.05) if self.start_delay_ms < 1000 else (5.0, 10.0, 0.5)
+        """(wait for running, wait for the status, poll) in seconds: WAHA's waitUntilStatus
+        (waha-api.md 4: 5 s polled every 500 ms for a running session, then 10 s for the status),
+        from --qr-running-ms / --qr-gate-ms; the poll shrinks with a shortened gate."""
+        gate = self.qr_gate_ms
+        running = self.qr_running_ms if self.qr_running_ms is not None else gate // 2
+        return running / 1000.0, gate / 1000.0, min(QR_POLL_MAX_S, max(0.01, gate / 20000.0))
 
     def environment(self):
         return {"version": VERSION, "engine": ENGINE, "tier": "CORE" if self.core else "PLUS",
-                "browser": "/usr/bin/chromium", "platform": "linux/x64", "worker": {"id": None}}
+                "browser": BROWSER, "platform": "linux/x64", "worker": {"id": None}}
 
     # ---- stats
     def reset_stats(self):
         self.total, self.calls, self.by_session = 0, {}, {}
         self.max_in_flight = self.in_flight
-        self.wh = {"sent": 0, "failed": 0, "attempts": 0, "dropped": 0}
+        self.auth_counts = {"unauthorized": 0, "forbidden": 0}
+        self.sender.reset()
 
     def begin_call(self, key, name):
         with self.lock:
             self.total += 1
-            for counter, k in ((self.calls, key), (self.by_session, name)):
-                if k is not None and (k in counter or len(counter) < MAX_STAT_KEYS):
+            for counter, k, cap in ((self.calls, key, MAX_STAT_KEYS), (self.by_session, name, MAX_SESSION_STAT_KEYS)):
+                if k is not None and (k in counter or len(counter) < cap):
                     counter[k] = counter.get(k, 0) + 1
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -288,7 +210,11 @@ class Simulator:
     def stats_locked(self):
         return {"total": self.total, "calls": dict(self.calls), "bySession": dict(self.by_session),
                 "inFlight": self.in_flight, "maxInFlight": self.max_in_flight,
-                "webhooks": dict(self.wh, queued=len(self.webhook_queue))}
+                "webhooks": self.sender.stats(), "sessions": len(self.sessions), "auth": dict(self.auth_counts)}
+
+    def count_auth(self, what):
+        with self.lock:
+            self.auth_counts[what] += 1
 
     def fault_for(self, path):
         with self.lock:
@@ -297,17 +223,19 @@ class Simulator:
                 return None
             return dict(f)
 
-    def authorized(self, req):
+    def auth_scope(self, req):
+        """ADMIN, the frozenset of sessions of a scoped key, or None (401)."""
         with self.lock:
-            key = self.api_key
-        if key is None:
-            return True
-        given = req.headers.get("X-Api-Key") or req.query.get("x-api-key") or ""
-        return hmac.compare_digest(given.encode(), key.encode())
+            keys = self.keys
+        return keys.check(req.headers.get("X-Api-Key") or req.query.get("x-api-key"))
 
     # ---- session lifecycle (all *_locked methods need self.lock held)
     def schedule_locked(self, s, delay_ms, action):
         s.due, s.action = time.monotonic() + max(0, delay_ms) / 1000.0, action
+        heapq.heappush(self.timers, (s.due, next(self.timer_seq), s))
+        if len(self.timers) > 4 * len(self.sessions) + 1024:  # drop stale entries
+            self.timers = [t for t in self.timers if t[2].due == t[0] and self.sessions.get(t[2].name) is t[2]]
+            heapq.heapify(self.timers)
         self.cond.notify_all()
 
     def set_status_locked(self, s, status):
@@ -364,14 +292,17 @@ class Simulator:
         return s
 
     def info_locked(self, s, detailed=True):
+        """SessionInfo (list items never have `engine`), or with DETAILED SessionDetailedInfo."""
         d = {"name": s.name, "status": s.status, "config": s.config, "me": s.me,
              "presence": "online" if s.status == "WORKING" else None,
              "timestamps": {"activity": s.activity}}
         if detailed:
-            if s.running:
-                d["engine"] = {"engine": ENGINE, "WWebVersion": WWEB_VERSION, "state": ENGINE_STATE.get(s.status)}
-            elif not self.core:
-                d["engine"] = {}
+            # A running session: {engine, ...getEngineInfo()} (WEBJS: WWebVersion, state). A
+            # STOPPED one: Plus {} (waha-api.md 3.2, [P] fetchEngineInfo); Core {engine:
+            # session?.engine} with no session, which JSON drops to {} (src/core/manager.core.ts
+            # fetchEngineInfo, 2024.10.8 and 2026.2.1).
+            d["engine"] = ({"engine": ENGINE, "WWebVersion": WWEB_VERSION, "state": ENGINE_STATE.get(s.status)}
+                           if s.running else {})
         return d
 
     def wait_for(self, predicate, timeout_s, poll_s):
@@ -388,520 +319,39 @@ class Simulator:
     def _scheduler_loop(self):
         with self.cond:
             while not self.stopping.is_set():
-                now, next_due = time.monotonic(), None
-                for s in list(self.sessions.values()):
-                    if s.due is not None and s.due <= now:
+                now = time.monotonic()
+                while self.timers and self.timers[0][0] <= now:
+                    due, _, s = heapq.heappop(self.timers)
+                    if s.due == due and self.sessions.get(s.name) is s:
                         self.fire_locked(s)
-                    if s.due is not None and (next_due is None or s.due < next_due):
-                        next_due = s.due
-                self.cond.wait(None if next_due is None else max(0.0, next_due - time.monotonic()))
+                self.cond.wait(None if not self.timers else max(0.0, self.timers[0][0] - time.monotonic()))
 
-    # ---- webhooks
+    # ---- webhooks: every status change goes through emit_locked
     def emit_locked(self, s, ts):
-        env = {"id": "evt_" + ulid(), "timestamp": ts, "event": "session.status", "session": s.name}
-        metadata = s.config.get("metadata") if isinstance(s.config, dict) else None
-        if metadata:
-            env["metadata"] = metadata
-        env.update({"me": s.me, "payload": {"name": s.name, "status": s.status, "statuses": list(s.statuses)},
-                    "engine": ENGINE, "environment": self.environment()})
+        if self.legacy_webhooks:
+            env = webhooks.legacy_envelope(s, ENGINE, "CORE" if self.core else "PLUS", BROWSER)
+        else:
+            env = webhooks.envelope(s, ts, "evt_" + ulid(), ENGINE, self.environment())
         self.webhook_log.append(env)
         self.ws.publish_locked(env)
         if self.webhook_url:
-            if len(self.webhook_queue) >= WEBHOOK_QUEUE_MAX:
-                self.webhook_queue.popleft()
-                self.wh["dropped"] += 1
-            body = json.dumps(env, separators=(",", ":"), ensure_ascii=False).encode()
-            self.webhook_queue.append((self.webhook_url, self.webhook_hmac_key, body, ts))
-            self.cond.notify_all()
-
-    def _webhook_loop(self):
-        while True:
-            with self.cond:
-                while not self.webhook_queue and not self.stopping.is_set():
-                    self.cond.wait()
-                if self.stopping.is_set():
-                    return
-                item = self.webhook_queue.popleft()
-            self._deliver(*item)
-
-    def _deliver(self, url, key, body, ts):
-        headers = {"Content-Type": "application/json", "User-Agent": f"WAHA/{VERSION}",
-                   "X-Webhook-Timestamp": str(ts)}
-        if key:
-            headers["X-Webhook-Hmac"] = hmac.new(key.encode(), body, hashlib.sha512).hexdigest()
-            headers["X-Webhook-Hmac-Algorithm"] = "sha512"
-        delay = 0.2 if self.start_delay_ms < 1000 else 2.0
-        for attempt in range(1 + WEBHOOK_RETRIES):
-            if attempt and self.stopping.wait(delay):
-                return
-            headers["X-Webhook-Request-Id"] = format(time.time_ns() // 1000, "x") + os.urandom(4).hex()
-            try:
-                ok = 200 <= post(url, body, headers) < 300
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                ok = False
-                if self.verbose:
-                    print(f"webhook POST {url} failed: {exc}", file=sys.stderr, flush=True)
-            with self.lock:
-                self.wh["attempts"] += 1
-                if ok:
-                    self.wh["sent"] += 1
-                    return
-        with self.lock:
-            self.wh["failed"] += 1
-
-
-def post(url, body, headers):
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"unsupported webhook URL {url!r}")
-    conn = (http.client.HTTPSConnection(parts.hostname, parts.port, timeout=WEBHOOK_TIMEOUT_S,
-                                        context=ssl._create_unverified_context()) if parts.scheme == "https"
-            else http.client.HTTPConnection(parts.hostname, parts.port, timeout=WEBHOOK_TIMEOUT_S))
-    try:
-        conn.request("POST", (parts.path or "/") + ("?" + parts.query if parts.query else ""), body, headers)
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
-
-
-# --------------------------------------------------------------------------- WAHA routes
-
-ROUTES = []  # (method, compiled path regex, stats key "METHOD /template", handler)
-
-
-def route(method, template):
-    """Decorator registering a WAHA route; `{name}` in the template is the session name."""
-    regex = re.compile("^" + re.escape(template).replace(r"\{name\}", "(?P<name>[^/]+)") + "/?$")
-
-    def register(fn):
-        ROUTES.append((method, regex, f"{method} {template}", fn))
-        return fn
-    return register
-
-
-def core_guard(sim, name):
-    if sim.core and name != "default":
-        b64 = base64.b64encode(name.encode()).decode()
-        raise HttpError(http_error(422, f"WAHA Core support only 'default' session. You tried to access '{name}' "
-                                        f"session (base64: {b64}). If you want to run more then one WhatsApp account"
-                                        f" - please get WAHA PLUS version. Check this out: https://waha.devlike.pro/"))
-
-
-def validate_name(name):
-    if not isinstance(name, str):
-        raise HttpError(bad_request(["name must be a string"]))
-    errors = (["name must be shorter than or equal to 54 characters"] if len(name) > 54 else []) + \
-             ([] if NAME_RE.match(name) else ["name must match /^[a-zA-Z0-9_-]*$/ regular expression"])
-    if errors:
-        raise HttpError(bad_request(errors))
-
-
-def body_config(body):
-    config = body.get("config")
-    return config if isinstance(config, dict) else {}
-
-
-@route("GET", "/ping")
-def r_ping(sim, req):
-    return resp_json(200, {"message": "pong"})
-
-
-@route("GET", "/health")
-def r_health(sim, req):
-    if sim.core:
-        return http_error(422, f"The feature is available only in Plus version for '{ENGINE}' engine. "
-                               f"Check this out: https://waha.devlike.pro/")
-    fault = sim.fault_for(req.path)
-    broken = fault is not None and fault["mode"] == "health"
-    free = shutil.disk_usage("/").free
-    details = {key: {"status": "up", "path": path, "diskPath": "/", "free": free, "threshold": 104857600}
-               for key, path in (("mediaFiles.space", "/app/.media"), ("sessionsFiles.space", "/app/.sessions"))}
-    if broken:
-        details["sessionsFiles.space"].update(status="down", message="Used disk storage exceeded the set threshold")
-    return resp_json(503 if broken else 200, {
-        "status": "error" if broken else "ok", "details": details,
-        "info": {k: v for k, v in details.items() if v["status"] == "up"},
-        "error": {k: v for k, v in details.items() if v["status"] != "up"}})
-
-
-@route("GET", "/api/server/version")
-@route("GET", "/api/version")
-def r_server_version(sim, req):
-    return resp_json(200, sim.environment())
-
-
-@route("GET", "/api/server/status")
-def r_server_status(sim, req):
-    return resp_json(200, {"startTimestamp": sim.started_ms, "uptime": now_ms() - sim.started_ms,
-                           "worker": {"id": ""}})
-
-
-@route("GET", "/api/sessions")
-def r_sessions_list(sim, req):
-    show_all = BOOL_VALUES.get(req.query.get("all", "false"))
-    if show_all is None:
-        return bad_request(["all must be a boolean value"])
-    with sim.lock:
-        return resp_json(200, [sim.info_locked(s, detailed=False) for s in sim.sessions.values()
-                               if show_all or s.running])
-
-
-@route("POST", "/api/sessions")
-def r_session_create(sim, req):
-    body = req.json()
-    if body.get("name") is not None:
-        validate_name(body["name"])
-    name = body.get("name") or "session_" + ulid()
-    core_guard(sim, name)
-    with sim.lock:
-        if name in sim.sessions:
-            return http_error(422, f"Session '{name}' already exists. Use PUT to update it.")
-        s = sim.create_locked(name, body_config(body))
-        if body.get("start"):
-            sim.start_locked(s)
-        return resp_json(201, sim.info_locked(s))
-
-
-def _legacy_name(sim, body):
-    name = body.get("name")
-    if not name:
-        raise HttpError(http_error(422, "Session name is required"))
-    validate_name(name)
-    core_guard(sim, name)
-    return name
-
-
-@route("POST", "/api/sessions/start")
-def r_legacy_start(sim, req):
-    body = req.json()
-    name = _legacy_name(sim, body)
-    with sim.lock:
-        s = sim.sessions.get(name) or sim.create_locked(name)
-        if s.running:
-            return http_error(422, f"Session '{name}' is already started.")
-        if "config" in body:
-            s.config = body_config(body)
-        sim.start_locked(s)
-        return resp_json(201, sim.info_locked(s))
-
-
-def _legacy_stop(sim, name, delete):
-    """Legacy stop (and logout, which also deletes): 201 with no body, no 404."""
-    with sim.lock:
-        s = sim.sessions.get(name)
-        if s is None:
-            return resp_empty(201)
-        sim.stop_locked(s)
-    time.sleep(sim.stop_delay_ms / 1000.0)
-    if delete:
-        with sim.lock:
-            sim.remove_locked(name)
-    return resp_empty(201)
-
-
-@route("POST", "/api/sessions/stop")
-def r_legacy_stop(sim, req):
-    body = req.json()
-    return _legacy_stop(sim, _legacy_name(sim, body), delete=bool(body.get("logout")))
-
-
-@route("POST", "/api/sessions/logout")
-def r_legacy_logout(sim, req):
-    return _legacy_stop(sim, _legacy_name(sim, req.json()), delete=True)
-
-
-@route("GET", "/api/sessions/{name}")
-def r_session_get(sim, req):
-    with sim.lock:
-        if req.name not in sim.sessions:
-            return NOT_FOUND
-    time.sleep(sim.engine_delay_ms / 1000.0)  # models the 1-3 s engine info call
-    with sim.lock:
-        s = sim.sessions.get(req.name)
-        return resp_json(200, sim.info_locked(s)) if s else NOT_FOUND
-
-
-def _stop_then(sim, name, restart, status=201, mutate=None, always_sleep=True):
-    """Stop a session, sleep stop-delay (outside the lock), then start it again when `restart` says so
-    ("always" or "if_running"). `mutate(session)` runs before the stop (logout, PUT)."""
-    with sim.lock:
-        s = sim.sessions.get(name)
-        if s is None:
-            return NOT_FOUND
-        was_running = s.running
-        if mutate:
-            mutate(s)
-        sim.stop_locked(s)
-    if always_sleep or was_running:
-        time.sleep(sim.stop_delay_ms / 1000.0)
-    with sim.lock:
-        s = sim.sessions.get(name)
-        if s is None:
-            return NOT_FOUND
-        if (restart == "always" or (restart == "if_running" and was_running)) and not s.running:
-            sim.start_locked(s)
-        return resp_json(status, sim.info_locked(s))
-
-
-@route("PUT", "/api/sessions/{name}")
-def r_session_update(sim, req):
-    config = body_config(req.json())
-    return _stop_then(sim, req.name, "if_running", status=200, always_sleep=False,
-                      mutate=lambda s: setattr(s, "config", config))
-
-
-@route("DELETE", "/api/sessions/{name}")
-def r_session_delete(sim, req):
-    with sim.lock:
-        s = sim.sessions.get(req.name)
-        was_running = s is not None and s.running
-        if was_running:
-            sim.stop_locked(s)
-    if was_running:
-        time.sleep(sim.stop_delay_ms / 1000.0)
-    with sim.lock:
-        sim.remove_locked(req.name)
-    return resp_empty(200)
-
-
-@route("GET", "/api/sessions/{name}/me")
-def r_session_me(sim, req):
-    with sim.lock:
-        s = sim.sessions.get(req.name)
-        if s is None or not s.running:
-            return not_running(req.name)
-        if s.status == "WORKING" and s.me:
-            return resp_json(200, s.me)
-    return resp_empty(200)
-
-
-@route("POST", "/api/sessions/{name}/start")
-def r_session_start(sim, req):
-    with sim.lock:
-        s = sim.sessions.get(req.name)
-        if s is None:
-            return NOT_FOUND
-        if s.running and sim.core:
-            return http_error(422, f"Session '{req.name}' is already started.")
-        if not s.running:
-            sim.start_locked(s)
-        return resp_json(201, sim.info_locked(s))
-
-
-@route("POST", "/api/sessions/{name}/stop")
-def r_session_stop(sim, req):
-    return _stop_then(sim, req.name, "never")
-
-
-@route("POST", "/api/sessions/{name}/restart")
-def r_session_restart(sim, req):
-    return _stop_then(sim, req.name, "always")
-
-
-@route("POST", "/api/sessions/{name}/logout")
-def r_session_logout(sim, req):
-    return _stop_then(sim, req.name, "if_running", mutate=lambda s: setattr(s, "me", None))
-
-
-@route("GET", "/api/{name}/auth/qr")
-def r_auth_qr(sim, req):
-    name, fmt = req.name, req.query.get("format", "image")
-    if fmt not in ("image", "raw"):
-        return bad_request(["format must be one of the following values: image, raw"])
-    wait_running, wait_status, poll = sim.gate_timing()
-    missing = resp_json(422, {"error": f'Session "{name}" does not exist', "session": name})
-    if not sim.wait_for(lambda: name in sim.sessions and sim.sessions[name].running, wait_running, poll):
-        with sim.lock:
-            s = sim.sessions.get(name)
-            return status_not_expected(name, s.status) if s else missing
-    sim.wait_for(lambda: name not in sim.sessions or sim.sessions[name].status == "SCAN_QR_CODE",
-                 wait_status, poll)
-    with sim.lock:
-        s = sim.sessions.get(name)
-        if s is None:
-            return missing
-        if s.status != "SCAN_QR_CODE" or not s.qr:
-            return status_not_expected(name, s.status)
-        if fmt == "raw":
-            return resp_json(200, {"value": s.qr})
-        if s.qr_png is None:
-            s.qr_png = qr_png(s.qr)
-        png = s.qr_png
-    if req.headers.get("Accept") == "application/json":
-        return resp_json(200, {"mimetype": "image/png", "data": base64.b64encode(png).decode()})
-    return (200, png, "image/png", {})
-
-
-@route("POST", "/api/{name}/auth/request-code")
-def r_auth_request_code(sim, req):
-    name, body = req.name, req.json()
-    if not isinstance(body.get("phoneNumber"), str):
-        return bad_request(["phoneNumber must be a string"])
-    with sim.lock:
-        if name not in sim.sessions or not sim.sessions[name].running:
-            return not_running(name)
-    _, wait_status, poll = sim.gate_timing()
-    sim.wait_for(lambda: name not in sim.sessions or sim.sessions[name].status != "STARTING", wait_status, poll)
-    with sim.lock:
-        s = sim.sessions.get(name)
-        if s is None or not s.running:
-            return not_running(name)
-        if s.status != "SCAN_QR_CODE":
-            return http_error(422, f"Can request code only in SCAN_QR_CODE status. The current status is {s.status}")
-    letters = "".join("ABCDEFGHJKLMNPQRSTVWXYZ"[b % 23] for b in os.urandom(8))
-    return resp_json(201, {"code": letters[:4] + "-" + letters[4:]})
-
-
-def match_route(method, path):
-    for m, regex, key, fn in ROUTES:
-        if m == method:
-            found = regex.match(path)
-            if found:
-                return key, fn, found.groupdict()
-    return None, None, {}
-
-
-def needs_auth(path):
-    return path in ("/api", "/health") or path.startswith(("/api/", "/health/"))
-
-
-def error_500(sim, req, status, message):
-    """WAHA's AllExceptionsFilter body for a non-HttpException."""
-    ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".%03dZ" % (now_ms() % 1000)
-    return {"statusCode": status, "timestamp": ts,
-            "exception": {"message": message, "name": "Error", "stack": f"Error: {message}\n    at Simulator"},
-            "request": {"path": req.path, "method": req.method, "body": {}, "query": req.query},
-            "version": sim.environment()}
-
-
-def handle_waha(sim, req, fn):
-    """Faults, then auth, then the route. Returns a response tuple, or None to drop the connection."""
-    fault = sim.fault_for(req.path)
-    mode = fault["mode"] if fault else "none"
-    if mode == "down":
-        return None
-    if mode == "slow":
-        time.sleep(fault["delayMs"] / 1000.0)
-    elif mode == "error":
-        headers = {"Retry-After": str(fault["retryAfter"])} if "retryAfter" in fault else {}
-        return resp_json(fault["status"], error_500(sim, req, fault["status"], "Simulated failure"), headers)
-    elif mode == "garbage":
-        return (200, b"<html>oops", JSON_TYPE, {})
-    elif mode == "oversized":
-        with sim.lock:
-            base = sim.info_locked(next(iter(sim.sessions.values()), Session("default")))
-        base["padding"] = "x" * (2 * 1024 * 1024)
-        return resp_json(200, base)
-    elif mode == "unauthorized":
-        return UNAUTHORIZED
-    if needs_auth(req.path) and not sim.authorized(req):
-        return UNAUTHORIZED
-    if fn is None:
-        return http_error(404, f"Cannot {req.method} {req.raw_path}")
-    try:
-        if req.name is not None:
-            core_guard(sim, req.name)
-        return fn(sim, req)
-    except HttpError as exc:
-        return exc.resp
-
-
-# --------------------------------------------------------------------------- test controls
-
-def handle_control(sim, req):
-    p, m = req.path.rstrip("/"), req.method
-    if p == "/_sim/stats" and m == "GET":
-        with sim.lock:
-            return resp_json(200, sim.stats_locked())
-    if p == "/_sim/reset" and m == "POST":
-        with sim.lock:
-            sim.reset_stats()
-            sim.webhook_log.clear()
-            return resp_json(200, sim.stats_locked())
-    if p == "/_sim/fault" and m in ("GET", "POST"):
-        if m == "POST":
-            sim_set_fault(sim, req.json())
-        with sim.lock:
-            return resp_json(200, dict(sim.fault))
-    if p == "/_sim/webhooks" and m == "GET":
-        with sim.lock:
-            return resp_json(200, list(sim.webhook_log))
-    if p == "/_sim/config" and m in ("GET", "POST"):
-        if m == "POST":
-            sim_set_config(sim, req.json())
-        with sim.lock:
-            return resp_json(200, sim_config(sim))
-    found = re.fullmatch(r"/_sim/sessions/([^/]+)", p)
-    if found and m in ("POST", "DELETE"):
-        name = unquote(found.group(1))
-        if m == "DELETE":
-            with sim.lock:
-                return resp_json(200, {"deleted": sim.remove_locked(name) is not None})
-        return sim_set_session(sim, name, req.json())
-    return resp_json(404, {"error": f"unknown control {m} {req.path}"})
-
-
-def sim_set_fault(sim, body):
-    mode = body.get("mode")
-    if mode not in FAULT_MODES:
-        raise HttpError(resp_json(400, {"error": f"mode must be one of {', '.join(FAULT_MODES)}"}))
-    fault = {"mode": mode}
-    if mode != "none":
-        try:
-            fault["delayMs"] = max(0, int(body.get("delayMs", 3000)))
-            fault["status"] = int(body.get("status", 500))
-        except (TypeError, ValueError):
-            raise HttpError(resp_json(400, {"error": "delayMs and status must be integers"}))
-        if not 100 <= fault["status"] <= 599:
-            raise HttpError(resp_json(400, {"error": "status must be 100..599"}))
-        if body.get("retryAfter") is not None:
-            fault["retryAfter"] = body["retryAfter"]
-        if body.get("paths"):
-            fault["paths"] = str(body["paths"])
-    with sim.lock:
-        sim.fault = fault
-
-
-def sim_config(sim):
-    conf = {k: getattr(sim, attr) for k, attr in CONFIG_KEYS.items()}
-    conf.update(apiKey=sim.api_key, webhookUrl=sim.webhook_url, webhookHmacKey=sim.webhook_hmac_key,
-                core=sim.core)
-    return conf
-
-
-def sim_set_config(sim, body):
-    with sim.lock:
-        for key, attr in CONFIG_KEYS.items():
-            if key in body:
-                try:
-                    value = max(1 if key == "qrCount" else 0, int(body[key]))
-                except (TypeError, ValueError):
-                    raise HttpError(resp_json(400, {"error": f"{key} must be an integer"}))
-                setattr(sim, attr, value)
-        for key, attr in (("apiKey", "api_key"), ("webhookUrl", "webhook_url"),
-                          ("webhookHmacKey", "webhook_hmac_key")):
-            if key in body:
-                setattr(sim, attr, str(body[key]) if body[key] else None)
-
-
-def sim_set_session(sim, name, body):
-    status = body.get("status")
-    if not isinstance(status, str) or not status:
-        return resp_json(400, {"error": "status (string) is required"})
-    with sim.lock:
-        s = sim.sessions.get(name) or sim.create_locked(name)
-        s.due = None
-        if "me" in body:
-            s.me = body["me"]
-        elif status == "WORKING" and not s.me:
-            s.me = derive_me(name)
-        if status == "SCAN_QR_CODE":
-            sim.enter_qr_locked(s)
-        else:
-            sim.set_status_locked(s, status)
-        return resp_json(200, sim.info_locked(s))
+            self.deliver_locked(env, s, ts)
+
+    def deliver_locked(self, env, s, ts):
+        """Hand the event to the sender: WAHA's WebhookSender (waha-api.md 6.2 and 9, 2026.2.1) or,
+        with legacyWebhooks, WebhookSenderCore of 2024.10.8 (see waha_sim_webhooks.py)."""
+        body = to_json(env)
+        meta = {"session": s.name, "sessionStatus": s.status, "legacy": bool(self.legacy_webhooks)}
+        if self.legacy_webhooks:
+            # WebhookSenderCore (src/core/webhooks.core.ts, 2024.10.8): no own headers, no retries.
+            self.sender.submit(self.webhook_url, body, [], f"WAHA/{webhooks.LEGACY_VERSION}", 0, 0.0, meta)
+            return
+        own = [("X-Webhook-Request-Id", webhooks.request_id()), ("X-Webhook-Timestamp", str(ts))]
+        if self.webhook_hmac_key:
+            own += [("X-Webhook-Hmac", hmac.new(self.webhook_hmac_key.encode(), body, hashlib.sha512).hexdigest()),
+                    ("X-Webhook-Hmac-Algorithm", "sha512")]
+        self.sender.submit(self.webhook_url, body, own, f"WAHA/{VERSION}", self.webhook_retries,
+                           self.webhook_retry_delay_ms / 1000.0, meta)
 
 
 # --------------------------------------------------------------------------- HTTP plumbing
@@ -976,7 +426,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 128
+    request_queue_size = 1024
 
     def handle_error(self, request, client_address):
         if self.sim.verbose:
@@ -984,40 +434,87 @@ class Server(ThreadingHTTPServer):
 
 
 def parse_sessions(text):
+    """NAME:STATUS[,...]; a name is anything without `,` and `:` (WAHA held such names before
+    its name check of 2025-08)."""
     out = []
     for item in filter(None, (x.strip() for x in text.split(","))):
         name, _, status = item.partition(":")
-        if not NAME_RE.match(name) or not name:
-            raise argparse.ArgumentTypeError(f"bad session name {name!r}")
+        if not name:
+            raise argparse.ArgumentTypeError(f"empty session name in {item!r}")
         out.append((name, status.strip() or "WORKING"))
     return out
+
+
+def parse_key(text):
+    try:
+        return auth.Key(text).text
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+
+
+def parse_session_key(text):
+    try:
+        return auth.parse_session_key(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+
+
+def session_count(text):
+    n = int(text)
+    if not 0 <= n <= MAX_SESSIONS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SESSIONS} sessions")
+    return n
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description="WAHA (WhatsApp HTTP API) simulator for wahagate tests.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000, help="0 picks a free port")
-    p.add_argument("--api-key", default="simkey", help="required X-Api-Key (default: simkey)")
+    p.add_argument("--api-key", type=parse_key, default="simkey",
+                   help="required X-Api-Key, plain or sha512:<hex> (default: simkey)")
     p.add_argument("--no-api-key", action="store_true", help="disable authentication")
+    p.add_argument("--session-key", type=parse_session_key, action="append", default=[],
+                   metavar="KEY:S1,S2", help="a key limited to those sessions (repeatable)")
     p.add_argument("--sessions", type=parse_sessions, default=parse_sessions("default:WORKING"),
                    help="initial sessions, NAME:STATUS[,...] (default: default:WORKING)")
+    p.add_argument("--session-count", type=session_count, default=0, metavar="N",
+                   help="also create s1..sN WORKING, each with its own me")
     p.add_argument("--core", action="store_true", help="WAHA Core: only 'default', /health answers 422")
     p.add_argument("--webhook-url", help="POST session.status envelopes here")
     p.add_argument("--webhook-hmac-key", help="sign webhooks with HMAC-SHA512")
+    p.add_argument("--webhook-retries", type=int, default=15, help="retries of a failed delivery")
+    p.add_argument("--webhook-retry-delay-ms", type=int, default=2000, help="wait before each retry")
+    p.add_argument("--webhook-max-in-flight", type=int, default=webhooks.MAX_IN_FLIGHT,
+                   help="deliveries at once; beyond it the oldest is dropped (and counted)")
+    p.add_argument("--legacy-webhooks", action="store_true",
+                   help="send webhooks as WAHA Core 2024.10.8 (no id/timestamp/X-Webhook-*/HMAC, no retry)")
     p.add_argument("--start-delay-ms", type=int, default=2000, help="STARTING -> WORKING/SCAN_QR_CODE")
     p.add_argument("--qr-first-ms", type=int, default=60000, help="lifetime of the first QR")
     p.add_argument("--qr-next-ms", type=int, default=20000, help="lifetime of each next QR")
     p.add_argument("--qr-count", type=int, default=6, help="QRs before FAILED")
+    p.add_argument("--qr-gate-ms", type=int, default=10000, help="QR route: wait for SCAN_QR_CODE")
+    p.add_argument("--qr-running-ms", type=int, default=None,
+                   help="QR route: wait for a running session (default: half of --qr-gate-ms)")
     p.add_argument("--stop-delay-ms", type=int, default=3000, help="sleep of stop/restart/logout")
-    p.add_argument("--engine-delay-ms", type=int, default=0, help="extra time of GET /api/sessions/{name}")
+    p.add_argument("--engine-delay-ms", type=int, default=1000,
+                   help="engine-info time of GET /api/sessions/{name} for a running session")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     waha_sim_ws.add_arguments(p)
     args = p.parse_args(argv)
+    for attr in ("webhook_retries", "webhook_retry_delay_ms", "start_delay_ms", "qr_first_ms", "qr_next_ms",
+                 "qr_gate_ms", "stop_delay_ms", "engine_delay_ms"):
+        setattr(args, attr, max(0, getattr(args, attr)))
+    args.webhook_max_in_flight = max(1, args.webhook_max_in_flight)
+    if args.qr_running_ms is not None:
+        args.qr_running_ms = max(0, args.qr_running_ms)
     if args.core:
-        dropped = [n for n, _ in args.sessions if n != "default"]
+        dropped = [n for n, _ in args.sessions if n != "default"] + (["s1..sN"] if args.session_count else [])
         if dropped:
             print(f"waha_sim: --core ignores sessions {', '.join(dropped)}", file=sys.stderr)
         args.sessions = [(n, st) for n, st in args.sessions if n == "default"]
+        args.session_count = 0
+    if len(args.sessions) + args.session_count > MAX_SESSIONS:
+        p.error(f"at most {MAX_SESSIONS} sessions")
     return args
 
 

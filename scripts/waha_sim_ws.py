@@ -167,8 +167,9 @@ def resp(status, obj):
 
 
 class Client:
-    def __init__(self, sock, session, events):
+    def __init__(self, sock, session, events, scope=None):
         self.sock, self.session, self.events = sock, session, events
+        self.scope = scope  # a scoped key's sessions, or None (every session)
         self.queue, self.queued_bytes = deque(), 0
         self.kill = None  # ("slow",) or ("drop", how, code, reason): the loop ends the stream
         self.wake_r, self.wake_w = socket.socketpair()
@@ -177,6 +178,8 @@ class Client:
 
     def wants(self, env):
         if self.session != "*" and env.get("session") != self.session:
+            return False
+        if self.scope is not None and env.get("session") not in self.scope:
             return False
         event = env.get("event")
         return event in self.events or ("*" in self.events and event not in NOT_IN_STAR)
@@ -345,24 +348,32 @@ class Stream:
         given = next((v for k, v in query if k.lower() == "x-api-key"), "")
         session = next((v for k, v in query if k == "session"), "") or "*"
         events = [e.strip() for k, v in query if k == "events" for e in v.split(",")] or ["*"]
-        authorized = self.hub.sim.authorized(types.SimpleNamespace(headers={}, query={"x-api-key": given}))
+        # WAHA's WebSocketAuth: the key's rules are HTTP's; a session-scoped key
+        # asking for another session is refused (1008 Forbidden), and with
+        # session=* it sees its own sessions only (docs/waha-api.md 6.4).
+        scope = self.hub.sim.auth_scope(types.SimpleNamespace(headers={}, query={"x-api-key": given}))
+        authorized = scope is not None
+        forbidden = authorized and isinstance(scope, frozenset) and session != "*" and session not in scope
         with self.hub.lock:
             busy = authorized and len(self.hub.clients) >= MAX_CLIENTS
             if busy:
                 self.hub.record_locked("busy")
             elif not authorized:
                 self.hub.record_locked("unauthorized")
+            elif forbidden:
+                self.hub.record_locked("unauthorized")
             else:
                 self.hub.record_locked("accepted")
-                self.client = Client(self.sock, session, set(events))
+                self.client = Client(self.sock, session, set(events),
+                                     scope if isinstance(scope, frozenset) else None)
                 self.hub.clients.add(self.client)
         if busy:
             return self._http(503, "Service Unavailable", "Too many /ws clients")
         self.sock.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                            f"Sec-WebSocket-Accept: {accept_value(key)}\r\n\r\n").encode())
         self._take_pipelined()
-        if not authorized:  # WAHA's WebSocketAuth: upgraded, then 1008
-            self.sock.sendall(close_frame(1008, "Unauthorized"))
+        if not authorized or forbidden:  # WAHA's WebSocketAuth: upgraded, then 1008
+            self.sock.sendall(close_frame(1008, "Unauthorized" if not authorized else "Forbidden"))
             return self._close_gracefully()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
         self._loop()

@@ -292,10 +292,14 @@ def merge_sections(base, extra):
 class Simulator:
     """scripts/waha_sim.py on a free port, with its /_sim/ control API."""
 
-    def __init__(self, workdir, args=(), api_key=API_KEY):
+    def __init__(self, workdir, args=(), api_key=API_KEY, engine_delay_ms=0):
         self.log_path = Path(workdir) / f"sim-{next(_shm_counter)}.log"
         self._log = open(self.log_path, "wb")
-        cmd = [PYTHON, SIMULATOR, "--port", "0", "--api-key", api_key, *args]
+        # WAHA's GET /api/sessions/{name} spends up to 1 s on engine info, and so does
+        # the simulator by default; the gateway tests time their own schedules, so they
+        # run without it unless they ask (engine_delay_ms=N, or None: the simulator's).
+        delay = () if engine_delay_ms is None else ("--engine-delay-ms", str(engine_delay_ms))
+        cmd = [PYTHON, SIMULATOR, "--port", "0", "--api-key", api_key, *delay, *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log,
                                      stdin=subprocess.DEVNULL, env=clean_env(), cwd=str(REPO))
         self.pid = self.proc.pid

@@ -303,7 +303,9 @@ def test_disabled_receiver_is_404(simulator, gateway):
 
 
 def test_simulator_deliveries_signed_and_unsigned(simulator, gateway):
-    sim = simulator("--sessions", "default:WORKING", "--start-delay-ms", "500")
+    # Refused deliveries must fail within the test: 3 retries 0.2 s apart, not WAHA's 15 x 2 s.
+    sim = simulator("--sessions", "default:WORKING", "--start-delay-ms", "500",
+                    "--webhook-retries", "3", "--webhook-retry-delay-ms", "200")
     gw = gateway(sim, {
         "backend": {"status_cache_duration": 30000, "session_cache_duration": 30000},
         "webhook": {"hmac_key": KEY, "safety_interval": 60000},
