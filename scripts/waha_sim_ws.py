@@ -10,7 +10,7 @@ src/nestjs/ws/WebsocketHeartbeatJob.ts):
   comma-separated, default `*` = every event but engine.event and
   state.change; unknown names are ignored), `x-api-key` (the parameter name
   matched case-insensitively, the first one wins), checked with the
-  simulator's own key rules (Simulator.authorized). A bad key is upgraded
+  simulator's own key rules (Simulator.auth_scope(): a session-scoped key is narrowed to its sessions, and one asking for another session gets 1008 "Forbidden"). A bad key is upgraded
   all the same and then closed with 1008 "Unauthorized".
 - Each event is one text frame with the envelope the simulator builds for
   webhooks (same id and timestamp): Simulator.emit_locked() calls

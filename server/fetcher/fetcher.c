@@ -56,11 +56,13 @@
 
 #include "answers.h"
 #include "backoff.h"
+#include "events.h"
 #include "fleet.h"
 #include "log.h"
 #include "schedule.h"
 #include "store.h"
 #include "timeutil.h"
+#include "waha.h"
 
 enum job_kind { JOB_HEALTH, JOB_LIST, JOB_DETAILS, JOB_QR_VALUE, JOB_QR_IMAGE };
 
@@ -128,6 +130,8 @@ static struct {
     struct answers answers;
     int64_t ping_until_ms; /* health asks /ping until then (0: /health) */
     bool warned_unauthorized;
+    bool events_started;  /* the WebSocket to WAHA's events is held */
+    bool events_unusable; /* events_start() refused upstream.url: polling only */
 } f;
 
 static struct refresh *refresh_of(enum target_kind target, int entry)
@@ -765,6 +769,8 @@ static void start_candidates(int n, int64_t now)
     }
 }
 
+static void keep_events(void);
+
 static void schedule_tick(evutil_socket_t fd, short what, void *arg)
 {
     int64_t now = time_mono_ms();
@@ -778,6 +784,7 @@ static void schedule_tick(evutil_socket_t fd, short what, void *arg)
     n = gather_candidates(now);
     qsort(f.candidates, (size_t)n, sizeof(f.candidates[0]), compare_candidates);
     fleet_tick(now);
+    keep_events();
     if (!fleet_may_fetch()) {
         /* Another gateway calls WAHA: ask it for what our readers need. */
         for (int k = 0; k < n; k++)
@@ -786,6 +793,69 @@ static void schedule_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     start_candidates(n, now);
+}
+
+/*========================================================================
+ * WAHA's events: the WebSocket (events.c) feeds the same path as webhooks.
+ */
+
+/* A message on WAHA's WebSocket: an event envelope, as a webhook's body. */
+static void on_event_message(const char *text, size_t len, void *arg)
+{
+    struct region_header *h = region_header(f.region);
+    struct waha_event ev;
+    char why[WAHA_WHY_MAX];
+
+    (void)arg;
+    atomic_fetch_add(&h->events_received, 1);
+    switch (waha_parse_event(text, len, &ev, why)) {
+    case WAHA_EVENT_STATUS:
+        if (store_event(f.region, f.cfg, &ev, SOURCE_EVENTS) == STORE_EVENT_UNTRACKED &&
+            f.cfg->upstream.all_sessions) /* maybe a new session: list again */
+            region_want(f.region, REGION_ENTRY_LIST, DEMAND_DATA, time_mono_ms());
+        break;
+    case WAHA_EVENT_BAD: log_debug("ignored a message on WAHA's WebSocket: %s", why); break;
+    case WAHA_EVENT_IGNORED:
+    default: break;
+    }
+}
+
+/* The stream's state, for the stats, the workers and the scheduler: while
+ * it is up, pushed events keep the sessions current (schedule_session_period()). */
+static void on_event_state(enum events_state state, const char *why, void *arg)
+{
+    struct region_header *h = region_header(f.region);
+
+    (void)why; /* events.c logs each change, with its reason */
+    (void)arg;
+    atomic_store(&h->events, (uint32_t)state);
+    atomic_store(&h->events_since_ms, state == EVENTS_CONNECTED ? time_mono_ms() : 0);
+}
+
+/*
+ * Hold the stream when upstream.events is auto and this gateway calls WAHA
+ * (alone, or as the fleet's leader); a follower gets the events as the
+ * leader's shared entries.
+ */
+static void keep_events(void)
+{
+    bool wanted = f.cfg->upstream.events && fleet_may_fetch() && !f.events_unusable;
+    struct events_options opt;
+
+    if (wanted == f.events_started)
+        return;
+    if (!wanted) {
+        events_stop();
+        f.events_started = false;
+        return;
+    }
+    events_options_defaults(&opt);
+    opt.upstream_url = f.cfg->upstream.url;
+    opt.api_key = f.cfg->upstream.api_key;
+    f.events_started =
+        events_start(f.base, &opt, on_event_message, on_event_state, NULL) == 0;
+    /* Options it cannot use (logged by events_start()): polling only. */
+    f.events_unusable = !f.events_started;
 }
 
 /*========================================================================
@@ -891,6 +961,9 @@ static int setup(const struct heritage *h)
 
 static void teardown(void)
 {
+    events_stop();
+    if (f.base != NULL) /* events.c frees a host lookup it cancelled on this turn */
+        event_base_loop(f.base, EVLOOP_NONBLOCK);
     fleet_stop();
     if (f.jobs != NULL) {
         for (int i = 0; i < f.cfg->limits.max_concurrent_requests; i++) {

@@ -155,6 +155,16 @@ static void add_hex(struct json_object *o, const char *key, const uint8_t *bytes
     add_string(o, key, text);
 }
 
+/* Since when (wall clock) this gateway's WebSocket to WAHA's events is up,
+ * 0 when it is not: a follower's data is then kept current by the events
+ * the leader shares. */
+static int64_t events_since_real(void)
+{
+    int64_t since = atomic_load(&region_header(fl.region)->events_since_ms);
+
+    return since == 0 ? 0 : time_real_ms() - (time_mono_ms() - since);
+}
+
 /* The names of this gateway's session entries, as a JSON array. */
 static struct json_object *session_names(void)
 {
@@ -200,6 +210,7 @@ static struct json_object *entry_record(int index)
     add_int(o, "lastSuccessAt", fl.copy.last_success_real_ms);
     add_string(o, "lastError", fl.copy.last_error);
     add_string(o, "absentReason", fl.copy.absent_reason);
+    add_int(o, "eventsSince", events_since_real());
     add_int(o, "eventTs", fl.copy.event_ts_ms);
     add_hex(o, "eventDigest", fl.copy.event_digest, sizeof(fl.copy.event_digest));
     if (fl.copy.has_details) {
@@ -289,6 +300,18 @@ static const char *take_qr(struct json_object *record, const char *name)
     store_remote_qr(fl.region, index, get_string(record, "value"), png, (size_t)len,
                     get_int(record, "fetchedAt"));
     return NULL;
+}
+
+/* A follower takes the leader's events state (what keeps data current). */
+static void take_events_since(struct json_object *record)
+{
+    int64_t since = get_int(record, "eventsSince"), local;
+
+    if (fl.state != FLEET_FOLLOWER)
+        return;
+    local = time_mono_ms() - (time_real_ms() - since);
+    atomic_store(&region_header(fl.region)->events_since_ms,
+                 since == 0 ? 0 : local > 0 ? local : 1);
 }
 
 /* TEXT's hex digits into the LEN bytes of OUT (zero when TEXT is not that). */
@@ -409,6 +432,7 @@ static const char *take(struct json_object *record)
         return take_qr(record, name);
     if ((wrong = entry_of_record(record, kind, name, &fl.remote, &fl.remote_body)) != NULL)
         return wrong;
+    take_events_since(record);
     if (kind == ENTRY_HEALTH) {
         index = REGION_ENTRY_HEALTH;
     } else if (kind == ENTRY_SESSION_LIST) {

@@ -266,6 +266,13 @@ int64_t replica_stream_since(void)
                                 memory_order_relaxed);
 }
 
+enum events_state replica_events(void)
+{
+    uint32_t e = atomic_load_explicit(&region_header(rp.region)->events, memory_order_relaxed);
+
+    return e < EVENTS_STATE_COUNT ? (enum events_state)e : EVENTS_OFF;
+}
+
 void replica_mark_read(int index, enum demand_kind kind, int64_t now)
 {
     _Atomic int64_t *last = &region_demand(rp.region, index, kind)->last_read_ms;

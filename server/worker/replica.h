@@ -93,6 +93,9 @@ enum circuit_state replica_circuit(void);
 /* The monotonic time WAHA's event stream is up since (0: down). */
 int64_t replica_stream_since(void);
 
+/* The state of the fetcher's WebSocket to WAHA's events. */
+enum events_state replica_events(void);
+
 /* Record a read of entry INDEX's KIND at NOW: demand for the fetcher. */
 void replica_mark_read(int index, enum demand_kind kind, int64_t now);
 

@@ -206,8 +206,8 @@ enum route_result serve_health(const struct http_request_view *req,
     jbuf_string(&b, d->name);
     jbuf_raw(&b, ",\"status\":");
     jbuf_string(&b, d->status);
-    jbuf_printf(&b,
-                ",\"circuit\":\"%s\",\"lastSuccessAt\":", circuit_state_names[circuit]);
+    jbuf_printf(&b, ",\"circuit\":\"%s\",\"events\":\"%s\",\"lastSuccessAt\":",
+                circuit_state_names[circuit], events_state_names[replica_events()]);
     jbuf_time(&b, d->last_success_real_ms);
     jbuf_raw(&b, ",\"lastError\":");
     jbuf_string(&b, d->last_error[0] ? d->last_error : NULL);

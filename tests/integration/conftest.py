@@ -362,9 +362,13 @@ class Simulator:
     def delete_session(self, name):
         return self.control("DELETE", f"/_sim/sessions/{name}")
 
+    # The calls that refresh a session's data: the session list (one for
+    # every session) and a session's own details.
+    SESSION_CALLS = ("GET /api/sessions", "GET /api/sessions/{name}")
+
     def session_calls(self, stats=None):
         stats = stats or self.stats()
-        return stats["calls"].get("GET /api/sessions/{name}", 0)
+        return sum(stats["calls"].get(k, 0) for k in self.SESSION_CALLS)
 
     def wait_quiet(self, quiet_s, timeout):
         """Wait until WAHA got no call for QUIET_S seconds and has none under
@@ -391,6 +395,9 @@ class Simulator:
 
 DEFAULT_SECTIONS = {
     "server": {"workers": 2},
+    # Polling, whose schedule most tests check; WAHA's event stream (the
+    # default for users, events = auto) has its own tests (test_events.py).
+    "upstream": {"events": "off"},
     # Every client of these tests is 127.0.0.1: per-IP rate limiting would
     # turn the load tests into rate-limit tests.
     "ratelimit": {"enabled": False},

@@ -27,7 +27,7 @@ from test_webhooks import encode, envelope
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 LOCK_TTL = 1500
 SLACK = 3.0 if SANITIZED else 1.5
-SESSION_CALL = "GET /api/sessions/{name}"
+SESSION_CALL = "GET /api/sessions"  # the list: one call refreshes every session
 
 
 # --------------------------------------------------------------------------- redis

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import http_request, wait_until
 
-SESSION_CALL = "GET /api/sessions/{name}"
+SESSION_CALL = "GET /api/sessions"  # the list: one call refreshes every session
 
 
 def calls(stats, key):
