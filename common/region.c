@@ -632,7 +632,11 @@ int region_lock_at(struct region *r, const char *func, int line)
     assert(!r->read_only);
     if (rc == EOWNERDEAD) {
         int dead = atomic_load(&h->lock_owner_pid);
-        int repaired = repair_torn_entries(r);
+        int repaired;
+
+        /* Ours now: the repair writes (region_qr_release()) assert it. */
+        atomic_store(&h->lock_owner_pid, getpid());
+        repaired = repair_torn_entries(r);
 
         rc = pthread_mutex_consistent(&h->lock);
         atomic_fetch_add(&h->lock_recoveries, 1);
