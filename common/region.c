@@ -748,14 +748,15 @@ struct region_qr *region_qr_claim(struct region *r, int index)
 
     if (q != NULL)
         return q;
-    for (int s = 0; s < region_qr_count(r) && oldest > 0; s++) {
+    for (int s = 0; s < region_qr_count(r) && oldest >= 0; s++) {
         int owner = region_qr_slot(r, s)->entry;
-        /* A free slot (0), or the one whose code was read longest ago. */
+        /* A free slot (-1: before any read, even a session's never read,
+         * 0), or the one whose code was read longest ago. */
         int64_t read = owner > 0 && owner < region_entry_count(r)
                            ? atomic_load(&region_demand(r, owner, DEMAND_QR)->last_read_ms)
-                           : 0;
-        if (owner <= 0 || read < oldest) {
-            oldest = owner <= 0 ? 0 : read;
+                           : -1;
+        if (read < oldest) {
+            oldest = read;
             pick = s;
         }
     }
