@@ -867,8 +867,12 @@ int region_set_sessions(struct region *r, const char (*names)[REGION_NAME_MAX], 
     if (changed)
         rebuild_name_index(r); /* without the names that went */
     for (int n = 0; n < count; n++) {
-        if (region_find_session(r, names[n]) >= 0)
-            continue; /* kept, or listed twice */
+        int kept = region_find_session(r, names[n]);
+        if (kept >= 0) {
+            if (index_out != NULL)
+                index_out[n] = kept; /* kept, or listed twice */
+            continue;
+        }
         while (next_free < region_entry_count(r) &&
                region_entry(r, next_free)->d.kind != ENTRY_FREE)
             next_free++;
