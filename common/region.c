@@ -632,7 +632,11 @@ int region_lock_at(struct region *r, const char *func, int line)
     assert(!r->read_only);
     if (rc == EOWNERDEAD) {
         int dead = atomic_load(&h->lock_owner_pid);
-        int repaired = repair_torn_entries(r);
+        int repaired;
+
+        /* Ours now: the repair writes (region_qr_release()) assert it. */
+        atomic_store(&h->lock_owner_pid, getpid());
+        repaired = repair_torn_entries(r);
 
         rc = pthread_mutex_consistent(&h->lock);
         atomic_fetch_add(&h->lock_recoveries, 1);
@@ -744,14 +748,15 @@ struct region_qr *region_qr_claim(struct region *r, int index)
 
     if (q != NULL)
         return q;
-    for (int s = 0; s < region_qr_count(r) && oldest > 0; s++) {
+    for (int s = 0; s < region_qr_count(r) && oldest >= 0; s++) {
         int owner = region_qr_slot(r, s)->entry;
-        /* A free slot (0), or the one whose code was read longest ago. */
+        /* A free slot (-1: before any read, even a session's never read,
+         * 0), or the one whose code was read longest ago. */
         int64_t read = owner > 0 && owner < region_entry_count(r)
                            ? atomic_load(&region_demand(r, owner, DEMAND_QR)->last_read_ms)
-                           : 0;
-        if (owner <= 0 || read < oldest) {
-            oldest = owner <= 0 ? 0 : read;
+                           : -1;
+        if (read < oldest) {
+            oldest = read;
             pick = s;
         }
     }
@@ -862,8 +867,12 @@ int region_set_sessions(struct region *r, const char (*names)[REGION_NAME_MAX], 
     if (changed)
         rebuild_name_index(r); /* without the names that went */
     for (int n = 0; n < count; n++) {
-        if (region_find_session(r, names[n]) >= 0)
-            continue; /* kept, or listed twice */
+        int kept = region_find_session(r, names[n]);
+        if (kept >= 0) {
+            if (index_out != NULL)
+                index_out[n] = kept; /* kept, or listed twice */
+            continue;
+        }
         while (next_free < region_entry_count(r) &&
                region_entry(r, next_free)->d.kind != ENTRY_FREE)
             next_free++;

@@ -297,8 +297,10 @@ static void digest_id(struct json_object *env, struct waha_event *ev)
     const char *text;
     size_t len;
 
-    if (!json_object_object_get_ex(env, "id", &id) || id == NULL)
-        return; /* no id (WAHA Core before 2024-11): all zero */
+    if (!json_object_object_get_ex(env, "id", &id) || id == NULL ||
+        (json_object_is_type(id, json_type_string) &&
+         json_object_get_string_len(id) == 0))
+        return; /* no id (WAHA Core before 2024-11), or "": all zero */
     text = json_object_to_json_string_length(id, JSON_C_TO_STRING_PLAIN, &len);
     if (text == NULL || EVP_Digest(text, len, sha, NULL, EVP_sha256(), NULL) != 1)
         return;

@@ -84,8 +84,9 @@ static void warn_skipped(struct answers *a, struct json_object *list, size_t i,
              name ? name : "");
 }
 
-/* The names of LIST's sessions into A->names (at most max_sessions; the
- * rest are counted in *BEYOND). -1 with WHY when LIST is not WAHA's. */
+/* The names of LIST's sessions that are tracked into A->names (at most
+ * max_sessions; the rest are counted in *BEYOND). -1 with WHY when LIST is
+ * not WAHA's. */
 static int read_names(struct answers *a, struct json_object *list, int *count, int *beyond,
                       char *why)
 {
@@ -98,7 +99,7 @@ static int read_names(struct answers *a, struct json_object *list, int *count, i
         case WAHA_ITEM_INVALID: return -1;
         case WAHA_ITEM_SKIPPED: warn_skipped(a, list, i, why); break;
         case WAHA_ITEM_OK:
-            if (*count < capacity)
+            if (*count < capacity && config_tracks_session(a->cfg, a->record.name))
                 memcpy(a->names[(*count)++], a->record.name, REGION_NAME_MAX);
             else
                 (*beyond)++;
@@ -145,8 +146,9 @@ static void store_items(struct answers *a, struct json_object *list)
 
     memset(a->seen, 0, sizeof(*a->seen) * (size_t)region_entry_count(a->region));
     for (size_t i = 0; i < n && k < capacity; i++) {
-        if (waha_list_item(list, i, &a->record, why) != WAHA_ITEM_OK)
-            continue;
+        if (waha_list_item(list, i, &a->record, why) != WAHA_ITEM_OK ||
+            !config_tracks_session(a->cfg, a->record.name))
+            continue; /* as read_names() did */
         int index = a->indices[k++];
         if (index < 0)
             continue;

@@ -24,6 +24,7 @@
 
 #include "config.h"
 #include "fuzz.h"
+#include "region.h"
 
 #define ENV_MAX 32
 
@@ -95,6 +96,14 @@ static void check_config(const struct config *cfg)
                 cfg->upstream.session_count <= CONFIG_MAX_SESSIONS));
     for (int i = 0; i < cfg->upstream.session_count; i++)
         FUZZ_CHECK(config_valid_session_name(cfg->upstream.sessions[i]));
+    /* The region is sized by max_sessions: a fixed list fits in it. */
+    FUZZ_CHECK(cfg->server.max_sessions >= 1 &&
+               cfg->server.max_sessions <= REGION_SESSIONS_MAX);
+    FUZZ_CHECK(cfg->upstream.all_sessions ||
+               cfg->upstream.session_count <= cfg->server.max_sessions);
+    /* The key sent to WAHA is never the sha512: hash WAHA keeps. */
+    FUZZ_CHECK(strncmp(cfg->upstream.api_key, "sha512:", 7) != 0);
+    FUZZ_CHECK(cfg->limits.qr_timeout >= 100 && cfg->limits.qr_timeout <= 300000);
     for (int i = 0; i < cfg->server.listen_count; i++)
         FUZZ_CHECK(cfg->server.listen[i].port > 0 &&
                    cfg->server.listen[i].host[0] != '\0');

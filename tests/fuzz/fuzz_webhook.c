@@ -9,11 +9,15 @@
  * body), which is checked against a digest computed here. The key is
  * tests/integration/test_webhooks.py's, or empty. The body is then parsed
  * as an envelope, NUL-terminated as conn.c hands it over, and what
- * waha_parse_event() fills is checked against webhook.h and against the
- * body itself (parsed again here): the event and the session name are the
- * envelope's, all of them; a session.status event has a valid session
- * name, the payload's status, made of capital letters, digits and '_',
- * and an "me" that is an object or null in UTF-8 JSON.
+ * waha_parse_event() fills is checked against waha.h and against the body
+ * itself (parsed again here): the event is the envelope's, all of it; the
+ * id digest is the first REGION_DIGEST_LEN bytes of the SHA-256 of the id's
+ * JSON text (computed here again), all zero without an id (missing, null
+ * or ""); the timestamp is the envelope's whole number, or 0; a
+ * session.status event of a session the region can hold (1 to 63 bytes of
+ * UTF-8) has that session, the payload's status, made of capital letters,
+ * digits and '_', and an "me" that is an object or null in UTF-8 JSON;
+ * any other valid envelope is ignored and carries no session.
  *
  * Nothing is kept between inputs.
  */
@@ -22,7 +26,6 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "config.h"
 #include "fuzz.h"
 #include "waha.h"
 
@@ -85,6 +88,31 @@ static void check_hmac(enum signature how, const char *key, const char *body, si
     }
 }
 
+/* The id digest waha.h promises for the envelope ENV. */
+static void expected_digest(struct json_object *env, uint8_t out[REGION_DIGEST_LEN])
+{
+    unsigned char sha[32];
+    struct json_object *id = NULL;
+    const char *text;
+    size_t len;
+
+    memset(out, 0, REGION_DIGEST_LEN);
+    if (!json_object_object_get_ex(env, "id", &id) || id == NULL ||
+        (json_object_is_type(id, json_type_string) &&
+         json_object_get_string_len(id) == 0))
+        return;
+    text = json_object_to_json_string_length(id, JSON_C_TO_STRING_PLAIN, &len);
+    FUZZ_CHECK(text != NULL && EVP_Digest(text, len, sha, NULL, EVP_sha256(), NULL) == 1);
+    memcpy(out, sha, REGION_DIGEST_LEN);
+}
+
+/* A session name the region can hold, checked apart from waha_name_ok(). */
+static bool name_holdable(const char *name, size_t len)
+{
+    return len > 0 && len < REGION_NAME_MAX && strlen(name) == len &&
+           fuzz_utf8(name, len);
+}
+
 static bool status_chars(const char *s)
 {
     for (; *s; s++)
@@ -98,7 +126,8 @@ static void check_envelope(const char *body, size_t len)
     struct waha_event ev;
     char why[REGION_ERROR_MAX];
     enum waha_event_kind result;
-    struct json_object *env, *payload = NULL;
+    struct json_object *env, *payload = NULL, *session, *ts;
+    uint8_t digest[REGION_DIGEST_LEN];
 
     memset(why, 'x', sizeof(why));
     memset(&ev, 'x', sizeof(ev)); /* waha_parse_event() must fill all of it */
@@ -109,17 +138,28 @@ static void check_envelope(const char *body, size_t len)
         FUZZ_CHECK(fuzz_terminated(why, sizeof(why)) && why[0] != '\0');
         return;
     }
-    FUZZ_CHECK(fuzz_terminated(ev.id, sizeof(ev.id)));
     FUZZ_CHECK(fuzz_terminated(ev.event, sizeof(ev.event))); /* "" is another event */
     FUZZ_CHECK(fuzz_terminated(ev.session, sizeof(ev.session)));
-    FUZZ_CHECK(config_valid_session_name(ev.session));
     env = json_tokener_parse(body);
     FUZZ_CHECK(fuzz_member_is(env, "event", ev.event));
-    FUZZ_CHECK(fuzz_member_is(env, "session", ev.session));
+    expected_digest(env, digest);
+    FUZZ_CHECK(memcmp(ev.id_digest, digest, REGION_DIGEST_LEN) == 0);
+    FUZZ_CHECK(json_object_object_get_ex(env, "timestamp", &ts) &&
+                       json_object_is_type(ts, json_type_int)
+                   ? ev.timestamp_ms == json_object_get_int64(ts)
+                   : ev.timestamp_ms == 0);
+    FUZZ_CHECK(json_object_object_get_ex(env, "session", &session) &&
+               json_object_is_type(session, json_type_string));
     if (result == WAHA_EVENT_IGNORED) {
-        FUZZ_CHECK(strcmp(ev.event, "session.status") != 0);
+        FUZZ_CHECK(strcmp(ev.event, "session.status") != 0 ||
+                   !name_holdable(json_object_get_string(session),
+                                  (size_t)json_object_get_string_len(session)));
+        FUZZ_CHECK(ev.session[0] == '\0');
+        FUZZ_CHECK(ev.status[0] == '\0' && !ev.has_me);
     } else {
         FUZZ_CHECK(strcmp(ev.event, "session.status") == 0);
+        FUZZ_CHECK(fuzz_member_is(env, "session", ev.session));
+        FUZZ_CHECK(name_holdable(ev.session, strlen(ev.session)));
         FUZZ_CHECK(fuzz_terminated(ev.status, sizeof(ev.status)) && ev.status[0] != '\0');
         FUZZ_CHECK(status_chars(ev.status));
         FUZZ_CHECK(json_object_object_get_ex(env, "payload", &payload));

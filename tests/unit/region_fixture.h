@@ -1,22 +1,28 @@
 /*
- * region_fixture.h - what the region tests (test_region.c) and the store
- * tests (test_store.c) share: the regions under test, their names, the log
- * file, the setup and teardown of each test and of the group, and a few
- * helpers.
+ * region_fixture.h - what the region tests (test_region*.c), the store
+ * tests (test_store*.c), the answers tests (test_answers.c) and the rate
+ * limiter's tests share: the regions under test, their names, the log
+ * file, the setup and teardown of each test and of the group, and helpers:
+ * put_data() (an answer as the fetcher stores it), set_sessions() and
+ * track() (region_set_sessions() with its scratch array),
+ * die_holding_lock() (a child that dies holding the lock in the middle of
+ * a write) and expect_repair_logged().
  *
  * Every region is created under a name unique to this process
- * ("/wgunit-<pid>-<tag>", make_name()) and destroyed, and each test's
- * teardown unlinks its names again, so no /dev/shm object is left even when
- * a test fails. Log lines go to a temporary file, which some tests read
- * back. Include it once, from the test file itself: its
- * definitions are static, one copy per test program; the helpers are
- * inline because not every program uses every one of them.
+ * ("/wgunit-<pid>-<tag>", make_name()), for TEST_SESSIONS sessions unless
+ * a test needs more, and destroyed, and each test's teardown unlinks its
+ * names again, so no /dev/shm object is left even when a test fails. Log
+ * lines go to a temporary file, which some tests read back. Include it
+ * once, from the test file itself: its definitions are static, one copy
+ * per test program; the helpers are inline because not every program uses
+ * every one of them.
  */
 #ifndef WAHAGATE_TESTS_REGION_FIXTURE_H
 #define WAHAGATE_TESTS_REGION_FIXTURE_H
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -26,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -33,6 +40,10 @@
 #include "timeutil.h"
 
 #define REAL0 1764410400000LL /* 2025-11-29T10:00:00Z, any wall clock time */
+
+/* server.max_sessions of the regions the tests create, unless a test needs
+ * more: 2 + 8 entries and 8 QR slots. */
+#define TEST_SESSIONS 8
 
 static struct region reg, reg2;
 static char names[4][64];
@@ -73,9 +84,12 @@ static inline bool log_contains(const char *needle)
     return true;
 }
 
-/* Store a complete answer in entry E, as the fetcher would. Lock held. */
-static inline void put_data(struct region_entry *e, const char *status)
+/* Store a complete answer in entry INDEX, as the fetcher would. Lock held. */
+static inline void put_data(int index, const char *status)
 {
+    struct region_entry *e = region_entry(&reg, index);
+    struct entry_body *b = region_body(&reg, index);
+
     region_entry_begin_write(&reg, e);
     e->d.has_data = true;
     e->d.healthy = true;
@@ -86,8 +100,74 @@ static inline void put_data(struct region_entry *e, const char *status)
     e->d.fetched_mono_ms = time_mono_ms();
     e->d.fetched_real_ms = time_real_ms();
     e->d.body_len =
-        (uint32_t)snprintf(e->d.body, sizeof(e->d.body), "{\"name\":\"%s\"}", e->d.name);
+        (uint32_t)snprintf(b->body, sizeof(b->body), "{\"name\":\"%s\"}", e->d.name);
     region_entry_end_write(&reg, e, true);
+}
+
+/*
+ * region_set_sessions() on REG with a scratch array of its size; INDEX_OUT
+ * may be NULL. Lock held. Returns how many names found no room.
+ */
+static inline int set_sessions(const char (*list)[REGION_NAME_MAX], int count,
+                               int *index_out)
+{
+    bool *scratch = calloc((size_t)region_entry_count(&reg), sizeof(bool));
+    int missing;
+
+    assert_non_null(scratch);
+    /* Not zeroed by the caller: region_set_sessions() must not rely on it. */
+    memset(scratch, 1, sizeof(bool) * (size_t)region_entry_count(&reg));
+    missing = region_set_sessions(&reg, list, count, index_out, scratch);
+    free(scratch);
+    return missing;
+}
+
+/* Lock REG, set the sessions LIST (COUNT names, all of which must fit),
+ * unlock; the entry of the first. */
+static inline int track(const char (*list)[REGION_NAME_MAX], int count)
+{
+    int first;
+
+    assert_int_equal(region_lock(&reg), 0);
+    assert_int_equal(set_sessions(list, count, NULL), 0);
+    first = region_find_session(&reg, list[0]);
+    region_unlock(&reg);
+    assert_true(first >= REGION_ENTRY_FIRST_SESSION);
+    return first;
+}
+
+/*
+ * Run TEAR(ARG) in a child that holds REG's lock, and let the child die
+ * without unlocking: the next region_lock() finds the mutex EOWNERDEAD.
+ * Returns the child's pid.
+ */
+static inline pid_t die_holding_lock(void (*tear)(int), int arg)
+{
+    pid_t pid = fork();
+    int status;
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (region_lock(&reg) != 0)
+            _exit(1);
+        tear(arg);
+        _exit(0); /* dies holding the lock */
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(region_header(&reg)->lock_owner_pid, pid);
+    return pid;
+}
+
+/* The log says the lock of dead PID was recovered with N torn entries. */
+static inline void expect_repair_logged(pid_t pid, int n)
+{
+    char text[96];
+
+    snprintf(text, sizeof(text), "held by pid %d, which died; %d torn entr%s", (int)pid,
+             n, n == 1 ? "y" : "ies");
+    assert_true(log_contains(text));
 }
 
 static int group_setup(void **state)

@@ -1,7 +1,8 @@
 /*
  * test_cache.c - unit tests for common/cache.c: the freshness verdict, Age
- * and max-age arithmetic, the ETag and If-None-Match rules, and the
- * fetcher's refresh-ahead rule.
+ * and max-age arithmetic, the ETag and If-None-Match rules, the fetcher's
+ * refresh-ahead rule, and a session's max-age while pushed events (webhooks,
+ * WAHA's event stream) keep it current.
  *
  * Why: these pure functions decide, for every request, whether a client gets
  * a cache hit, waits for the fetcher, or gets stale data; and, for the
@@ -338,6 +339,43 @@ static void test_refresh_no_data_not_wanted_not_due(void **state)
     assert_false(cache_refresh_due(false, 0, T0, T0 - 5, T0, PERIOD, T0 + PERIOD));
 }
 
+/*========================================================================
+ * cache_pushed_max_age
+ */
+
+#define BASE 10000
+#define SAFETY 300000
+
+static void test_pushed_recently(void **state)
+{
+    (void)state;
+    /* Nothing pushed (0: never): the base. */
+    assert_int_equal(cache_pushed_max_age(BASE, SAFETY, 0, T0, 0, T0 + 1), BASE);
+    /* A status pushed within SAFETY: the data is kept current by pushes. */
+    assert_int_equal(cache_pushed_max_age(BASE, SAFETY, T0, T0 - 1, 0, T0), SAFETY);
+    assert_int_equal(cache_pushed_max_age(BASE, SAFETY, T0, T0 - 1, 0, T0 + SAFETY - 1),
+                     SAFETY);
+    /* SAFETY after the last push: back to polling at the base. */
+    assert_int_equal(cache_pushed_max_age(BASE, SAFETY, T0, T0 - 1, 0, T0 + SAFETY),
+                     BASE);
+}
+
+static void test_pushed_stream_up(void **state)
+{
+    (void)state;
+    /* The stream is up since before (or when) the data was fetched. */
+    assert_int_equal(cache_pushed_max_age(BASE, SAFETY, 0, T0, T0 - 1, T0 + 5), SAFETY);
+    assert_int_equal(cache_pushed_max_age(BASE, SAFETY, 0, T0, T0, T0 + 5), SAFETY);
+    /* However long ago: the stream pushes every change. */
+    assert_int_equal(cache_pushed_max_age(BASE, SAFETY, 0, T0, 1, T0 + 100 * SAFETY),
+                     SAFETY);
+    /* Data older than the stream: what changed before it came up may be
+     * missing. */
+    assert_int_equal(cache_pushed_max_age(BASE, SAFETY, 0, T0, T0 + 1, T0 + 5), BASE);
+    /* Stream down (0). */
+    assert_int_equal(cache_pushed_max_age(BASE, SAFETY, 0, T0, 0, T0 + 5), BASE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +404,8 @@ int main(void)
         cmocka_unit_test(test_refresh_hot_at_80_percent_due),
         cmocka_unit_test(test_refresh_hot_below_80_percent_not_due),
         cmocka_unit_test(test_refresh_no_data_not_wanted_not_due),
+        cmocka_unit_test(test_pushed_recently),
+        cmocka_unit_test(test_pushed_stream_up),
     };
 
     return cmocka_run_group_tests_name("cache", tests, NULL, NULL);

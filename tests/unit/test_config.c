@@ -55,6 +55,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->server.trusted_proxy_count, 0);
     assert_int_equal(cfg->server.admin_listen_count, 0);
     assert_int_equal(cfg->server.max_connections, 10000);
+    assert_int_equal(cfg->server.max_sessions, 1000);
     assert_int_equal(cfg->server.cors_origin_count, 0);
     assert_false(cfg->server.cors_any);
 
@@ -63,6 +64,7 @@ static void test_defaults(void **state)
     assert_false(cfg->upstream.all_sessions);
     assert_int_equal(cfg->upstream.session_count, 1);
     assert_string_equal(cfg->upstream.sessions[0], "default");
+    assert_true(cfg->upstream.events); /* auto */
 
     assert_int_equal(cfg->backend.status_cache_duration, 10000);
     assert_int_equal(cfg->backend.session_cache_duration, 10000);
@@ -78,6 +80,7 @@ static void test_defaults(void **state)
 
     assert_int_equal(cfg->limits.max_concurrent_requests, 2);
     assert_int_equal(cfg->limits.request_timeout, 5000);
+    assert_int_equal(cfg->limits.qr_timeout, 20000);
     assert_int_equal(cfg->limits.max_retries, 3);
 
     assert_int_equal(cfg->circuit.failure_threshold, 5);
@@ -94,6 +97,9 @@ static void test_defaults(void **state)
 
     assert_false(cfg->auth.required);
     assert_int_equal(cfg->auth.key_count, 0);
+
+    assert_true(cfg->compat.waha_api);
+    assert_true(cfg->compat.seed_api);
 
     assert_string_equal(cfg->redis.url, "");
     assert_string_equal(cfg->redis.key_prefix, "wahagate:");
@@ -134,6 +140,7 @@ static void test_file_overrides_defaults(void **state)
             "[limits]\n"
             "max_concurrent_requests = 4   ; inline comment\n"
             "request_timeout = 2500\n"
+            "qr_timeout = 30000\n"
             "max_retries = 0\n"
             "[frontend]\n"
             "initial_check_delay = 0\n"
@@ -158,6 +165,7 @@ static void test_file_overrides_defaults(void **state)
             "client_timeout = 1000\n"
             "stats_token = tok\n"
             "max_connections = 50\n"
+            "max_sessions = 5000\n"
             "[circuit]\n"
             "failure_threshold = 2\n"
             "open_duration = 1000\n"
@@ -174,6 +182,10 @@ static void test_file_overrides_defaults(void **state)
             "url = https://waha.example:8443/\n"
             "api_key = key123\n"
             "sessions = shop\n"
+            "events = off\n"
+            "[compat]\n"
+            "waha_api = false\n"
+            "seed_api = no\n"
             "[auth]\n"
             "required = true\n"
             "key = web : pw : shop\n",
@@ -187,6 +199,7 @@ static void test_file_overrides_defaults(void **state)
     assert_int_equal(cfg->redis.lock_ttl, 7000);
     assert_int_equal(cfg->limits.max_concurrent_requests, 4);
     assert_int_equal(cfg->limits.request_timeout, 2500);
+    assert_int_equal(cfg->limits.qr_timeout, 30000);
     assert_int_equal(cfg->limits.max_retries, 0);
     assert_int_equal(cfg->frontend.initial_check_delay, 0);
     assert_int_equal(cfg->frontend.base_interval, 20000);
@@ -210,6 +223,7 @@ static void test_file_overrides_defaults(void **state)
     assert_int_equal(cfg->server.client_timeout, 1000);
     assert_string_equal(cfg->server.stats_token, "tok");
     assert_int_equal(cfg->server.max_connections, 50);
+    assert_int_equal(cfg->server.max_sessions, 5000);
     assert_int_equal(cfg->circuit.failure_threshold, 2);
     assert_int_equal(cfg->circuit.open_duration, 1000);
     assert_int_equal(cfg->circuit.max_open_duration, 2000);
@@ -223,8 +237,24 @@ static void test_file_overrides_defaults(void **state)
     assert_string_equal(cfg->upstream.api_key, "key123");
     assert_int_equal(cfg->upstream.session_count, 1);
     assert_string_equal(cfg->upstream.sessions[0], "shop");
+    assert_false(cfg->upstream.events);
+    assert_false(cfg->compat.waha_api);
+    assert_false(cfg->compat.seed_api);
     assert_true(cfg->auth.required);
     assert_int_equal(cfg->auth.key_count, 1);
+}
+
+static void test_upstream_api_key_sha512_refused(void **state)
+{
+    (void)state;
+    /* WAHA keeps its key as sha512:<hex> and compares the hash of what
+     * clients send: the gateway must send the key itself. */
+    expect_only_error("[upstream]\napi_key = sha512:abcdef\n", 2,
+                      "[upstream] api_key: a sha512: value is the hash WAHA keeps, "
+                      "not the key clients send; set WAHA_API_KEY_PLAIN");
+    /* Only the prefix: a key that merely contains it is a key. */
+    load_ok("[upstream]\napi_key = my-sha512:key\n", no_env);
+    assert_string_equal(cfg->upstream.api_key, "my-sha512:key");
 }
 
 static void test_missing_file(void **state)
@@ -288,14 +318,17 @@ static void test_sessions_too_many(void **state)
 
 static void test_valid_session_name(void **state)
 {
-    char name[64];
+    char name[CONFIG_SESSION_NAME_MAX + 1];
 
     (void)state;
-    memset(name, 'a', 54);
-    name[54] = '\0';
+    /* Up to CONFIG_SESSION_NAME_MAX - 1 (63) bytes, what the region holds
+     * (was WAHA's 54 characters: issue 16 follows the names WAHA really
+     * has, which its rule did not always check). */
+    memset(name, 'a', CONFIG_SESSION_NAME_MAX - 1);
+    name[CONFIG_SESSION_NAME_MAX - 1] = '\0';
     assert_true(config_valid_session_name(name));
-    name[54] = 'a';
-    name[55] = '\0';
+    name[CONFIG_SESSION_NAME_MAX - 1] = 'a';
+    name[CONFIG_SESSION_NAME_MAX] = '\0';
     assert_false(config_valid_session_name(name));
 
     assert_true(config_valid_session_name("a"));
@@ -305,13 +338,27 @@ static void test_valid_session_name(void **state)
     assert_true(config_valid_session_name("-"));
     assert_true(config_valid_session_name("_"));
     assert_true(config_valid_session_name("Session_01-A"));
+    /* Names WAHA holds although its own rule refuses them now
+     * (docs/waha-api.md, 9): dots, spaces, UTF-8, other punctuation. */
+    assert_true(config_valid_session_name("sales.team"));
+    assert_true(config_valid_session_name("a.b"));
+    assert_true(config_valid_session_name("."));
+    assert_true(config_valid_session_name("a b"));
+    assert_true(config_valid_session_name("a/b"));
+    assert_true(config_valid_session_name("a:b"));
+    assert_true(config_valid_session_name("caf\xc3\xa9"));
+    assert_true(config_valid_session_name("**"));
+    /* Never: empty, "*" (all sessions), the list separator, control
+     * bytes (a log line or a header could be forged with them). */
     assert_false(config_valid_session_name(""));
-    assert_false(config_valid_session_name("a.b"));
-    assert_false(config_valid_session_name("."));
-    assert_false(config_valid_session_name("a b"));
-    assert_false(config_valid_session_name("a/b"));
-    assert_false(config_valid_session_name("a:b"));
-    assert_false(config_valid_session_name("caf\xc3\xa9"));
+    assert_false(config_valid_session_name("*"));
+    assert_false(config_valid_session_name("a,b"));
+    assert_false(config_valid_session_name(","));
+    assert_false(config_valid_session_name("a\tb"));
+    assert_false(config_valid_session_name("a\nb"));
+    assert_false(config_valid_session_name("\x01"));
+    assert_false(config_valid_session_name("a\x1f"));
+    assert_false(config_valid_session_name("a\x7f"));
 }
 
 /*========================================================================
@@ -475,8 +522,10 @@ static void test_auth_key_malformed(void **state)
     /* Found by fuzz_config: "," was a key for no session at all. */
     expect_only_error("[auth]\nkey = web : secret : ,\n", 2,
                       "[auth] key: key \"web\" names no sessions");
-    expect_only_error("[auth]\nkey = web : secret : bad.name\n", 2,
-                      "[auth] key: \"bad.name\" is not a session name");
+    /* A dot is allowed in a session name now (issue 16); a control byte
+     * is not. */
+    expect_only_error("[auth]\nkey = web : secret : bad\x01name\n", 2,
+                      "[auth] key: \"bad\x01name\" is not a session name");
 }
 
 static void test_auth_key_session_not_tracked(void **state)
@@ -632,6 +681,7 @@ int main(void)
         cmocka_unit_test(test_sessions_list_trimmed),
         cmocka_unit_test(test_sessions_too_many),
         cmocka_unit_test(test_valid_session_name),
+        cmocka_unit_test(test_upstream_api_key_sha512_refused),
         cmocka_unit_test(test_auth_key_clear_secret),
         cmocka_unit_test(test_auth_key_sha256_and_star),
         cmocka_unit_test(test_auth_key_sha256_uppercase_hex),

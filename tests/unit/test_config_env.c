@@ -28,6 +28,11 @@
 
 #define E(s) ((char *)(s))
 
+/* 128 hex digits: the shape of WAHA's sha512:<hex> key hash. */
+#define HEX128                                                                           \
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"                   \
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
 /*========================================================================
  * Errors in the file: FILE:LINE: [section] key: reason
  */
@@ -69,6 +74,13 @@ static void test_error_not_a_number(void **state)
     expect_only_error("[frontend]\nbackoff_multiplier = inf\n", 2,
                       "[frontend] backoff_multiplier:");
     expect_only_error("[log]\nlevel = verbose\n", 2, "[log] level:");
+    expect_only_error("[upstream]\nevents = on\n", 2,
+                      "[upstream] events: \"on\" is not auto or off");
+    expect_only_error("[upstream]\nevents = yes\n", 2, "[upstream] events:");
+    expect_only_error("[compat]\nwaha_api = perhaps\n", 2,
+                      "[compat] waha_api: \"perhaps\" is not true or false");
+    expect_only_error("[server]\nmax_sessions = many\n", 2,
+                      "[server] max_sessions: \"many\" is not a whole number");
 }
 
 static void test_error_out_of_range(void **state)
@@ -92,13 +104,29 @@ static void test_error_out_of_range(void **state)
                       "[ratelimit] rate: 0 is out of range");
     expect_only_error("[server]\nworkers = 99999999999999999999\n", 2,
                       "[server] workers:");
+    /* server.max_sessions sizes the region: 1 to REGION_SESSIONS_MAX. */
+    expect_only_error("[server]\nmax_sessions = 0\n", 2,
+                      "[server] max_sessions: 0 is out of range (1 to 100000)");
+    expect_only_error("[server]\nmax_sessions = 100001\n", 2,
+                      "[server] max_sessions: 100001 is out of range (1 to 100000)");
+    expect_only_error("[limits]\nqr_timeout = 99\n", 2,
+                      "[limits] qr_timeout: 99 is out of range (100 to 300000)");
+    expect_only_error("[limits]\nqr_timeout = 300001\n", 2,
+                      "[limits] qr_timeout: 300001 is out of range");
 
     /* The bounds themselves are in range. */
     load_ok("[server]\nmin_workers = 64\nmax_workers = 64\nworkers = 64\n"
-            "[limits]\nmax_retries = 10\n[ratelimit]\nrate = 0.001\n",
+            "max_sessions = 100000\n"
+            "[limits]\nmax_retries = 10\nqr_timeout = 300000\n"
+            "[ratelimit]\nrate = 0.001\n",
             no_env);
     assert_int_equal(cfg->server.workers, 64);
+    assert_int_equal(cfg->server.max_sessions, 100000);
     assert_int_equal(cfg->limits.max_retries, 10);
+    assert_int_equal(cfg->limits.qr_timeout, 300000);
+    load_ok("[server]\nmax_sessions = 1\n[limits]\nqr_timeout = 100\n", no_env);
+    assert_int_equal(cfg->server.max_sessions, 1);
+    assert_int_equal(cfg->limits.qr_timeout, 100);
 }
 
 static void test_error_bad_listen(void **state)
@@ -191,15 +219,31 @@ static void test_redis_url(void **state)
 
 static void test_error_bad_session_name(void **state)
 {
+    char text[160];
+
     (void)state;
-    expect_only_error("[upstream]\nsessions = default, bad.name\n", 2,
-                      "[upstream] sessions: \"bad.name\" is not a WAHA session "
-                      "name");
-    expect_only_error("[upstream]\nsessions = a b\n", 2, "[upstream] sessions:");
+    /* Was: "bad.name" and "a b" refused as not WAHA's [A-Za-z0-9_-]{1,54};
+     * issue 16 takes the names WAHA really holds (docs/waha-api.md, 9), so
+     * only control bytes, the separator, "*" and length are refused. */
+    expect_only_error("[upstream]\nsessions = default, bad\x01name\n", 2,
+                      "[upstream] sessions: \"bad\x01name\" is not a session name "
+                      "(1 to 63 bytes, no control character or comma)");
+    snprintf(text, sizeof(text), "[upstream]\nsessions = %064d\n", 0);
+    expect_only_error(text, 2, "[upstream] sessions: \"0000");
     expect_only_error("[upstream]\nsessions = a,,b\n", 2,
                       "[upstream] sessions: empty item");
     expect_only_error("[upstream]\nsessions = a, *\n", 2, "[upstream] sessions:");
     expect_only_error("[upstream]\nsessions =\n", 2, "[upstream] sessions:");
+
+    /* Accepted as they are (inner spaces included; outer ones trimmed). */
+    snprintf(text, sizeof(text), "[upstream]\nsessions = %063d, sales.team, a b\n", 0);
+    load_ok(text, no_env);
+    assert_int_equal(cfg->upstream.session_count, 3);
+    assert_int_equal(strlen(cfg->upstream.sessions[0]), 63);
+    assert_string_equal(cfg->upstream.sessions[1], "sales.team");
+    assert_string_equal(cfg->upstream.sessions[2], "a b");
+    assert_true(config_tracks_session(cfg, "a b"));
+    assert_false(config_tracks_session(cfg, "a"));
 }
 
 static void test_error_duplicate_session(void **state)
@@ -308,7 +352,7 @@ static void test_several_errors_all_reported(void **state)
                           "foo = 1\n"
                           "[upstream]\n"
                           "url = gopher://x\n"
-                          "sessions = a.b\n"
+                          "sessions = a, *\n"
                           "[nosuch]\n"
                           "x = 1\n",
                           no_env),
@@ -391,6 +435,20 @@ static void test_cross_open_duration(void **state)
                        "max_open_duration 300000");
     assert_int_equal(errs->count, 1);
     load_ok("[circuit]\nopen_duration = 300000\n", no_env);
+}
+
+static void test_cross_sessions_above_max_sessions(void **state)
+{
+    (void)state;
+    /* A fixed list that the region could not hold is refused at load. */
+    assert_int_equal(
+        load("[server]\nmax_sessions = 2\n[upstream]\nsessions = a, b, c\n", no_env), -1);
+    expect_error_at(4, "[upstream] sessions: 3 sessions, more than "
+                       "server.max_sessions (2)");
+    assert_int_equal(errs->count, 1);
+    /* As many as there is room for, or * (WAHA's list decides). */
+    load_ok("[server]\nmax_sessions = 2\n[upstream]\nsessions = a, b\n", no_env);
+    load_ok("[server]\nmax_sessions = 1\n[upstream]\nsessions = *\n", no_env);
 }
 
 static void test_cross_auth_required_without_key(void **state)
@@ -485,6 +543,41 @@ static void test_env_wahagate_wins_over_legacy(void **state)
     load_ok("[frontend]\nbase_interval = 16000\n", env2);
     assert_int_equal(cfg->frontend.base_interval, 25000);
     assert_string_equal(cfg->upstream.api_key, "new");
+}
+
+static void test_env_waha_api_key_plain(void **state)
+{
+    /* WAHA's own .env: the hash in WAHA_API_KEY, the key in
+     * WAHA_API_KEY_PLAIN, in either order; the plain key is what is sent. */
+    char *const env1[] = {E("WAHA_API_KEY=sha512:" HEX128), E("WAHA_API_KEY_PLAIN=k1"),
+                          NULL};
+    char *const env2[] = {E("WAHA_API_KEY_PLAIN=k2"), E("WAHA_API_KEY=sha512:" HEX128),
+                          NULL};
+    /* PLAIN wins over a plain WAHA_API_KEY too. */
+    char *const env3[] = {E("WAHA_API_KEY=other"), E("WAHA_API_KEY_PLAIN=k3"), NULL};
+    char *const env4[] = {E("WAHA_API_KEY_PLAIN=k4"), NULL};
+    /* WAHAGATE_UPSTREAM_API_KEY wins over both. */
+    char *const env5[] = {E("WAHAGATE_UPSTREAM_API_KEY=k5"), E("WAHA_API_KEY_PLAIN=k4"),
+                          E("WAHA_API_KEY=sha512:" HEX128), NULL};
+    /* The hash alone cannot be sent: an error that says what to set. */
+    char *const env6[] = {E("WAHA_API_KEY=sha512:" HEX128), NULL};
+
+    (void)state;
+    load_ok("", env1);
+    assert_string_equal(cfg->upstream.api_key, "k1");
+    load_ok("", env2);
+    assert_string_equal(cfg->upstream.api_key, "k2");
+    load_ok("", env3);
+    assert_string_equal(cfg->upstream.api_key, "k3");
+    load_ok("[upstream]\napi_key = from-file\n", env4);
+    assert_string_equal(cfg->upstream.api_key, "k4");
+    load_ok("", env5);
+    assert_string_equal(cfg->upstream.api_key, "k5");
+    assert_int_equal(load("", env6), -1);
+    expect_error_prefix("environment WAHA_API_KEY: [upstream] api_key: a sha512: value "
+                        "is the hash WAHA keeps");
+    expect_error_containing("WAHA_API_KEY_PLAIN");
+    assert_int_equal(errs->count, 1);
 }
 
 static void test_env_unknown_key(void **state)
@@ -610,11 +703,13 @@ int main(void)
         cmocka_unit_test(test_cross_workers_outside_bounds),
         cmocka_unit_test(test_cross_intervals),
         cmocka_unit_test(test_cross_open_duration),
+        cmocka_unit_test(test_cross_sessions_above_max_sessions),
         cmocka_unit_test(test_cross_auth_required_without_key),
         cmocka_unit_test(test_env_legacy_names),
         cmocka_unit_test(test_env_wahagate_names),
         cmocka_unit_test(test_env_precedence),
         cmocka_unit_test(test_env_wahagate_wins_over_legacy),
+        cmocka_unit_test(test_env_waha_api_key_plain),
         cmocka_unit_test(test_env_unknown_key),
         cmocka_unit_test(test_env_malformed_name),
         cmocka_unit_test(test_env_bad_value_names_variable),

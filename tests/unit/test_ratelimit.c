@@ -50,7 +50,7 @@
 
 static struct ratelimit_table *table(void)
 {
-    assert_int_equal(region_create(&reg, make_name("rl")), 0);
+    assert_int_equal(region_create(&reg, make_name("rl"), TEST_SESSIONS), 0);
     return region_ratelimit(&reg);
 }
 

@@ -1,9 +1,12 @@
 /*
  * test_region.c - unit tests for common/region.c: creation and layout of
- * the POSIX shared-memory region, the one-instance-per-name rule, leftover
- * objects of a crashed run, read-only attachment, the lock, the entry write
- * protocol, the session table, and recovery of the robust mutex from a
- * process that died holding it.
+ * the POSIX shared-memory region (sized by server.max_sessions: entries,
+ * their bodies, the QR slots, the name index, the stat slots, the rate-limit
+ * table), the one-instance-per-name rule, leftover objects of a crashed run,
+ * read-only attachment, the lock, the entry write protocol, region_want(),
+ * and recovery of the robust mutex from a process that died holding it:
+ * torn entries (health, list and sessions) discarded, a torn session's QR
+ * slot given back, the name index rebuilt.
  *
  * Why: the region is the only state the master, the workers and the fetcher
  * share. A layout that overlaps, a second instance that can open a running
@@ -11,20 +14,14 @@
  * after a crash would corrupt or freeze every process at once; and a reader
  * must never be served an entry a dead writer left half-written.
  *
- * Also tested here, because they live in the region: the flap smoothing of
- * published statuses (entry_observe_status(), docs/design.md
- * backend.flap_hold: a change away from WORKING is published only once it
- * has lasted that long), the ring of recent webhook ids that drops WAHA's
- * retried deliveries, and the QR slots (layout, copy, clearing, repair after
- * a writer died). A status published too early makes every dashboard flash
- * "disconnected" on a reconnect; one published too late hides a real
- * logout. common/store.c, which writes through the region, has its own
- * tests (test_store.c).
+ * The session table and its name index, and the digests of recent event
+ * ids, are test_region_sessions.c's; the QR slots test_region_qr.c's; the
+ * flap smoothing test_region_flap.c's; common/store.c, which writes through
+ * the region, has its own tests (test_store.c).
  *
  * The regions, their names, the log file and each test's setup and
- * teardown are region_fixture.h's (shared with test_store.c): every region
- * has a name unique to this process and is unlinked again, even when a test
- * fails. Times given to entry_observe_status() are explicit.
+ * teardown are region_fixture.h's: every region has a name unique to this
+ * process and is unlinked again, even when a test fails.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -64,17 +61,81 @@ static bool shm_exists(const char *name)
  * Creation and layout
  */
 
+/* The N regions' parts (entries, bodies, QR slots, name index, stat
+ * slots, rate-limit table) follow each other in this order, aligned to 64
+ * bytes, without overlap, inside the mapping. */
+static void expect_layout(const struct region *r, int sessions)
+{
+    const struct region_header *h = region_header(r);
+    int entries = REGION_ENTRY_FIRST_SESSION + sessions;
+    int qrs = sessions < REGION_QR_SLOTS_MAX ? sessions : REGION_QR_SLOTS_MAX;
+    const char *base = r->base, *end = base + r->size;
+    const uint64_t offsets[] = {h->entries_offset, h->bodies_offset, h->qrs_offset,
+                                h->index_offset,   h->procs_offset,  h->ratelimit_offset};
+    const size_t sizes[] = {sizeof(struct region_entry) * (size_t)entries,
+                            sizeof(struct entry_body) * (size_t)entries,
+                            sizeof(struct region_qr) * (size_t)qrs,
+                            sizeof(int32_t) * h->index_size,
+                            sizeof(struct region_proc) * REGION_MAX_PROCS,
+                            sizeof(struct ratelimit_table)};
+
+    assert_int_equal(h->entry_count, entries);
+    assert_int_equal(region_entry_count(r), entries);
+    assert_int_equal(h->qr_count, qrs);
+    assert_int_equal(region_qr_count(r), qrs);
+    assert_int_equal(h->proc_count, REGION_MAX_PROCS);
+    assert_int_equal(h->size, r->size);
+    /* The name index: a power of two, at most half full. */
+    assert_true(h->index_size >= 2u * (uint32_t)entries);
+    assert_int_equal(h->index_size & (h->index_size - 1), 0);
+    assert_true(h->entries_offset >= sizeof(struct region_header));
+    for (size_t k = 0; k < sizeof(offsets) / sizeof(offsets[0]); k++) {
+        assert_int_equal(offsets[k] % 64, 0);
+        if (k + 1 < sizeof(offsets) / sizeof(offsets[0]))
+            assert_true(offsets[k] + sizes[k] <= offsets[k + 1]);
+        else
+            assert_true(base + offsets[k] + sizes[k] <= end);
+    }
+    /* Every entry, body and slot where its offset and a constant stride
+     * put it, not sharing a cache line with the next. */
+    for (int i = 0; i < entries; i++) {
+        assert_ptr_equal((const char *)region_entry(r, i),
+                         (const char *)region_entry(r, 0) +
+                             (size_t)i * (size_t)((const char *)region_entry(r, 1) -
+                                                  (const char *)region_entry(r, 0)));
+        assert_int_equal((uintptr_t)region_entry(r, i) % 64, 0);
+        assert_int_equal((uintptr_t)region_body(r, i) % 64, 0);
+        assert_true((const char *)region_body(r, i) >= base + h->bodies_offset);
+        assert_true((const char *)(region_body(r, i) + 1) <= base + h->qrs_offset);
+        if (i > 0)
+            assert_true((const char *)region_entry(r, i) >=
+                        (const char *)(region_entry(r, i - 1) + 1));
+    }
+    assert_ptr_equal(region_entry(r, 0), base + h->entries_offset);
+    assert_ptr_equal(region_body(r, 0), base + h->bodies_offset);
+    for (int s = 0; s < qrs; s++) {
+        assert_int_equal((uintptr_t)region_qr_slot(r, s) % 64, 0);
+        assert_true((const char *)(region_qr_slot(r, s) + 1) <= base + h->index_offset);
+    }
+    assert_ptr_equal(region_proc(r, 0), base + h->procs_offset);
+    for (int i = 1; i < REGION_MAX_PROCS; i++)
+        assert_true((const char *)region_proc(r, i) >=
+                    (const char *)(region_proc(r, i - 1) + 1));
+    assert_true((const char *)(region_proc(r, REGION_MAX_PROCS - 1) + 1) <=
+                base + h->ratelimit_offset);
+    assert_ptr_equal(region_ratelimit(r), base + h->ratelimit_offset);
+}
+
 static void test_create_layout(void **state)
 {
     const char *name = make_name("layout");
     struct region_header *h;
+    const int32_t *index;
     struct stat st;
-    char *base, *end;
-    size_t stride;
     int fd;
 
     (void)state;
-    assert_int_equal(region_create(&reg, name), 0);
+    assert_int_equal(region_create(&reg, name, TEST_SESSIONS), 0);
     assert_non_null(reg.base);
     assert_true(reg.fd >= 0);
     assert_false(reg.read_only);
@@ -84,14 +145,14 @@ static void test_create_layout(void **state)
     assert_ptr_equal(h, reg.base);
     assert_true(h->magic == REGION_MAGIC);
     assert_int_equal(h->layout_version, REGION_LAYOUT_VERSION);
-    assert_int_equal(h->size, reg.size);
-    assert_int_equal(h->entry_count, REGION_MAX_ENTRIES);
-    assert_int_equal(h->proc_count, REGION_MAX_PROCS);
     assert_int_equal(h->master_pid, getpid());
     assert_true(h->instance_id != 0);
     assert_int_equal(h->lock_recoveries, 0);
     assert_int_equal(h->lock_owner_pid, 0);
     assert_int_equal(h->table_generation, 0);
+    assert_int_equal(h->untracked_sessions, 0);
+    assert_int_equal(h->event_digest_next, 0);
+    expect_layout(&reg, TEST_SESSIONS);
 
     /* The object's size is the mapping's. */
     fd = shm_open(name, O_RDONLY, 0);
@@ -100,47 +161,31 @@ static void test_create_layout(void **state)
     close(fd);
     assert_int_equal((size_t)st.st_size, reg.size);
 
-    /* Fixed offsets: entries at entries_offset, a constant stride, procs
-     * after the entries, nothing outside the mapping. */
-    base = reg.base;
-    end = base + reg.size;
-    assert_true(h->entries_offset >= sizeof(struct region_header));
-    assert_ptr_equal(region_entry(&reg, 0), base + h->entries_offset);
-    stride = (size_t)((char *)region_entry(&reg, 1) - (char *)region_entry(&reg, 0));
-    assert_true(stride >= sizeof(struct region_entry));
-    for (int i = 1; i < REGION_MAX_ENTRIES; i++)
-        assert_int_equal(
-            (size_t)((char *)region_entry(&reg, i) - (char *)region_entry(&reg, i - 1)),
-            stride);
-    assert_true((char *)region_entry(&reg, REGION_MAX_ENTRIES - 1) +
-                    sizeof(struct region_entry) <=
-                base + h->procs_offset);
-    assert_ptr_equal(region_proc(&reg, 0), base + h->procs_offset);
-    stride = (size_t)((char *)region_proc(&reg, 1) - (char *)region_proc(&reg, 0));
-    assert_true(stride >= sizeof(struct region_proc));
-    for (int i = 1; i < REGION_MAX_PROCS; i++)
-        assert_int_equal(
-            (size_t)((char *)region_proc(&reg, i) - (char *)region_proc(&reg, i - 1)),
-            stride);
-    assert_true((char *)region_proc(&reg, REGION_MAX_PROCS - 1) +
-                    sizeof(struct region_proc) <=
-                end);
-    /* Aligned: entries and slots do not share cache lines. */
-    assert_int_equal(h->entries_offset % 64, 0);
-    assert_int_equal(h->procs_offset % 64, 0);
-    assert_int_equal(((uintptr_t)region_entry(&reg, 1)) % 64, 0);
-
-    /* Entry 0 is health, the rest are free and empty. */
+    /* Entry 0 is health; the list entry (1) and the sessions are free and
+     * empty; no QR slot is lent; the name index is empty. */
     assert_int_equal(region_entry(&reg, REGION_ENTRY_HEALTH)->d.kind, ENTRY_HEALTH);
-    for (int i = 0; i < REGION_MAX_ENTRIES; i++) {
+    for (int i = 0; i < region_entry_count(&reg); i++) {
         struct region_entry *e = region_entry(&reg, i);
         if (i != REGION_ENTRY_HEALTH)
             assert_int_equal(e->d.kind, ENTRY_FREE);
         assert_false(e->d.has_data);
         assert_int_equal(e->seq % 2, 0);
-        assert_string_equal(e->d.status, "UNKNOWN");
-        assert_string_equal(e->d.me_json, "null");
+        assert_int_equal(e->d.qr_slot, 0);
+        assert_int_equal(e->d.body_len, 0);
+        for (int k = 0; k < DEMAND_COUNT; k++)
+            assert_int_equal(region_demand(&reg, i, (enum demand_kind)k)->wanted_ms, 0);
+        if (i < REGION_ENTRY_FIRST_SESSION) {
+            assert_string_equal(e->d.status, "UNKNOWN");
+            assert_string_equal(e->d.me_json, "null");
+        }
     }
+    for (int s = 0; s < region_qr_count(&reg); s++) {
+        assert_int_equal(region_qr_slot(&reg, s)->entry, 0);
+        assert_false(region_qr_slot(&reg, s)->d.has_qr);
+    }
+    index = (const int32_t *)((const char *)reg.base + h->index_offset);
+    for (uint32_t i = 0; i < h->index_size; i++)
+        assert_int_equal(index[i], 0);
     for (int i = 0; i < REGION_MAX_PROCS; i++) {
         assert_int_equal(region_proc(&reg, i)->pid, 0);
         assert_int_equal(region_proc(&reg, i)->counters[COUNTER_REQUESTS], 0);
@@ -154,14 +199,47 @@ static void test_create_layout(void **state)
     assert_false(shm_exists(name));
 }
 
+/* server.max_sessions sizes the region: one session at least, one QR slot
+ * per session up to REGION_QR_SLOTS_MAX. */
+static void test_create_sized_by_max_sessions(void **state)
+{
+    size_t small;
+
+    (void)state;
+    assert_int_equal(region_create(&reg, make_name("size1"), 1), 0);
+    expect_layout(&reg, 1);
+    small = reg.size;
+    region_destroy(&reg);
+
+    /* 0 or less is taken as 1. */
+    assert_int_equal(region_create(&reg, make_name("size0"), 0), 0);
+    expect_layout(&reg, 1);
+    assert_int_equal(reg.size, small);
+    region_destroy(&reg);
+
+    /* More sessions than QR slots: the pool stops at REGION_QR_SLOTS_MAX. */
+    assert_int_equal(region_create(&reg, make_name("size100"), 100), 0);
+    expect_layout(&reg, 100);
+    assert_int_equal(region_qr_count(&reg), REGION_QR_SLOTS_MAX);
+    assert_true(reg.size > small + 99 * sizeof(struct entry_body));
+    region_destroy(&reg);
+
+    assert_int_equal(region_create(&reg, make_name("size1000"), 1000), 0);
+    expect_layout(&reg, 1000);
+    /* The last entry and body are usable. */
+    assert_int_equal(region_entry(&reg, 1001)->d.kind, ENTRY_FREE);
+    region_body(&reg, 1001)->engine_json[REGION_ENGINE_MAX - 1] = 'x';
+    assert_int_equal(region_qr_slot(&reg, 0)->entry, 0);
+}
+
 static void test_instance_ids_differ(void **state)
 {
     const char *a = make_name("ida");
     const char *b = make_name("idb");
 
     (void)state;
-    assert_int_equal(region_create(&reg, a), 0);
-    assert_int_equal(region_create(&reg2, b), 0);
+    assert_int_equal(region_create(&reg, a, TEST_SESSIONS), 0);
+    assert_int_equal(region_create(&reg2, b, TEST_SESSIONS), 0);
     assert_true(region_header(&reg)->instance_id != region_header(&reg2)->instance_id);
 }
 
@@ -171,11 +249,11 @@ static void test_create_twice_fails_while_alive(void **state)
     uint64_t id;
 
     (void)state;
-    assert_int_equal(region_create(&reg, name), 0);
+    assert_int_equal(region_create(&reg, name, TEST_SESSIONS), 0);
     id = region_header(&reg)->instance_id;
     region_header(&reg)->workers_running = 3;
 
-    assert_int_equal(region_create(&reg2, name), -1);
+    assert_int_equal(region_create(&reg2, name, TEST_SESSIONS), -1);
     assert_null(reg2.base);
     assert_int_equal(reg2.fd, -1);
     /* The message names the running master. */
@@ -200,10 +278,10 @@ static void test_create_after_destroy(void **state)
     const char *name = make_name("again");
 
     (void)state;
-    assert_int_equal(region_create(&reg, name), 0);
+    assert_int_equal(region_create(&reg, name, TEST_SESSIONS), 0);
     region_destroy(&reg);
     assert_false(shm_exists(name));
-    assert_int_equal(region_create(&reg, name), 0);
+    assert_int_equal(region_create(&reg, name, TEST_SESSIONS), 0);
     assert_true(region_header(&reg)->magic == REGION_MAGIC);
     assert_true(shm_exists(name));
 }
@@ -219,7 +297,7 @@ static void test_leftover_is_recreated(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         struct region r;
-        if (region_create(&r, name) != 0)
+        if (region_create(&r, name, TEST_SESSIONS) != 0)
             _exit(1);
         region_header(&r)->workers_running = 4242;
         region_entry(&r, REGION_ENTRY_HEALTH)->d.has_data = true;
@@ -230,7 +308,7 @@ static void test_leftover_is_recreated(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
     assert_true(shm_exists(name));
 
-    assert_int_equal(region_create(&reg, name), 0);
+    assert_int_equal(region_create(&reg, name, TEST_SESSIONS), 0);
     /* A new object, laid out afresh, not the crashed run's. */
     assert_true(region_header(&reg)->magic == REGION_MAGIC);
     assert_int_equal(region_header(&reg)->master_pid, getpid());
@@ -251,7 +329,7 @@ static void test_leftover_garbage_is_recreated(void **state)
     assert_int_equal(write(fd, "not a region", 12), 12);
     close(fd);
 
-    assert_int_equal(region_create(&reg, name), 0);
+    assert_int_equal(region_create(&reg, name, TEST_SESSIONS), 0);
     assert_true(region_header(&reg)->magic == REGION_MAGIC);
     assert_int_equal(region_header(&reg)->size, reg.size);
 }
@@ -265,10 +343,9 @@ static void test_attach_read_only_sees_writer(void **state)
     const char *name = make_name("ro");
     char why[256] = "";
     struct region_proc *p3, *p7;
-    struct region_entry *e;
 
     (void)state;
-    assert_int_equal(region_create(&reg, name), 0);
+    assert_int_equal(region_create(&reg, name, TEST_SESSIONS), 0);
     p3 = region_proc(&reg, 3);
     p7 = region_proc(&reg, 7);
     p3->pid = 1003;
@@ -292,8 +369,7 @@ static void test_attach_read_only_sees_writer(void **state)
     region_count(p3, COUNTER_REQUESTS, 10);
     assert_int_equal(region_counter_sum(&reg2, COUNTER_REQUESTS), 17);
     assert_int_equal(region_lock(&reg), 0);
-    e = region_entry(&reg, REGION_ENTRY_HEALTH);
-    put_data(e, "ok");
+    put_data(REGION_ENTRY_HEALTH, "ok");
     region_unlock(&reg);
     assert_true(region_entry(&reg2, REGION_ENTRY_HEALTH)->d.has_data);
     assert_string_equal(region_entry(&reg2, REGION_ENTRY_HEALTH)->d.status, "ok");
@@ -338,7 +414,7 @@ static void test_attach_rejects_other_objects(void **state)
 
     (void)state;
     /* Learn the region's size from a real one. */
-    assert_int_equal(region_create(&reg, probe), 0);
+    assert_int_equal(region_create(&reg, probe, TEST_SESSIONS), 0);
     size = reg.size;
     h = *region_header(&reg);
     region_destroy(&reg);
@@ -381,7 +457,7 @@ static void test_lock_unlock(void **state)
     uint64_t before;
 
     (void)state;
-    assert_int_equal(region_create(&reg, name), 0);
+    assert_int_equal(region_create(&reg, name, TEST_SESSIONS), 0);
     h = region_header(&reg);
     before = h->lock_acquisitions;
     assert_int_equal(region_lock(&reg), 0);
@@ -402,7 +478,7 @@ static void test_assert_held_aborts_without_lock(void **state)
     int status;
 
     (void)state;
-    assert_int_equal(region_create(&reg, name), 0);
+    assert_int_equal(region_create(&reg, name, TEST_SESSIONS), 0);
     pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -423,7 +499,7 @@ static void test_entry_write_seq_and_generation(void **state)
     uint64_t seq, gen;
 
     (void)state;
-    assert_int_equal(region_create(&reg, name), 0);
+    assert_int_equal(region_create(&reg, name, TEST_SESSIONS), 0);
     e = region_entry(&reg, REGION_ENTRY_HEALTH);
     seq = e->seq;
     gen = e->generation;
@@ -454,219 +530,215 @@ static void test_entry_data_copy(void **state)
     memset(&dst, 'X', sizeof(dst));
     snprintf(src.name, sizeof(src.name), "default");
     snprintf(src.status, sizeof(src.status), "WORKING");
+    snprintf(src.absent_reason, sizeof(src.absent_reason), "no");
     src.has_data = true;
-    src.body_len = (uint32_t)snprintf(src.body, sizeof(src.body), "{\"a\":1}");
+    src.qr_slot = 3;
+    src.body_len = 7;
+    src.engine_len = 2;
     entry_data_copy(&dst, &src);
     assert_string_equal(dst.name, "default");
     assert_string_equal(dst.status, "WORKING");
+    assert_string_equal(dst.absent_reason, "no");
     assert_true(dst.has_data);
+    assert_int_equal(dst.qr_slot, 3);
     assert_int_equal(dst.body_len, 7);
-    assert_string_equal(dst.body, "{\"a\":1}");
+    assert_int_equal(dst.engine_len, 2);
 
-    /* A body_len beyond the buffer is clamped, and the copy terminated. */
-    memset(src.body, 'b', sizeof(src.body));
+    /* Lengths beyond the buffers are clamped, and the name terminated. */
+    memset(src.name, 'n', sizeof(src.name));
     src.body_len = REGION_BODY_MAX + 100;
+    src.engine_len = REGION_ENGINE_MAX;
     entry_data_copy(&dst, &src);
     assert_int_equal(dst.body_len, REGION_BODY_MAX - 1);
-    assert_int_equal(dst.body[REGION_BODY_MAX - 1], '\0');
+    assert_int_equal(dst.engine_len, REGION_ENGINE_MAX - 1);
+    assert_int_equal(strlen(dst.name), REGION_NAME_MAX - 1);
 }
 
-/*========================================================================
- * Session table
- */
-
-static void test_set_sessions(void **state)
+static void test_entry_body_copy(void **state)
 {
-    const char *name = make_name("sessions");
-    static const char ab[2][REGION_NAME_MAX] = {"a", "b"};
-    static const char ac[2][REGION_NAME_MAX] = {"a", "c"};
-    struct region_header *h;
-    int ia, ib, ic;
-    uint64_t tg, gen_a;
+    static struct entry_body src, dst;
+    struct entry_data d;
 
     (void)state;
-    assert_int_equal(region_create(&reg, name), 0);
-    h = region_header(&reg);
-    assert_int_equal(region_lock(&reg), 0);
+    memset(&src, 'S', sizeof(src));
+    memset(&dst, 'X', sizeof(dst));
+    memset(&d, 0, sizeof(d));
+    memcpy(src.body, "{\"a\":1}", 7);
+    memcpy(src.engine_json, "{}", 2);
+    d.body_len = 7;
+    d.engine_len = 2;
+    entry_body_copy(&dst, &src, &d);
+    assert_string_equal(dst.body, "{\"a\":1}");
+    assert_string_equal(dst.engine_json, "{}");
+    /* Only the used bytes and a NUL: the rest of DST is untouched. */
+    assert_int_equal(dst.body[8], 'X');
+    assert_int_equal(dst.engine_json[3], 'X');
 
-    /* Adds */
-    tg = h->table_generation;
-    assert_int_equal(region_set_sessions(&reg, ab, 2), 0);
-    assert_int_equal(h->table_generation, tg + 1);
-    ia = region_find_session(&reg, "a");
-    ib = region_find_session(&reg, "b");
-    assert_true(ia >= REGION_ENTRY_FIRST_SESSION && ia < REGION_MAX_ENTRIES);
-    assert_true(ib >= REGION_ENTRY_FIRST_SESSION && ib < REGION_MAX_ENTRIES);
-    assert_int_not_equal(ia, ib);
-    assert_int_equal(region_find_session(&reg, "c"), -1);
-    assert_int_equal(region_entry(&reg, ia)->d.kind, ENTRY_SESSION);
-    assert_string_equal(region_entry(&reg, ia)->d.name, "a");
-    assert_false(region_entry(&reg, ia)->d.has_data);
-    assert_string_equal(region_entry(&reg, ia)->d.status, "UNKNOWN");
-    assert_int_equal(region_entry(&reg, ia)->seq % 2, 0);
+    /* Nothing used: two empty strings. */
+    d.body_len = d.engine_len = 0;
+    entry_body_copy(&dst, &src, &d);
+    assert_string_equal(dst.body, "");
+    assert_string_equal(dst.engine_json, "");
 
-    put_data(region_entry(&reg, ia), "WORKING");
-    put_data(region_entry(&reg, ib), "STOPPED");
-    /* Demand marks of b, which must not leak to a name that reuses b's entry. */
-    atomic_store(&region_entry(&reg, ib)->last_read_ms, 789);
-    atomic_store(&region_entry(&reg, ib)->wanted_ms, 123);
-    atomic_store(&region_entry(&reg, ib)->attempt_done_ms, 456);
-    gen_a = region_entry(&reg, ia)->generation;
-
-    /* Keeps "a" with its data, frees "b", adds "c" */
-    tg = h->table_generation;
-    assert_int_equal(region_set_sessions(&reg, ac, 2), 0);
-    assert_int_equal(h->table_generation, tg + 1);
-    assert_int_equal(region_find_session(&reg, "a"), ia);
-    assert_true(region_entry(&reg, ia)->d.has_data);
-    assert_string_equal(region_entry(&reg, ia)->d.status, "WORKING");
-    assert_int_equal(region_entry(&reg, ia)->generation, gen_a);
-    assert_int_equal(region_find_session(&reg, "b"), -1);
-    assert_int_equal(region_entry(&reg, ib)->seq % 2, 0);
-    if (region_entry(&reg, ib)->d.kind != ENTRY_FREE)
-        assert_string_equal(region_entry(&reg, ib)->d.name, "c");
-    /* "c" (which may reuse b's entry) starts empty: nothing of b's data. */
-    ic = region_find_session(&reg, "c");
-    assert_true(ic >= REGION_ENTRY_FIRST_SESSION);
-    assert_false(region_entry(&reg, ic)->d.has_data);
-    assert_string_equal(region_entry(&reg, ic)->d.status, "UNKNOWN");
-    assert_string_equal(region_entry(&reg, ic)->d.me_json, "null");
-    assert_int_equal(region_entry(&reg, ic)->wanted_ms, 0);
-    assert_int_equal(region_entry(&reg, ic)->attempt_done_ms, 0);
-    assert_int_equal(region_entry(&reg, ic)->last_read_ms, 0);
-    assert_int_equal(region_entry(&reg, ic)->seq % 2, 0);
-
-    /* The same list again: no change, no generation bump. */
-    tg = h->table_generation;
-    assert_int_equal(region_set_sessions(&reg, ac, 2), 0);
-    assert_int_equal(h->table_generation, tg);
-    assert_int_equal(region_entry(&reg, ia)->generation, gen_a);
-    assert_true(region_entry(&reg, ia)->d.has_data);
-
-    /* The health and list entries are never touched. */
-    assert_int_equal(region_entry(&reg, REGION_ENTRY_HEALTH)->d.kind, ENTRY_HEALTH);
-
-    /* An empty list frees every session entry. */
-    assert_int_equal(region_set_sessions(&reg, ac, 0), 0);
-    assert_int_equal(h->table_generation, tg + 1);
-    assert_int_equal(region_find_session(&reg, "a"), -1);
-    assert_int_equal(region_find_session(&reg, "c"), -1);
-    region_unlock(&reg);
+    /* The largest lengths entry_data_copy() lets through. */
+    d.body_len = REGION_BODY_MAX - 1;
+    d.engine_len = REGION_ENGINE_MAX - 1;
+    entry_body_copy(&dst, &src, &d);
+    assert_int_equal(strlen(dst.body), REGION_BODY_MAX - 1);
+    assert_int_equal(strlen(dst.engine_json), REGION_ENGINE_MAX - 1);
 }
 
-static void test_set_sessions_too_many(void **state)
+static void test_want(void **state)
 {
-    const char *name = make_name("many");
-    static char many[REGION_SESSION_MAX + 6][REGION_NAME_MAX];
-    int found = 0;
+    struct demand *dm;
 
     (void)state;
-    for (int i = 0; i < REGION_SESSION_MAX + 6; i++)
-        snprintf(many[i], sizeof(many[i]), "s%d", i);
-    assert_int_equal(region_create(&reg, name), 0);
-    assert_int_equal(region_lock(&reg), 0);
-    assert_int_equal(region_set_sessions(&reg, (const char(*)[REGION_NAME_MAX])many,
-                                         REGION_SESSION_MAX + 6),
-                     6);
-    for (int i = 0; i < REGION_SESSION_MAX + 6; i++)
-        if (region_find_session(&reg, many[i]) >= 0)
-            found++;
-    assert_int_equal(found, REGION_SESSION_MAX);
-    /* The first REGION_SESSION_MAX names got the entries. */
-    assert_true(region_find_session(&reg, "s0") >= 0);
-    assert_true(region_find_session(&reg, "s63") >= 0);
-    assert_int_equal(region_find_session(&reg, "s64"), -1);
-    /* Exactly REGION_SESSION_MAX fit. */
-    assert_int_equal(region_set_sessions(&reg, (const char(*)[REGION_NAME_MAX])many,
-                                         REGION_SESSION_MAX),
-                     0);
-    region_unlock(&reg);
+    assert_int_equal(region_create(&reg, make_name("want"), TEST_SESSIONS), 0);
+    dm = region_demand(&reg, 2, DEMAND_DETAILS);
+    /* Nothing attempted yet: wanted now. */
+    region_want(&reg, 2, DEMAND_DETAILS, 5000);
+    assert_int_equal(dm->wanted_ms, 5000);
+    /* Wanted again before an attempt ended: the first want stands, so one
+     * attempt answers both readers. */
+    region_want(&reg, 2, DEMAND_DETAILS, 6000);
+    assert_int_equal(dm->wanted_ms, 5000);
+    /* An attempt ended at 7000: a new want is after it. */
+    atomic_store(&dm->attempt_done_ms, 7000);
+    region_want(&reg, 2, DEMAND_DETAILS, 8000);
+    assert_int_equal(dm->wanted_ms, 8000);
+    /* An attempt that ended "later" than the reader's now (another
+     * process's clock reading): the want is still newer than it. */
+    atomic_store(&dm->attempt_done_ms, 9000);
+    region_want(&reg, 2, DEMAND_DETAILS, 8500);
+    assert_int_equal(dm->wanted_ms, 9001);
+    /* The other kinds and entries are untouched. */
+    assert_int_equal(region_demand(&reg, 2, DEMAND_DATA)->wanted_ms, 0);
+    assert_int_equal(region_demand(&reg, 2, DEMAND_QR)->wanted_ms, 0);
+    assert_int_equal(region_demand(&reg, 3, DEMAND_DETAILS)->wanted_ms, 0);
+    assert_ptr_equal(region_demand(&reg, 3, DEMAND_QR),
+                     &region_entry(&reg, 3)->demand[DEMAND_QR]);
 }
 
 /*========================================================================
  * Robust mutex: a writer dies holding the lock in the middle of a write.
  */
 
+/* What the dying writers below leave half-written. */
+static void tear_entry(int index)
+{
+    struct region_entry *e = region_entry(&reg, index);
+
+    region_entry_begin_write(&reg, e);
+    snprintf(e->d.status, sizeof(e->d.status), "HALF_WRITT");
+    e->d.has_data = true;
+    memset(region_body(&reg, index)->body, '#', 100);
+}
+
+static void tear_health_and_list(int unused)
+{
+    (void)unused;
+    tear_entry(REGION_ENTRY_HEALTH);
+    tear_entry(REGION_ENTRY_LIST);
+}
+
+/* Dies inside region_set_sessions(): the free entry INDEX half given to
+ * "s4", which is not in the name index yet. */
+static void tear_take_entry(int index)
+{
+    struct region_entry *e = region_entry(&reg, index);
+
+    region_entry_begin_write(&reg, e);
+    region_entry_reset(e, ENTRY_SESSION, "s4");
+}
+
+/* Entry I, repaired: whole again, no data, its kind and name kept, its
+ * data and details asked for anew (since BEFORE), readable again. */
+static void expect_repaired(int i, enum entry_kind kind, const char *name, uint64_t seq,
+                            uint64_t gen, int64_t before)
+{
+    struct region_entry *e = region_entry(&reg, i);
+
+    assert_int_equal(e->seq % 2, 0);
+    assert_true(e->seq > seq);
+    assert_true(e->generation > gen);
+    assert_false(e->d.has_data);
+    assert_int_equal(e->d.kind, kind);
+    assert_string_equal(e->d.name, name);
+    assert_string_equal(e->d.status, "UNKNOWN");
+    assert_string_equal(e->d.me_json, "null");
+    assert_int_equal(e->d.body_len, 0);
+    assert_int_equal(e->d.qr_slot, 0);
+    for (int k = DEMAND_DATA; k <= DEMAND_DETAILS; k++) {
+        assert_true(region_demand(&reg, i, (enum demand_kind)k)->wanted_ms >= before);
+        assert_int_equal(region_demand(&reg, i, (enum demand_kind)k)->attempt_done_ms, 0);
+    }
+}
+
 static void test_robust_mutex_recovery(void **state)
 {
-    const char *name = make_name("robust");
-    static const char two[2][REGION_NAME_MAX] = {"s1", "s2"};
+    static const char three[3][REGION_NAME_MAX] = {"s1", "s2", "s3"};
     struct region_header *h;
     struct region_entry *e1, *e2, *health;
-    uint64_t seq1, gen1, seq2, gen2, health_seq;
+    struct region_qr *q1;
+    uint64_t seq1, gen1, seq2, gen2, health_seq, qgen;
     int64_t before;
     pid_t pid;
-    int status, i1;
+    int i1, i2;
 
     (void)state;
-    assert_int_equal(region_create(&reg, name), 0);
+    assert_int_equal(region_create(&reg, make_name("robust"), TEST_SESSIONS), 0);
     h = region_header(&reg);
+    i1 = track(three, 3);
     assert_int_equal(region_lock(&reg), 0);
-    assert_int_equal(region_set_sessions(&reg, two, 2), 0);
-    i1 = region_find_session(&reg, "s1");
-    assert_true(i1 >= REGION_ENTRY_FIRST_SESSION);
+    i2 = region_find_session(&reg, "s2");
     e1 = region_entry(&reg, i1);
-    e2 = region_entry(&reg, region_find_session(&reg, "s2"));
+    e2 = region_entry(&reg, i2);
     health = region_entry(&reg, REGION_ENTRY_HEALTH);
-    put_data(e1, "WORKING");
-    put_data(e2, "SCAN_QR_CODE");
-    put_data(health, "ok");
+    put_data(i1, "SCAN_QR_CODE");
+    put_data(i2, "SCAN_QR_CODE");
+    put_data(REGION_ENTRY_HEALTH, "ok");
+    /* s1 waits for a scan with a QR slot of its own. */
+    q1 = region_qr_claim(&reg, i1);
+    assert_non_null(q1);
+    assert_non_null(region_qr_claim(&reg, i2));
     region_unlock(&reg);
     seq1 = e1->seq;
     gen1 = e1->generation;
     seq2 = e2->seq;
     gen2 = e2->generation;
     health_seq = health->seq;
+    qgen = q1->generation;
 
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        if (region_lock(&reg) != 0)
-            _exit(1);
-        region_entry_begin_write(&reg, e1);
-        snprintf(e1->d.status, sizeof(e1->d.status), "HALF_WRITT");
-        memset(e1->d.body, '#', 100);
-        _exit(0); /* dies holding the lock, entry torn */
-    }
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    pid = die_holding_lock(tear_entry, i1);
     assert_int_equal(e1->seq % 2, 1);
-    assert_int_equal(h->lock_owner_pid, pid);
 
     before = time_mono_ms();
     assert_int_equal(region_lock(&reg), 0);
     assert_int_equal(h->lock_recoveries, 1);
     assert_int_equal(h->lock_owner_pid, getpid());
 
-    /* The torn entry is discarded, kept as a session to refresh. */
-    assert_int_equal(e1->seq % 2, 0);
-    assert_true(e1->seq > seq1);
-    assert_false(e1->d.has_data);
-    assert_int_equal(e1->d.kind, ENTRY_SESSION);
-    assert_string_equal(e1->d.name, "s1");
-    assert_string_equal(e1->d.status, "UNKNOWN");
-    assert_string_equal(e1->d.me_json, "null");
-    assert_true(e1->wanted_ms >= before);
-    assert_true(e1->generation > gen1);
+    /* The torn entry is discarded, kept as a session to refresh, and its
+     * QR slot is given back (its code belonged to the data discarded). */
+    expect_repaired(i1, ENTRY_SESSION, "s1", seq1, gen1, before);
     assert_int_equal(region_find_session(&reg, "s1"), i1);
+    assert_null(region_qr_of(&reg, i1));
+    assert_int_equal(q1->entry, 0);
+    assert_true(q1->generation > qgen);
+    assert_int_equal(q1->seq % 2, 0);
 
-    /* The others are untouched. */
+    /* The others are untouched, s2's QR slot too. */
     assert_int_equal(e2->seq, seq2);
     assert_int_equal(e2->generation, gen2);
     assert_true(e2->d.has_data);
     assert_string_equal(e2->d.status, "SCAN_QR_CODE");
+    assert_non_null(region_qr_of(&reg, i2));
     assert_int_equal(health->seq, health_seq);
     assert_true(health->d.has_data);
     assert_string_equal(health->d.status, "ok");
+    assert_int_equal(region_find_session(&reg, "s2"), i2);
+    assert_true(region_find_session(&reg, "s3") >= REGION_ENTRY_FIRST_SESSION);
     region_unlock(&reg);
-
-    {
-        char text[96];
-        snprintf(text, sizeof(text), "held by pid %d, which died; 1 torn entry",
-                 (int)pid);
-        assert_true(log_contains(text));
-    }
+    expect_repair_logged(pid, 1);
 
     /* The mutex is consistent again: plain lock/unlock, no more recoveries. */
     assert_int_equal(region_lock(&reg), 0);
@@ -676,131 +748,97 @@ static void test_robust_mutex_recovery(void **state)
     assert_int_equal(h->lock_recoveries, 1);
 }
 
+/* Entries 0 (health) and 1 (the session list) are repaired like the
+ * sessions, keeping their kinds (and the health entry its endpoint). */
+static void test_robust_mutex_repairs_health_and_list(void **state)
+{
+    struct region_entry *health, *list;
+    uint64_t hseq, hgen, lseq, lgen;
+    int64_t before;
+    pid_t pid;
+
+    (void)state;
+    assert_int_equal(region_create(&reg, make_name("robusthl"), TEST_SESSIONS), 0);
+    health = region_entry(&reg, REGION_ENTRY_HEALTH);
+    list = region_entry(&reg, REGION_ENTRY_LIST);
+    assert_int_equal(region_lock(&reg), 0);
+    region_entry_begin_write(&reg, health);
+    snprintf(health->d.name, sizeof(health->d.name), "/ping");
+    region_entry_end_write(&reg, health, false);
+    put_data(REGION_ENTRY_HEALTH, "pong");
+    region_entry_begin_write(&reg, list);
+    list->d.kind = ENTRY_SESSION_LIST;
+    region_entry_end_write(&reg, list, false);
+    put_data(REGION_ENTRY_LIST, "3");
+    region_unlock(&reg);
+    hseq = health->seq;
+    hgen = health->generation;
+    lseq = list->seq;
+    lgen = list->generation;
+
+    pid = die_holding_lock(tear_health_and_list, 0);
+    before = time_mono_ms();
+    assert_int_equal(region_lock(&reg), 0);
+    expect_repaired(REGION_ENTRY_HEALTH, ENTRY_HEALTH, "/ping", hseq, hgen, before);
+    expect_repaired(REGION_ENTRY_LIST, ENTRY_SESSION_LIST, "", lseq, lgen, before);
+    region_unlock(&reg);
+    expect_repair_logged(pid, 2);
+}
+
+/* A writer that died inside region_set_sessions(), an entry half given to
+ * a new name: the entry is kept for that name, and the name index, which
+ * did not have it yet, is rebuilt with it. */
+static void test_robust_mutex_rebuilds_name_index(void **state)
+{
+    static const char three[3][REGION_NAME_MAX] = {"s1", "s2", "s3"};
+    int free_entry = -1;
+    pid_t pid;
+
+    (void)state;
+    assert_int_equal(region_create(&reg, make_name("robustix"), TEST_SESSIONS), 0);
+    track(three, 3);
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < region_entry_count(&reg); i++)
+        if (region_entry(&reg, i)->d.kind == ENTRY_FREE && free_entry < 0)
+            free_entry = i;
+    assert_true(free_entry > 0);
+
+    pid = die_holding_lock(tear_take_entry, free_entry);
+    assert_int_equal(region_lock(&reg), 0);
+    assert_int_equal(region_find_session(&reg, "s4"), free_entry);
+    for (int n = 0; n < 3; n++)
+        assert_true(region_find_session(&reg, three[n]) >= REGION_ENTRY_FIRST_SESSION);
+    assert_int_equal(region_entry(&reg, free_entry)->seq % 2, 0);
+    region_unlock(&reg);
+    expect_repair_logged(pid, 1);
+}
+
+static void tear_nothing(int unused)
+{
+    (void)unused; /* dies holding the lock, between writes */
+}
+
 static void test_robust_mutex_dead_holder_without_write(void **state)
 {
     const char *name = make_name("robust2");
     static const char one[1][REGION_NAME_MAX] = {"s1"};
     struct region_entry *e1;
     uint64_t seq1;
-    pid_t pid;
-    int status;
+    int i1;
 
     (void)state;
-    assert_int_equal(region_create(&reg, name), 0);
+    assert_int_equal(region_create(&reg, name, TEST_SESSIONS), 0);
+    i1 = track(one, 1);
+    e1 = region_entry(&reg, i1);
     assert_int_equal(region_lock(&reg), 0);
-    assert_int_equal(region_set_sessions(&reg, one, 1), 0);
-    e1 = region_entry(&reg, region_find_session(&reg, "s1"));
-    put_data(e1, "WORKING");
+    put_data(i1, "WORKING");
     region_unlock(&reg);
     seq1 = e1->seq;
 
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        if (region_lock(&reg) != 0)
-            _exit(1);
-        _exit(0); /* dies holding the lock, between writes */
-    }
-    assert_int_equal(waitpid(pid, &status, 0), pid);
+    die_holding_lock(tear_nothing, 0);
     assert_int_equal(region_lock(&reg), 0);
     assert_int_equal(region_header(&reg)->lock_recoveries, 1);
     assert_true(e1->d.has_data);
     assert_int_equal(e1->seq, seq1);
-    region_unlock(&reg);
-}
-
-/*========================================================================
- * Recent webhook ids
- */
-
-static void test_webhook_seen(void **state)
-{
-    const char *name = make_name("hookids");
-    struct region_header *h;
-
-    (void)state;
-    assert_int_equal(region_create(&reg, name), 0);
-    h = region_header(&reg);
-    assert_int_equal(region_lock(&reg), 0);
-    assert_false(region_webhook_seen(&reg, "evt_01jz8m3k5q7r9t1v3x5z7b9d1f"));
-    assert_true(region_webhook_seen(&reg, "evt_01jz8m3k5q7r9t1v3x5z7b9d1f"));
-    assert_true(region_webhook_seen(&reg, "evt_01jz8m3k5q7r9t1v3x5z7b9d1f"));
-    /* A prefix or an extension of a recorded id is another id. */
-    assert_false(region_webhook_seen(&reg, "evt_01jz8m3k5q7r9t1v3x5z7b9d1"));
-    assert_false(region_webhook_seen(&reg, "evt_01jz8m3k5q7r9t1v3x5z7b9d1fx"));
-    assert_int_equal(h->webhook_id_next, 3);
-
-    /* An empty id (an envelope without one) is never a duplicate, and
-     * takes no place in the ring. */
-    assert_false(region_webhook_seen(&reg, ""));
-    assert_false(region_webhook_seen(&reg, ""));
-    assert_int_equal(h->webhook_id_next, 3);
-    region_unlock(&reg);
-}
-
-static void test_webhook_seen_ring(void **state)
-{
-    const char *name = make_name("hookring");
-    char id[32];
-
-    (void)state;
-    assert_int_equal(region_create(&reg, name), 0);
-    assert_int_equal(region_lock(&reg), 0);
-    for (int i = 0; i < REGION_WEBHOOK_IDS; i++) {
-        snprintf(id, sizeof(id), "evt_%d", i);
-        assert_false(region_webhook_seen(&reg, id));
-    }
-    /* All REGION_WEBHOOK_IDS are remembered. */
-    for (int i = 0; i < REGION_WEBHOOK_IDS; i++) {
-        snprintf(id, sizeof(id), "evt_%d", i);
-        if (!region_webhook_seen(&reg, id))
-            fail_msg("%s forgotten too early", id);
-    }
-    /* One more: the oldest goes, the rest stay. */
-    assert_false(region_webhook_seen(&reg, "evt_new"));
-    assert_true(region_webhook_seen(&reg, "evt_new"));
-    assert_true(region_webhook_seen(&reg, "evt_1"));
-    snprintf(id, sizeof(id), "evt_%d", REGION_WEBHOOK_IDS - 1);
-    assert_true(region_webhook_seen(&reg, id));
-    assert_false(region_webhook_seen(&reg, "evt_0")); /* recorded again now... */
-    assert_true(region_webhook_seen(&reg, "evt_0"));
-    assert_false(region_webhook_seen(&reg, "evt_1")); /* ...which pushed out evt_1 */
-    assert_false(region_webhook_seen(&reg, "evt_2")); /* and evt_1 pushed out evt_2 */
-    region_unlock(&reg);
-}
-
-static void test_webhook_seen_long_ids(void **state)
-{
-    const char *name = make_name("hooklong");
-    struct region_header *h;
-    char id[REGION_WEBHOOK_ID_MAX + 40];
-    uint32_t next;
-
-    (void)state;
-    assert_int_equal(region_create(&reg, name), 0);
-    h = region_header(&reg);
-    assert_int_equal(region_lock(&reg), 0);
-
-    /* REGION_WEBHOOK_ID_MAX - 1 characters: stored whole, found again. */
-    memset(id, 'a', REGION_WEBHOOK_ID_MAX - 1);
-    id[REGION_WEBHOOK_ID_MAX - 1] = '\0';
-    assert_false(region_webhook_seen(&reg, id));
-    assert_true(region_webhook_seen(&reg, id));
-
-    /*
-     * Longer ids cannot be kept whole, so they are neither recorded nor ever
-     * a duplicate (waha_parse_event() drops them before they get here).
-     */
-    memset(id, 'b', REGION_WEBHOOK_ID_MAX + 20);
-    id[REGION_WEBHOOK_ID_MAX + 20] = '\0';
-    next = h->webhook_id_next;
-    assert_false(region_webhook_seen(&reg, id));
-    assert_false(region_webhook_seen(&reg, id)); /* not a duplicate */
-    assert_int_equal(h->webhook_id_next, next);  /* and the ring did not move */
-    /* An id of exactly REGION_WEBHOOK_ID_MAX characters is too long as well. */
-    id[REGION_WEBHOOK_ID_MAX] = '\0';
-    assert_false(region_webhook_seen(&reg, id));
-    assert_false(region_webhook_seen(&reg, id));
     region_unlock(&reg);
 }
 
@@ -809,6 +847,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, test_setup, test_teardown)
         T(test_create_layout),
+        T(test_create_sized_by_max_sessions),
         T(test_instance_ids_differ),
         T(test_create_twice_fails_while_alive),
         T(test_create_after_destroy),
@@ -821,13 +860,12 @@ int main(void)
         T(test_assert_held_aborts_without_lock),
         T(test_entry_write_seq_and_generation),
         T(test_entry_data_copy),
-        T(test_set_sessions),
-        T(test_set_sessions_too_many),
+        T(test_entry_body_copy),
+        T(test_want),
         T(test_robust_mutex_recovery),
+        T(test_robust_mutex_repairs_health_and_list),
+        T(test_robust_mutex_rebuilds_name_index),
         T(test_robust_mutex_dead_holder_without_write),
-        T(test_webhook_seen),
-        T(test_webhook_seen_ring),
-        T(test_webhook_seen_long_ids),
 #undef T
     };
 

@@ -9,16 +9,21 @@
  * HMAC-SHA512 of the raw body, docs/waha-api.md 6.2, in either case of hex) must
  * be accepted. A session.status envelope (docs/waha-api.md 6.3) must yield
  * exactly the session, the status (an open set: PASSKEY_REQUIRED came in
- * 2026.7.1), "me" and the id used to drop WAHA's retried deliveries; other
- * events are valid but ignored (202), and anything that is not such an
- * envelope is refused with a reason (400) before it can reach the region.
+ * 2026.7.1), "me", the timestamp that orders events, and the digest of the
+ * id used to drop WAHA's retried deliveries (the first 16 bytes of the
+ * SHA-256 of the id's JSON text, so ids of any length and type are told
+ * apart); other events, and events of a session whose name the region
+ * cannot hold, are valid but ignored (202), and anything that is not such
+ * an envelope is refused with a reason (400) before it can reach the
+ * region.
  *
  * The HMAC test vector is the one the WAHA docs give (body
  * {"event":"message","session":"default","engine":"WEBJS"}, key
  * my-secret-key); its full value was computed with
  *   printf '%s' BODY | openssl dgst -sha512 -hmac my-secret-key
  * and matches the documented 208f8a55...3fa89. The other digests were
- * computed with Python's hmac module.
+ * computed with Python's hmac module, the id digests with
+ *   hashlib.sha256(b'"evt_2"').digest()[:16]
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -242,6 +247,19 @@ static void expect_bad(const char *text, const char *reason_part)
         fail_msg("reason \"%s\" lacks \"%s\" for: %s", why, reason_part, text);
 }
 
+static const uint8_t no_digest[REGION_DIGEST_LEN];
+/* SHA-256 of "evt_01jz8m3k5q7r9t1v3x5z7b9d1f" (quotes included), of "evt_2",
+ * and of the number 123, cut to REGION_DIGEST_LEN bytes. */
+static const uint8_t digest_real[REGION_DIGEST_LEN] = {0xbf, 0x3c, 0x12, 0x04, 0x97, 0xa4,
+                                                       0x60, 0x28, 0x95, 0x1c, 0xca, 0xa9,
+                                                       0x43, 0x7c, 0x5d, 0x18};
+static const uint8_t digest_evt_2[REGION_DIGEST_LEN] = {
+    0x41, 0xdc, 0xd4, 0x29, 0x04, 0xf9, 0xa4, 0x21,
+    0xd2, 0xf6, 0x68, 0x05, 0x11, 0xab, 0x9a, 0xf3};
+static const uint8_t digest_123[REGION_DIGEST_LEN] = {0xa6, 0x65, 0xa4, 0x59, 0x20, 0x42,
+                                                      0x2f, 0x9d, 0x41, 0x7e, 0x48, 0x67,
+                                                      0xef, 0xdc, 0x4f, 0xb8};
+
 /* A session.status envelope, as WAHA sends it (docs/waha-api.md 6.3). */
 static const char real_status[] =
     "{\"id\":\"evt_01jz8m3k5q7r9t1v3x5z7b9d1f\",\"timestamp\":1741249702485,"
@@ -273,7 +291,7 @@ static void test_parse_real_status(void **state)
 {
     (void)state;
     assert_int_equal(parse(real_status), WAHA_EVENT_STATUS);
-    assert_string_equal(ev.id, "evt_01jz8m3k5q7r9t1v3x5z7b9d1f");
+    assert_memory_equal(ev.id_digest, digest_real, REGION_DIGEST_LEN);
     assert_string_equal(ev.event, "session.status");
     assert_string_equal(ev.session, "default");
     assert_string_equal(ev.status, "WORKING");
@@ -291,7 +309,7 @@ static void test_parse_pretty_printed(void **state)
                      WAHA_EVENT_STATUS);
     assert_string_equal(ev.session, "s-1_A");
     assert_string_equal(ev.status, "SCAN_QR_CODE");
-    assert_string_equal(ev.id, "");
+    assert_memory_equal(ev.id_digest, no_digest, REGION_DIGEST_LEN); /* no id */
     assert_true(ev.timestamp_ms == 0);
 }
 
@@ -361,7 +379,9 @@ static void test_parse_other_events_ignored(void **state)
     (void)state;
     assert_int_equal(parse(vector_body), WAHA_EVENT_IGNORED);
     assert_string_equal(ev.event, "message");
-    assert_string_equal(ev.session, "default");
+    /* Was "default": the session is copied only for a session.status the
+     * region can hold now (nothing reads it for an ignored event). */
+    assert_string_equal(ev.session, "");
 
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
         snprintf(text, sizeof(text),
@@ -371,7 +391,7 @@ static void test_parse_other_events_ignored(void **state)
         if (parse(text) != WAHA_EVENT_IGNORED)
             fail_msg("event \"%s\" not ignored", events[i]);
         assert_string_equal(ev.event, events[i]);
-        assert_string_equal(ev.id, "evt_2");
+        assert_memory_equal(ev.id_digest, digest_evt_2, REGION_DIGEST_LEN);
         assert_true(ev.timestamp_ms == 5);
         /* Nothing of a session.status is filled in. */
         assert_string_equal(ev.status, "");
@@ -447,23 +467,44 @@ static void test_parse_missing_event_or_session(void **state)
     expect_bad("{}", "envelope");
 }
 
-static void test_parse_bad_session_name(void **state)
+/*
+ * Was test_parse_bad_session_name: names outside WAHA's ^[a-zA-Z0-9_-]{1,54}$
+ * were refused (400). WAHA holds such names (docs/waha-api.md 9), so they are
+ * applied now; a name the region cannot hold (empty, 64 bytes or more) is
+ * not WAHA's error: its events are acknowledged and ignored, never refused
+ * (WAHA would retry a refused delivery 15 times).
+ */
+static void test_parse_unusual_session_names(void **state)
 {
+    static const char *const names[] = {"my session", "a.b",        "caf\xc3\xa9",
+                                        "../x",       "sales.team", "\xe6\x97\xa5"};
     char name[80];
 
     (void)state;
-    expect_bad(envelope("my session", "WORKING", NULL), "session name");
-    expect_bad(envelope("", "WORKING", NULL), "session name");
-    expect_bad(envelope("a.b", "WORKING", NULL), "session name");
-    expect_bad(envelope("caf\xc3\xa9", "WORKING", NULL), "session name");
-    expect_bad(envelope("../x", "WORKING", NULL), "session name");
-    /* WAHA's limit is 54 characters. */
-    memset(name, 'n', 55);
-    name[55] = '\0';
-    expect_bad(envelope(name, "WORKING", NULL), "session name");
-    name[54] = '\0';
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (parse(envelope(names[i], "WORKING", NULL)) != WAHA_EVENT_STATUS)
+            fail_msg("\"%s\" not applied: %s", names[i], why);
+        assert_string_equal(ev.session, names[i]);
+        assert_string_equal(ev.status, "WORKING");
+    }
+    /* 55 to 63 bytes: applied (WAHA's 54 is not the region's limit). */
+    memset(name, 'n', 63);
+    name[63] = '\0';
     assert_int_equal(parse(envelope(name, "WORKING", NULL)), WAHA_EVENT_STATUS);
     assert_string_equal(ev.session, name);
+    name[55] = '\0';
+    assert_int_equal(parse(envelope(name, "WORKING", NULL)), WAHA_EVENT_STATUS);
+    assert_string_equal(ev.session, name);
+    /* 64 bytes, and the empty name: ignored, nothing to apply. */
+    memset(name, 'n', 64);
+    name[64] = '\0';
+    assert_int_equal(parse(envelope(name, "WORKING", NULL)), WAHA_EVENT_IGNORED);
+    assert_string_equal(ev.session, "");
+    assert_string_equal(ev.status, "");
+    assert_int_equal(parse(envelope("", "WORKING", NULL)), WAHA_EVENT_IGNORED);
+    assert_string_equal(ev.session, "");
+    /* Even with a status that would be refused: the name decides first. */
+    assert_int_equal(parse(envelope(name, "bad status", NULL)), WAHA_EVENT_IGNORED);
 }
 
 static void test_parse_event_name_too_long(void **state)
@@ -572,39 +613,93 @@ static void test_parse_deep_nesting(void **state)
     expect_bad(text, NULL);
 }
 
+/* The id digest of an envelope with the JSON value ID (text) as its id. */
+static void digest_of(const char *id, uint8_t out[REGION_DIGEST_LEN])
+{
+    char *text = malloc(strlen(id) + 256);
+
+    assert_non_null(text);
+    sprintf(text,
+            "{\"id\":%s,\"event\":\"session.status\",\"session\":\"default\","
+            "\"payload\":{\"status\":\"FAILED\"}}",
+            id);
+    assert_int_equal(parse(text), WAHA_EVENT_STATUS);
+    assert_string_equal(ev.status, "FAILED");
+    memcpy(out, ev.id_digest, REGION_DIGEST_LEN);
+    free(text);
+}
+
+/*
+ * Was: an id of WAHA_EVENT_ID_MAX (64) characters or more, or one that is
+ * not a string, was no id at all (never a duplicate). The id is now
+ * digested whatever its length and type, so every retried delivery is
+ * recognised; only a missing or null id (WAHA before 2024-11) has none.
+ */
 static void test_parse_ids(void **state)
 {
-    char text[512], id[WAHA_EVENT_ID_MAX + 2];
+    static uint8_t d[8][REGION_DIGEST_LEN];
+    char *id = malloc(2000);
 
     (void)state;
-    /* WAHA_EVENT_ID_MAX - 1 characters: copied. */
-    memset(id, 'i', WAHA_EVENT_ID_MAX - 1);
-    id[WAHA_EVENT_ID_MAX - 1] = '\0';
-    snprintf(text, sizeof(text),
-             "{\"id\":\"%s\",\"event\":\"session.status\",\"session\":\"default\","
-             "\"payload\":{\"status\":\"FAILED\"}}",
-             id);
-    assert_int_equal(parse(text), WAHA_EVENT_STATUS);
-    assert_string_equal(ev.id, id);
+    assert_non_null(id);
+    digest_of("\"evt_2\"", d[0]);
+    assert_memory_equal(d[0], digest_evt_2, REGION_DIGEST_LEN);
+    digest_of("123", d[1]);
+    assert_memory_equal(d[1], digest_123, REGION_DIGEST_LEN);
+    /* The string "123" is another id than the number 123. */
+    digest_of("\"123\"", d[2]);
+    assert_memory_not_equal(d[2], d[1], REGION_DIGEST_LEN);
 
-    /* WAHA_EVENT_ID_MAX characters: not copied (a cut id could collide with
-     * another), but the event is still applied. */
-    memset(id, 'i', WAHA_EVENT_ID_MAX);
-    id[WAHA_EVENT_ID_MAX] = '\0';
-    snprintf(text, sizeof(text),
-             "{\"id\":\"%s\",\"event\":\"session.status\",\"session\":\"default\","
-             "\"payload\":{\"status\":\"FAILED\"}}",
-             id);
-    assert_int_equal(parse(text), WAHA_EVENT_STATUS);
-    assert_string_equal(ev.id, "");
-    assert_string_equal(ev.status, "FAILED");
-    assert_string_equal(ev.session, "default");
-
-    /* An id that is not a string is no id. */
-    assert_int_equal(parse("{\"id\":123,\"event\":\"session.status\",\"session\":"
-                           "\"default\",\"payload\":{\"status\":\"FAILED\"}}"),
+    /* 63, 64 and 1000 characters; and a 1000-character id with its last
+     * character changed: all digested, all different. */
+    id[0] = '"';
+    memset(id + 1, 'i', 63);
+    strcpy(id + 64, "\"");
+    digest_of(id, d[3]);
+    memset(id + 1, 'i', 64);
+    strcpy(id + 65, "\"");
+    digest_of(id, d[4]);
+    memset(id + 1, 'i', 1000);
+    strcpy(id + 1001, "\"");
+    digest_of(id, d[5]);
+    id[1000] = 'j';
+    digest_of(id, d[6]);
+    for (int a = 0; a < 7; a++) {
+        assert_memory_not_equal(d[a], no_digest, REGION_DIGEST_LEN);
+        for (int b = a + 1; b < 7; b++)
+            if (memcmp(d[a], d[b], REGION_DIGEST_LEN) == 0)
+                fail_msg("ids %d and %d have the same digest", a, b);
+    }
+    /* The same id in another envelope (a retry of the delivery, or another
+     * member order): the same digest. */
+    assert_int_equal(parse("{\"session\":\"default\",\"payload\":{\"status\":"
+                           "\"WORKING\"},\"event\":\"session.status\",\"id\":\"evt_2\"}"),
                      WAHA_EVENT_STATUS);
-    assert_string_equal(ev.id, "");
+    assert_memory_equal(ev.id_digest, digest_evt_2, REGION_DIGEST_LEN);
+    /* Objects and arrays are ids too. */
+    digest_of("{\"a\":1}", d[7]);
+    assert_memory_not_equal(d[7], no_digest, REGION_DIGEST_LEN);
+
+    /* null and no id: no digest (never a duplicate, region_event_seen()). */
+    digest_of("null", d[7]);
+    assert_memory_equal(d[7], no_digest, REGION_DIGEST_LEN);
+    free(id);
+}
+
+/*
+ * An empty id identifies nothing: like a missing one, it has no digest.
+ * (The id before issue 16 was "" for it, never a duplicate; digesting ""
+ * made every later envelope with "id":"" a duplicate of the first, so a
+ * sender that fills the member with "" had all its status changes but the
+ * first dropped.)
+ */
+static void test_parse_empty_id_is_no_id(void **state)
+{
+    uint8_t d[REGION_DIGEST_LEN];
+
+    (void)state;
+    digest_of("\"\"", d);
+    assert_memory_equal(d, no_digest, REGION_DIGEST_LEN);
 }
 
 static void test_parse_timestamps(void **state)
@@ -631,7 +726,8 @@ static void test_parse_clears_event(void **state)
     assert_int_equal(parse(real_status), WAHA_EVENT_STATUS);
     memset(why, 0, sizeof(why));
     assert_int_equal(waha_parse_event("{\"x\":1}", 7, &ev, why), WAHA_EVENT_BAD);
-    assert_string_equal(ev.id, "");
+    assert_memory_equal(ev.id_digest, no_digest, REGION_DIGEST_LEN);
+    assert_true(ev.timestamp_ms == 0);
     assert_string_equal(ev.session, "");
     assert_string_equal(ev.status, "");
     assert_false(ev.has_me);
@@ -656,13 +752,14 @@ int main(void)
         cmocka_unit_test(test_parse_open_set_statuses),
         cmocka_unit_test(test_parse_bad_statuses),
         cmocka_unit_test(test_parse_missing_event_or_session),
-        cmocka_unit_test(test_parse_bad_session_name),
+        cmocka_unit_test(test_parse_unusual_session_names),
         cmocka_unit_test(test_parse_event_name_too_long),
         cmocka_unit_test(test_parse_not_an_envelope),
         cmocka_unit_test(test_parse_trailing_garbage),
         cmocka_unit_test(test_parse_reads_only_len_bytes),
         cmocka_unit_test(test_parse_deep_nesting),
         cmocka_unit_test(test_parse_ids),
+        cmocka_unit_test(test_parse_empty_id_is_no_id),
         cmocka_unit_test(test_parse_timestamps),
         cmocka_unit_test(test_parse_clears_event),
     };
