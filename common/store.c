@@ -125,21 +125,30 @@ void store_session(struct region *r, const struct config *cfg, int index,
     region_unlock(r);
 }
 
-void store_absent(struct region *r, const struct config *cfg, int index, const char *name,
-                  const char *reason)
+/* Mark entry INDEX absent: NAME is not a session WAHA has. REASON, when
+ * not NULL, is what a call of its details answered ("" for a 404), and
+ * then nothing more is asked. NULL is the list's silence: an entry absent
+ * already keeps what its details said; one that was there loses its
+ * details, so that a reader of its object asks WAHA why (WAHA Core's 422
+ * is told only there). */
+static void mark_absent(struct region *r, const struct config *cfg, int index, const char *name,
+                        const char *reason)
 {
     int64_t now_mono = time_mono_ms(), now_real = time_real_ms();
     struct region_entry *e;
     struct entry_data *d;
-    bool changed;
+    bool changed, was_absent, answered = reason != NULL;
 
     if (region_lock(r) != 0)
         return;
     if ((e = session_entry(r, index, name)) == NULL) {
-        region_unlock(r);
+        region_unlock(r); /* the entry was reassigned meanwhile */
         return;
     }
     d = &e->d;
+    was_absent = d->has_data && !d->exists;
+    if (reason == NULL)
+        reason = was_absent ? d->absent_reason : "";
     region_entry_begin_write(r, e);
     changed = !d->has_data || !d->healthy || d->exists || strcmp(d->me_json, "null") != 0 ||
               strcmp(d->absent_reason, reason) != 0;
@@ -148,7 +157,8 @@ void store_absent(struct region *r, const struct config *cfg, int index, const c
     d->has_data = true;
     d->healthy = true;
     d->exists = false;
-    snprintf(d->absent_reason, sizeof(d->absent_reason), "%s", reason);
+    if (reason != d->absent_reason)
+        snprintf(d->absent_reason, sizeof(d->absent_reason), "%s", reason);
     d->source = SOURCE_POLL;
     d->fetched_real_ms = now_real;
     d->fetched_mono_ms = now_mono;
@@ -156,10 +166,24 @@ void store_absent(struct region *r, const struct config *cfg, int index, const c
     snprintf(d->me_json, sizeof(d->me_json), "null");
     snprintf(d->last_error, sizeof(d->last_error), "WAHA has no session \"%s\"", name);
     set_body(r, index, d, "", 0);
-    set_details(r, index, d, "", 0, now_real, now_mono); /* nothing more to ask */
+    if (answered || !was_absent) {
+        set_details(r, index, d, "", 0, now_real, now_mono);
+        d->has_details = answered; /* answered: nothing more to ask */
+    }
     region_entry_end_write(r, e, changed);
     region_qr_release(r, index);
     region_unlock(r);
+}
+
+void store_absent(struct region *r, const struct config *cfg, int index, const char *name,
+                  const char *reason)
+{
+    mark_absent(r, cfg, index, name, reason);
+}
+
+void store_unlisted(struct region *r, const struct config *cfg, int index, const char *name)
+{
+    mark_absent(r, cfg, index, name, NULL);
 }
 
 void store_health(struct region *r, bool ping, const char *status, const char *body,

@@ -33,12 +33,17 @@ void store_session(struct region *r, const struct config *cfg, int index,
                    int64_t fetched_mono_ms);
 
 /*
- * store_absent - WAHA has no session NAME (entry INDEX): not in its list,
- * or 404; or it refuses it (WAHA Core's 422 for a session other than
- * "default"), REASON being WAHA's words ("" for a plain absence).
+ * store_absent - WAHA has no session NAME (entry INDEX), which is what the
+ * call of its details answered: 404, or WAHA Core's 422 for a session other
+ * than "default", REASON being WAHA's words ("" for a plain absence).
+ *
+ * store_unlisted - WAHA's list does not have NAME: absent too, keeping the
+ * words its details gave; the details of a session that was there are
+ * dropped, so that a reader of its object asks WAHA why.
  */
 void store_absent(struct region *r, const struct config *cfg, int index, const char *name,
                   const char *reason);
+void store_unlisted(struct region *r, const struct config *cfg, int index, const char *name);
 
 /* store_health - WAHA's /health or /ping answered with STATUS. */
 void store_health(struct region *r, bool ping, const char *status, const char *body,

@@ -9,6 +9,7 @@
 # by pid at the end.
 #
 #   scripts/bench.sh [build/wahagate]    BENCH_SECONDS=10 BENCH_THREADS=2 BENCH_SSE=5000
+#                                        BENCH_SESSIONS=1000
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,6 +50,7 @@ shm_name = /wahagate-bench-$$
 [upstream]
 url = $sim_url
 api_key = bench
+events = off
 [backend]
 ; the SSE check times a WORKING -> STARTING change: publish it at once
 flap_hold = 0
@@ -101,9 +103,27 @@ for conns in 64 256; do
     fi
 done
 
-# Push: many subscribers on /api/waha/events, one status change.
-curl -fs -X POST -H 'Content-Type: application/json' \
-    -d "{\"webhookUrl\": \"http://127.0.0.1:$port/api/waha/webhook\"}" \
-    "$sim_url/_sim/config" > /dev/null
+sim_post() { # $1: path, $2: JSON body
+    curl -fs -X POST -H 'Content-Type: application/json' -d "$2" "$sim_url$1" > /dev/null
+}
+
+# Push: many subscribers on /api/waha/events, one status change, by webhook.
+sim_post /_sim/config "{\"webhookUrl\": \"http://127.0.0.1:$port/api/waha/webhook\"}"
 /usr/bin/python3 "$top/scripts/bench/sse_load.py" "http://127.0.0.1:$port" "$sim_url" \
-    "${BENCH_SSE:-5000}" "$gw_pid"
+    "${BENCH_SSE:-5000}" "$gw_pid" webhook
+
+# The same by WAHA's WebSocket: no webhook; upstream.events = auto, reloaded.
+sim_post /_sim/config '{"webhookUrl": ""}'
+sim_post /_sim/sessions/default '{"status": "WORKING"}'
+sed -i 's/^events = off$/events = auto/' "$dir/waha.ini"
+kill -HUP "$gw_pid"
+i=0
+until curl -fs "http://127.0.0.1:$port/api/waha/monitoring/stats" | grep -q '"events":"connected"'; do
+    i=$((i + 1)); [ $i -gt 100 ] && { echo "bench: WAHA's WebSocket did not connect" >&2; exit 1; }
+    sleep 0.1
+done
+/usr/bin/python3 "$top/scripts/bench/sse_load.py" "http://127.0.0.1:$port" "$sim_url" \
+    "${BENCH_SSE:-5000}" "$gw_pid" "WebSocket event"
+
+# Many sessions: one list call refreshes them all.
+/usr/bin/python3 "$top/scripts/bench/sessions.py" "$bin" "${BENCH_SESSIONS:-1000}" "$seconds"

@@ -5,7 +5,8 @@
 
 Starts the WAHA simulator with SESSIONS sessions (default 1000: "default"
 and s1..s999, all WORKING) and BINARY (2 workers, upstream.sessions = *,
-server.max_sessions = SESSIONS) on loopback, reads every session's status
+server.max_sessions = SESSIONS, upstream.events = off: polling
+alone, the costlier case) on loopback, reads every session's status
 once, then runs wrk for SECONDS (10) at CONNECTIONS (64) with a Lua script
 that asks for each session's /api/waha/status in turn. Prints requests/s,
 p50/p99, the calls WAHA received during the run (per kind, and per period of
@@ -102,7 +103,7 @@ def start_gateway(workdir, binary, sim_url, sessions):
     with open(ini, "w") as f:
         f.write(f"[server]\nlisten = 127.0.0.1:{port}\nworkers = 2\nmin_workers = 2\n"
                 f"max_sessions = {sessions}\nshm_name = /wahagate-bench-sessions-{os.getpid()}\n"
-                f"[upstream]\nurl = {sim_url}\napi_key = bench\nsessions = *\n"
+                f"[upstream]\nurl = {sim_url}\napi_key = bench\nsessions = *\nevents = off\n"
                 f"[ratelimit]\nenabled = false\n[log]\nlevel = warn\n")
     gw = subprocess.Popen([binary, "-c", ini], stdin=subprocess.DEVNULL,
                           stderr=open(os.path.join(workdir, "gateway.log"), "wb"))

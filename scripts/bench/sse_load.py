@@ -2,13 +2,15 @@
 """sse_load.py - hold N Server-Sent Events subscribers on a gateway and time
 how long a status change takes to reach all of them.
 
-Usage: sse_load.py GATEWAY_URL SIMULATOR_URL N MASTER_PID
+Usage: sse_load.py GATEWAY_URL SIMULATOR_URL N MASTER_PID [PATH]
 
 Opens N connections to GATEWAY_URL/api/waha/events?session=default, waits
 until each has its first event, makes the simulator push a status change
-(the simulator must deliver webhooks to the gateway), and prints the time
-until every subscriber has the new status, plus the total RSS of the
-gateway's processes (MASTER_PID and its children) while holding them.
+(by PATH, which the run has set up: "webhook" (default), the simulator
+delivering webhooks to the gateway, or "WebSocket event", the gateway's
+fetcher listening to the simulator's /ws), and prints the time until every
+subscriber has the new status, plus the total RSS of the gateway's
+processes (MASTER_PID and its children) while holding them.
 Everything is bounded: 60 s to connect, 30 s for the change.
 """
 
@@ -44,6 +46,7 @@ def rss_kb(master):
 
 def main():
     gw, sim, n, master = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    path = sys.argv[5] if len(sys.argv) > 5 else "webhook"
     host, port = gw.split("//")[1].split(":")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 100), hard))
@@ -87,7 +90,7 @@ def main():
     if missing:
         sys.exit(f"sse_load: {missing} of {n} subscribers missed the change")
     print(f"{n} SSE subscribers connected in {connected:.1f} s; a status change reached "
-          f"all of them in {took * 1000:.0f} ms (simulator webhook included); "
+          f"all of them in {took * 1000:.0f} ms (by {path}, simulator included); "
           f"gateway RSS {held_rss // 1024} MB while holding them")
     for s in bufs:
         s.close()

@@ -164,7 +164,7 @@ static void store_items(struct answers *a, struct json_object *list)
         index = region_find_session(a->region, a->cfg->upstream.sessions[c]);
         region_unlock(a->region);
         if (index >= 0 && !a->seen[index])
-            store_absent(a->region, a->cfg, index, a->cfg->upstream.sessions[c], "");
+            store_unlisted(a->region, a->cfg, index, a->cfg->upstream.sessions[c]);
     }
 }
 

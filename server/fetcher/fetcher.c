@@ -208,11 +208,14 @@ static const char *target_name(const struct job *j, char *out, size_t size)
     return out;
 }
 
-/* A failed refresh keeps the data and records WHY where readers see it. */
+/* A failed refresh keeps the data and records WHY where readers see it
+ * (a failed QR call keeps the code it would have replaced). */
 static void record_failure(const struct job *j, const char *why)
 {
     if (j->kind == JOB_HEALTH) {
         store_failure(f.region, REGION_ENTRY_HEALTH, why);
+    } else if (j->kind == JOB_DETAILS) {
+        store_failure(f.region, j->entry, why);
     } else if (j->kind == JOB_LIST) {
         store_failure(f.region, REGION_ENTRY_LIST, why);
         for (int i = REGION_ENTRY_FIRST_SESSION; i < f.entries; i++)

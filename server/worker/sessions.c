@@ -184,8 +184,9 @@ static enum cache_verdict judge_object(int index, const struct local_entry *le,
     data = replica_judge(index, DEMAND_DATA, has_object(&le->d), le->d.fetched_mono_ms,
                          route_session_max_age(&le->d, period, now),
                          rt.cfg->backend.stale_if_error, now, req->may_wait);
-    /* Only a session WAHA has, has details. */
-    details = !le->d.has_data || !le->d.exists
+    /* The details of a session WAHA has; of one its list lacks, WAHA's
+     * word on why (store_unlisted()). */
+    details = !le->d.has_data
                   ? CACHE_FRESH
                   : replica_judge(index, DEMAND_DETAILS, le->d.has_details,
                                   le->d.details_mono_ms, period,

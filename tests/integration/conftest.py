@@ -31,6 +31,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -357,10 +358,10 @@ class Simulator:
         body = {"status": status}
         if me is not Simulator._OMIT:
             body["me"] = me
-        return self.control("POST", f"/_sim/sessions/{name}", body)
+        return self.control("POST", f"/_sim/sessions/{quote(name, safe='')}", body)
 
     def delete_session(self, name):
-        return self.control("DELETE", f"/_sim/sessions/{name}")
+        return self.control("DELETE", f"/_sim/sessions/{quote(name, safe='')}")
 
     # The calls that refresh a session's data: the session list (one for
     # every session) and a session's own details.

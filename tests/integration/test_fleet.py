@@ -214,10 +214,10 @@ def test_fleet_makes_the_calls_of_one_gateway(simulator, gateway, redis, keepali
 
     # The bound of test_refresh.py for one gateway: the fleet is one.
     bound = int(window / (0.8 * period_s)) + 2
-    by_session = stats["bySession"]
-    assert by_session.get("default", 0) <= bound, (window, stats)
-    assert by_session.get("other", 0) <= bound, (window, stats)
-    assert by_session.get("default", 0) >= 2, stats  # and it kept refreshing
+    # One list call refreshes both sessions.
+    lists = stats["calls"].get(SESSION_CALL, 0)
+    assert lists <= bound, (window, stats)
+    assert lists >= 2, stats  # and it kept refreshing
     assert stats["maxInFlight"] <= 2, stats
     # Only the leader's fetcher called.
     assert leader.json("/api/waha/monitoring/stats")["apiCalls"] >= 2
@@ -398,7 +398,7 @@ def test_without_redis_each_gateway_fetches_alone_then_rejoins(simulator, gatewa
         for g in gws:
             g.status()
         return (all(g.json("/api/waha/monitoring/stats")["apiCalls"] > 0 for g in gws)
-                and sim.stats()["bySession"].get("default", 0) >= 3)
+                and sim.stats()["calls"].get(SESSION_CALL, 0) >= 3)
     assert wait_until(each_fetches, 5 + SLACK, 0.1), sim.stats()
     # Reconnects are tried every second; the outage is logged once.
     for g in gws:

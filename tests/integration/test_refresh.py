@@ -53,13 +53,12 @@ def test_upstream_load_for_100_clients_follows_the_schedule(simulator, gateway, 
 
     bound = int(window / (0.8 * period_s)) + 2
     health_bound = int(window / (0.8 * health_period_s)) + 2
-    by_session = stats["bySession"]
-    assert by_session.get("default", 0) <= bound, (window, stats)
-    assert by_session.get("other", 0) <= bound, (window, stats)
-    assert calls(stats, SESSION_CALL) <= 2 * bound, (window, stats)
+    # One list call refreshes both sessions: none is asked for by name.
+    assert not stats["bySession"], stats
+    assert calls(stats, SESSION_CALL) <= bound, (window, stats)
     assert calls(stats, "GET /health") <= health_bound, (window, stats)
     # The clients kept reading, so the gateway kept refreshing.
-    assert by_session.get("default", 0) >= 2 and by_session.get("other", 0) >= 2, stats
+    assert calls(stats, SESSION_CALL) >= 2, stats
     assert calls(stats, "GET /health") >= 1, stats
     unexpected = {k: v for k, v in stats["calls"].items()
                   if k not in (SESSION_CALL, "GET /health", "GET /ping")}
@@ -241,7 +240,10 @@ def test_waha_failing_after_data_serves_stale(simulator, gateway, poller, fault)
                          ids=["garbage", "oversized", "error500", "unauthorized"])
 def test_bad_upstream_answers_never_replace_good_data(simulator, gateway, poller, fault):
     sim = simulator("--sessions", "default:WORKING")
-    gw = gateway(sim, {"limits": {"request_timeout": 2000}})
+    # The breaker is not what this test is about: on a slow machine enough
+    # refreshes may fail to open it, and the recovery would wait its 30 s.
+    gw = gateway(sim, {"limits": {"request_timeout": 2000},
+                       "circuit": {"failure_threshold": 1000}})
     good = gw.status()
     assert good["status"] == "WORKING"
     p = poller(gw.port, "/api/waha/status", interval=0.1)
@@ -285,4 +287,5 @@ def test_bad_upstream_answers_never_replace_good_data(simulator, gateway, poller
     assert "simkey" not in gw.log_text(), "the log shows the api key"
 
     sim.fault("none")
-    assert wait_until(lambda: gw.status()["status"] == "STOPPED", 1.0 + 2.0 + 16.0, 0.1), gw.status()
+    assert wait_until(lambda: gw.status()["status"] == "STOPPED", 1.0 + 2.0 + 16.0, 0.1), \
+        (gw.status(), gw.log_text())

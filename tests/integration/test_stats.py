@@ -21,7 +21,7 @@ STATS_KEYS = {"uptimeSeconds", "totalRequests", "cacheHits", "cacheMisses", "cac
               "notModified", "rateLimited", "errors", "errorRate", "apiCalls",
               "apiCallErrors", "apiCallsPerMinute", "avgApiCallsPerMinute",
               "webhooksReceived", "sseClients", "authFailures", "redis", "circuit",
-              "workers", "memory"}
+              "workers", "memory", "untrackedSessions", "events"}
 
 
 def stats(gw, headers=None, port=None):
@@ -39,7 +39,8 @@ def test_stats_object_has_exactly_the_contract_fields(simulator, gateway):
     assert doc["workers"] == {"count": 2, "min": 1, "max": 4}, doc
     assert set(doc["memory"]) == {"rssBytes"} and doc["memory"]["rssBytes"] > 1_000_000, doc
     assert doc["redis"] == "off", doc  # no redis.url: a single host
-    for key in STATS_KEYS - {"redis", "circuit", "workers", "memory"}:
+    assert doc["events"] == "off", doc  # the tests' default: upstream.events = off
+    for key in STATS_KEYS - {"redis", "circuit", "workers", "memory", "events"}:
         assert isinstance(doc[key], (int, float)) and not isinstance(doc[key], bool), (key, doc)
     assert 0.0 <= doc["cacheHitRate"] <= 1.0 and 0.0 <= doc["errorRate"] <= 1.0, doc
 
@@ -161,7 +162,7 @@ def test_metrics_pass_promtool(simulator, gateway, tmp_path):
                    "wahagate_request_duration_seconds_bucket{le=\"+Inf\"}",
                    "wahagate_request_duration_seconds_sum",
                    "wahagate_request_duration_seconds_count",
-                   'wahagate_upstream_calls_total{endpoint="session",result="ok"}',
+                   'wahagate_upstream_calls_total{endpoint="sessions",result="ok"}',
                    "wahagate_upstream_duration_seconds_count",
                    "wahagate_cache_hits_total", "wahagate_not_modified_total",
                    "wahagate_upstream_retries_total", "wahagate_circuit_transitions_total",
@@ -249,11 +250,11 @@ def test_repeated_warnings_are_collapsed(simulator, gateway):
 
     def failed_again_and_again():
         gw.get("/api/waha/status")  # a reader keeps the session in demand
-        return sim.stats()["calls"].get("GET /api/sessions/{name}", 0) >= 5
+        return sim.stats()["calls"].get("GET /api/sessions", 0) >= 5
 
     assert wait_until(failed_again_and_again, 30, 0.05), sim.stats()
 
     def failure_lines():
-        return [l for l in gw.log_text().splitlines() if "GET /api/sessions/default failed" in l]
+        return [l for l in gw.log_text().splitlines() if "GET /api/sessions failed" in l]
     assert wait_until(failure_lines, 5), gw.log_text()
     assert len(failure_lines()) == 1, failure_lines()

@@ -23,13 +23,16 @@ def session_object(name, status, me=None):
 
 
 class FakeWaha:
-    """GET /api/sessions/NAME answers self.body (bytes, 200, JSON); /health
-    and /ping answer like WAHA; everything else 404. Counts session calls."""
+    """GET /api/sessions (the list) answers self.list_body and GET
+    /api/sessions/NAME (one session's details) self.details_body (bytes,
+    200, JSON); /health and /ping answer like WAHA; everything else 404.
+    Counts the calls of each kind."""
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.body = b"{}"
-        self.session_calls = 0
+        self.list_body = b"[]"
+        self.details_body = b"{}"
+        self.counts = {"list": 0, "details": 0}
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -39,13 +42,18 @@ class FakeWaha:
                 pass
 
             def do_GET(self):
-                if self.path.startswith("/api/sessions/"):
+                path = self.path.split("?")[0]
+                if path in ("/api/sessions", "/api/sessions/"):
                     with fake.lock:
-                        fake.session_calls += 1
-                        body = fake.body
-                elif self.path == "/health":
+                        fake.counts["list"] += 1
+                        body = fake.list_body
+                elif path.startswith("/api/sessions/"):
+                    with fake.lock:
+                        fake.counts["details"] += 1
+                        body = fake.details_body
+                elif path == "/health":
                     body = b'{"status":"ok","info":{},"error":{},"details":{}}'
-                elif self.path == "/ping":
+                elif path == "/ping":
                     body = b'{"message":"pong"}'
                 else:
                     self.send_response(404)
@@ -65,13 +73,20 @@ class FakeWaha:
                                        kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
-    def answer(self, obj):
+    def answer_list(self, items):
+        """The list of WAHA's GET /api/sessions: its items have no engine."""
+        items = [{k: v for k, v in i.items() if k != "engine"} if isinstance(i, dict) else i
+                 for i in items]
         with self.lock:
-            self.body = json.dumps(obj).encode()
+            self.list_body = json.dumps(items).encode()
 
-    def calls(self):
+    def answer_details(self, obj):
         with self.lock:
-            return self.session_calls
+            self.details_body = json.dumps(obj).encode()
+
+    def calls(self, kind):
+        with self.lock:
+            return self.counts[kind]
 
     def stop(self):
         self.server.shutdown()
@@ -96,9 +111,17 @@ BAD_ANSWERS = {
 }
 
 
-@pytest.mark.parametrize("case", list(BAD_ANSWERS))
-def test_wrong_session_answers_never_replace_good_data(fake_waha, gateway, poller, case):
-    fake_waha.answer(session_object("default", "WORKING", SHOP_ME))
+# A bad item spoils the whole list (its other items are not trusted
+# either); an item of another name is no bad list item (WAHA lists that
+# session, not ours), but it is a bad answer to GET /api/sessions/default.
+CASES = ([(case, "list") for case in BAD_ANSWERS if case != "name-mismatch"]
+         + [(case, "details") for case in BAD_ANSWERS])
+
+
+@pytest.mark.parametrize("case,where", CASES)
+def test_wrong_session_answers_never_replace_good_data(fake_waha, gateway, poller, case, where):
+    fake_waha.answer_list([session_object("default", "WORKING", SHOP_ME)])
+    fake_waha.answer_details(session_object("default", "WORKING", SHOP_ME))
     gw = gateway(None, {"backend": {"status_cache_duration": 300, "session_cache_duration": 300},
                         "limits": {"request_timeout": 2000, "max_retries": 0},
                         "circuit": {"failure_threshold": 1000}},
@@ -106,31 +129,40 @@ def test_wrong_session_answers_never_replace_good_data(fake_waha, gateway, polle
     good = gw.status()
     assert good["status"] == "WORKING" and good["me"] == SHOP_ME, good
     good_object = gw.json("/api/waha/sessions/default")
+    assert good_object["engine"] == {"engine": "WEBJS"}, good_object
+    # A status reader keeps the list in demand, an object reader the details.
     p = poller(gw.port, "/api/waha/status", interval=0.05)
+    objects = poller(gw.port, "/api/waha/sessions/default", interval=0.05)
     assert p.wait_for(lambda st, d: st == 200, 10)
 
     t_bad = time.monotonic()
-    fake_waha.answer(BAD_ANSWERS[case])
-    calls = fake_waha.calls()
-    hit = p.wait_for(lambda st, d: st == 200 and d["upstream"]["healthy"] is False
-                     and d["upstream"]["lastError"], 10, since=t_bad)
-    assert hit, f"the bad answer was never reported; last {p.latest()}"
-    assert isinstance(hit[3]["upstream"]["lastError"], str), hit
+    calls = fake_waha.calls(where)
+    if where == "list":
+        fake_waha.answer_list([BAD_ANSWERS[case]])
+        hit = p.wait_for(lambda st, d: st == 200 and d["upstream"]["healthy"] is False
+                         and d["upstream"]["lastError"], 10, since=t_bad)
+        assert hit, f"the bad answer was never reported; last {p.latest()}"
+        assert isinstance(hit[3]["upstream"]["lastError"], str), hit
+    else:
+        fake_waha.answer_details(BAD_ANSWERS[case])
+        assert wait_until(lambda: "GET /api/sessions/default failed" in gw.log_text(), 10), \
+            gw.log_text()
     # Several bad answers in a row.
-    assert wait_until(lambda: fake_waha.calls() >= calls + 3, 10), fake_waha.calls()
+    assert wait_until(lambda: fake_waha.calls(where) >= calls + 3, 10), fake_waha.counts
     assert gw.json("/api/waha/sessions/default") == good_object
-    results = p.stop()
+    results = p.stop() + objects.stop()
     for r in results:
         if r[0] >= t_bad:
             assert r[2] == 200, r
             d = r[3]
-            assert d["session"] == "default" and d["status"] == "WORKING", \
+            assert d.get("session", d.get("name")) == "default" and d["status"] == "WORKING", \
                 f"a bad answer replaced the good data: {d}"
-            assert d["rawStatus"] == "WORKING" and d["me"] == SHOP_ME, d
+            assert d["me"] == SHOP_ME, d
 
     # A good answer is taken again at once.
-    fake_waha.answer(session_object("default", "STOPPED"))
+    fake_waha.answer_list([session_object("default", "STOPPED")])
+    fake_waha.answer_details(session_object("default", "STOPPED"))
     ok = wait_until(lambda: (lambda d: d["status"] == "STOPPED" and d["upstream"]["healthy"]
                              and d["upstream"]["lastError"] is None)(gw.status()), 10, 0.05)
     assert ok, gw.status()
-    assert gw.json("/api/waha/sessions/default")["status"] == "STOPPED"
+    assert wait_until(lambda: gw.json("/api/waha/sessions/default")["status"] == "STOPPED", 10)

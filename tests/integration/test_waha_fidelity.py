@@ -57,6 +57,7 @@ def test_names_waha_no_longer_allows_are_served(simulator, gateway):
                                       {"X-Api-Key": API_KEY, "Content-Type": "application/json"},
                                       json.dumps({"name": name}).encode())
         assert status == 201, (name, status, out)
+        sim.set_session(name, "WORKING")  # scanned
     gw = gateway(sim, sections={"upstream": {"sessions": "*"},
                                 "webhook": {"hmac_key": HOOK_KEY}})
     assert gw.status()["status"] == "WORKING"
