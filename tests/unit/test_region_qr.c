@@ -342,6 +342,27 @@ static void test_qr_of_needs_both_sides(void **state)
     region_unlock(&reg);
 }
 
+/* A slot that names no valid entry (only a damaged region has one) counts
+ * as free, and is handed over empty. */
+static void test_qr_claim_slot_of_no_entry(void **state)
+{
+    int ix[2];
+    struct region_qr *q;
+
+    (void)state;
+    sessions_region("qrnoentry", 2, ix);
+    assert_int_equal(region_lock(&reg), 0);
+    for (int s = 0; s < region_qr_count(&reg); s++) {
+        put_qr(region_qr_slot(&reg, s), "2@stray", 30, 's');
+        region_qr_slot(&reg, s)->entry = region_entry_count(&reg) + s;
+    }
+    q = region_qr_claim(&reg, ix[0]);
+    assert_non_null(q);
+    assert_int_equal(q->entry, ix[0]);
+    expect_qr_cleared(q);
+    region_unlock(&reg);
+}
+
 static void test_set_sessions_releases_qr(void **state)
 {
     static const char ab[2][REGION_NAME_MAX] = {"a", "b"};
@@ -474,6 +495,7 @@ int main(void)
         T(test_qr_claim_prefers_free_slot),
         T(test_qr_claim_evicts_least_recently_read),
         T(test_qr_of_needs_both_sides),
+        T(test_qr_claim_slot_of_no_entry),
         T(test_set_sessions_releases_qr),
         T(test_robust_mutex_repairs_torn_qr),
 #undef T

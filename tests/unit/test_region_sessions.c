@@ -315,6 +315,49 @@ static void test_find_at_scale(void **state)
     region_unlock(&reg);
 }
 
+/* The index's slots in use. */
+static int index_used(void)
+{
+    const struct region_header *h = region_header(&reg);
+    const int32_t *ix = (const int32_t *)((const char *)reg.base + h->index_offset);
+    int used = 0;
+
+    for (uint32_t i = 0; i < h->index_size; i++)
+        used += ix[i] != 0;
+    return used;
+}
+
+/* Sessions that come and go for a long time: the index holds exactly the
+ * tracked names, never the ones that went (it would fill up, and then a
+ * lookup of a name that is not there would never end). */
+static void test_index_after_churn(void **state)
+{
+    static char list[TEST_SESSIONS][REGION_NAME_MAX];
+    int out[TEST_SESSIONS];
+
+    (void)state;
+    assert_int_equal(region_create(&reg, make_name("churn"), TEST_SESSIONS), 0);
+    assert_int_equal(region_lock(&reg), 0);
+    for (int round = 0; round < 40; round++) {
+        for (int i = 0; i < TEST_SESSIONS; i++)
+            snprintf(list[i], sizeof(list[i]), "r%d-%d", round, i);
+        /* Half the names new each round, the other half the round before's. */
+        if (round > 0)
+            for (int i = 0; i < TEST_SESSIONS; i += 2)
+                snprintf(list[i], sizeof(list[i]), "r%d-%d", round - 1, i + 1);
+        assert_int_equal(set_sessions((const char(*)[REGION_NAME_MAX])list,
+                                      round % 3 == 2 ? TEST_SESSIONS / 2 : TEST_SESSIONS,
+                                      out),
+                         0);
+        for (int i = 0; i < (round % 3 == 2 ? TEST_SESSIONS / 2 : TEST_SESSIONS); i++)
+            assert_int_equal(region_find_session(&reg, list[i]), out[i]);
+        assert_int_equal(index_used(),
+                         round % 3 == 2 ? TEST_SESSIONS / 2 : TEST_SESSIONS);
+        assert_int_equal(region_find_session(&reg, "never-listed"), -1);
+    }
+    region_unlock(&reg);
+}
+
 static void test_name_hash(void **state)
 {
     (void)state;
@@ -322,8 +365,10 @@ static void test_name_hash(void **state)
     assert_int_equal(region_name_hash(""), 0x811c9dc5u);
     assert_int_equal(region_name_hash("a"), 0xe40c292cu);
     assert_int_equal(region_name_hash("foobar"), 0xbf9cf968u);
-    /* Bytes above 0x7f are unsigned. */
-    assert_int_not_equal(region_name_hash("caf\xc3\xa9"), region_name_hash("caf"));
+    /* Bytes above 0x7f count as unsigned (what other processes computing
+     * the same hash, and the index across a restart, rely on). */
+    assert_int_equal(region_name_hash("caf\xc3\xa9"), 0xa82b5049u);
+    assert_int_equal(region_name_hash("\xe6\x97\xa5\xe6\x9c\xac"), 0x9f26ee51u);
 }
 
 /*========================================================================
@@ -406,6 +451,7 @@ int main(void)
         T(test_find_unusual_names),
         T(test_find_colliding_names),
         T(test_find_at_scale),
+        T(test_index_after_churn),
         T(test_name_hash),
         T(test_event_seen),
         T(test_event_seen_ring),
