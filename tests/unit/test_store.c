@@ -222,6 +222,54 @@ static void test_store_absent_reason(void **state)
     assert_string_equal(d->absent_reason, "");
 }
 
+/* WAHA's list without a session: absent, but its details are left to ask
+ * for (why it is gone is said only there), and the words a details call
+ * gave stay while the list still lacks it. */
+static void test_store_unlisted(void **state)
+{
+    static const char core[] = "WAHA Core support only 'default' session.";
+    int i = store_region("stunlisted", one_default, 1);
+    struct region_entry *e = region_entry(&reg, i);
+    struct entry_data *d = &e->d;
+    uint64_t gen;
+
+    (void)state;
+    poll(i, make_rec_engine("default", "WORKING", ME_A, "{\"engine\":\"NOWEB\"}"));
+    assert_true(d->has_details);
+
+    store_unlisted(&reg, &store_cfg, i, "default");
+    assert_true(d->has_data);
+    assert_false(d->exists);
+    assert_string_equal(d->absent_reason, "");
+    assert_string_equal(d->raw_status, "UNKNOWN");
+    assert_int_equal(d->body_len, 0);
+    assert_false(d->has_details); /* a reader of the object asks WAHA why */
+    assert_int_equal(d->engine_len, 0);
+    assert_string_equal(body_of(i)->engine_json, "");
+
+    /* The details call answers with Core's words: nothing more to ask. */
+    store_absent(&reg, &store_cfg, i, "default", core);
+    assert_true(d->has_details);
+    assert_string_equal(d->absent_reason, core);
+    gen = e->generation;
+
+    /* The next list still lacks it: the words stay, nothing changed. */
+    store_unlisted(&reg, &store_cfg, i, "default");
+    assert_false(d->exists);
+    assert_string_equal(d->absent_reason, core);
+    assert_true(d->has_details);
+    assert_int_equal(e->generation, gen);
+
+    /* Another name than the entry's: nothing written. */
+    store_unlisted(&reg, &store_cfg, i, "other");
+    assert_int_equal(e->generation, gen);
+
+    /* Listed again: present, the words gone. */
+    poll(i, make_rec("default", "WORKING", "null"));
+    assert_true(d->exists);
+    assert_string_equal(d->absent_reason, "");
+}
+
 static void test_store_absent_repeated(void **state)
 {
     int i = store_region("stabsentagain", one_default, 1);
@@ -610,6 +658,7 @@ int main(void)
         T(test_store_details_kept_apart),
         T(test_store_absent),
         T(test_store_absent_reason),
+        T(test_store_unlisted),
         T(test_store_absent_repeated),
         T(test_store_absent_while_working),
         T(test_store_failure),
