@@ -112,9 +112,15 @@ sim_post /_sim/config "{\"webhookUrl\": \"http://127.0.0.1:$port/api/waha/webhoo
 /usr/bin/python3 "$top/scripts/bench/sse_load.py" "http://127.0.0.1:$port" "$sim_url" \
     "${BENCH_SSE:-5000}" "$gw_pid" webhook
 
-# The same by WAHA's WebSocket: no webhook; upstream.events = auto, reloaded.
-sim_post /_sim/config '{"webhookUrl": ""}'
+# The same by WAHA's WebSocket: back to WORKING (by webhook), then no
+# webhook; upstream.events = auto, reloaded.
 sim_post /_sim/sessions/default '{"status": "WORKING"}'
+i=0
+until curl -fs "$url" | grep -q '"status":"WORKING"'; do
+    i=$((i + 1)); [ $i -gt 100 ] && { echo "bench: the webhook did not come back" >&2; exit 1; }
+    sleep 0.1
+done
+sim_post /_sim/config '{"webhookUrl": ""}'
 sed -i 's/^events = off$/events = auto/' "$dir/waha.ini"
 kill -HUP "$gw_pid"
 i=0

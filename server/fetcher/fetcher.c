@@ -833,6 +833,10 @@ static void on_event_state(enum events_state state, const char *why, void *arg)
     (void)arg;
     atomic_store(&h->events, (uint32_t)state);
     atomic_store(&h->events_since_ms, state == EVENTS_CONNECTED ? time_mono_ms() : 0);
+    /* WAHA does not replay what changed while no stream was up: one list
+     * call catches up, then the stream keeps the cache current. */
+    if (state == EVENTS_CONNECTED)
+        region_want(f.region, REGION_ENTRY_LIST, DEMAND_DATA, time_mono_ms());
 }
 
 /*

@@ -107,6 +107,28 @@ def test_a_dropped_stream_falls_back_to_polling_and_reconnects(simulator, gatewa
     p.stop()
 
 
+def test_a_change_missed_while_the_stream_was_down_is_caught_up_on_reconnect(simulator,
+                                                                            gateway, poller):
+    """WAHA does not replay events: what changed while no stream was up is
+    fetched once when it comes back, not a whole polling period later."""
+    sim = simulator(*FAST)
+    gw = events_gateway(gateway, sim)  # polling alone: once a minute
+    p = poller(gw.port, "/api/waha/status", interval=0.1)
+    assert p.wait_for(lambda st, d: st == 200 and d["status"] == "WORKING", 10)
+    sim.control("POST", "/_sim/ws", {"mode": "notfound"})
+    sim.control("POST", "/_sim/ws/drop", {"how": "abrupt"})
+    assert wait_until(lambda: events_state(gw) != "connected", 5 + SLACK)
+    sim.set_session("default", "STOPPED")  # no stream, no webhook: missed
+    lists = sim.stats()["calls"].get(LIST, 0)
+    sim.control("POST", "/_sim/ws", {"mode": "normal"})
+    # The gateway tries again with a growing delay (a few seconds at first).
+    assert wait_until(lambda: events_state(gw) == "connected", 20 + SLACK), gw.log_text()
+    assert p.wait_for(lambda st, d: st == 200 and d["status"] == "STOPPED", 5 + SLACK), \
+        p.latest()
+    assert sim.stats()["calls"].get(LIST, 0) >= lists + 1
+    p.stop()
+
+
 def test_a_refusal_is_logged_once_and_waha_is_not_hammered(simulator, gateway):
     sim = simulator(*FAST)
     sim.control("POST", "/_sim/ws", {"mode": "notfound"})
