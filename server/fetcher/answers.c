@@ -189,7 +189,7 @@ enum outcome answers_list(struct answers *a, const struct answer *ans, char *why
                                           count, a->indices, a->seen);
             region_unlock(a->region);
         }
-        count_untracked(a, (uint64_t)(missing + beyond));
+        count_untracked(a, (uint64_t)missing + (uint64_t)beyond);
     } else {
         find_tracked(a, count);
     }

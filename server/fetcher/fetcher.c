@@ -554,7 +554,7 @@ static struct job *free_job(void)
 
 static int start_job(int index, enum job_kind kind, bool probe)
 {
-    char url[sizeof(f.cfg->upstream.url) + 3 * REGION_NAME_MAX + 64];
+    char url[sizeof(f.cfg->upstream.url) + (size_t)3 * REGION_NAME_MAX + 64];
     bool qr = kind == JOB_QR_VALUE || kind == JOB_QR_IMAGE;
     struct job *j = free_job();
 

@@ -66,10 +66,9 @@ enum due schedule_qr_due(const struct refresh *r, const struct qr_view *qr,
 
     if (!qr->scan)
         return DUE_NO;
-    if (dm->wanted_ms > dm->attempt_done_ms)
+    /* Asked for, or a new code whose image is still to come. */
+    if (dm->wanted_ms > dm->attempt_done_ms || (qr->has_value && !qr->png_current))
         due = DUE_WANTED;
-    else if (qr->has_value && !qr->png_current)
-        due = DUE_WANTED; /* a new code whose image is still to come */
     else if (read >= now - period_ms &&
              (!qr->has_value || now - qr->fetched_ms >= qr_period))
         due = DUE_AHEAD;

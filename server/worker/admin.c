@@ -50,7 +50,7 @@ static int session_figures(struct stats_session *out, int64_t now)
  * they may take (a session's name escaped, in four gauges). */
 static size_t metrics_size(int count)
 {
-    return 64 * 1024 + (size_t)count * 4 * (2 * REGION_NAME_MAX + 2 * REGION_STATUS_MAX + 96);
+    return (size_t)64 * 1024 + (size_t)count * 4 * (2 * REGION_NAME_MAX + 2 * REGION_STATUS_MAX + 96);
 }
 
 enum route_result serve_metrics(const struct http_request_view *req,
