@@ -33,10 +33,9 @@
  * A failed target also waits FETCHER_FIRST_BACKOFF_MS, doubling up to its
  * period, before its next refresh.
  *
- * Transfers follow curl's multi-event.c: curl says which sockets to watch
- * (on_curl_socket) and when to call it back (on_curl_timer); libevent calls
- * curl_multi_socket_action(); finished transfers are collected in
- * collect_done(). Each has a time limit (limits.request_timeout, or
+ Calls. A job is one call: its URL and headers are set here, transfers.c
+ * runs it (curl's multi interface on libevent) and hands back the end
+ * (on_transfer_done()). Each has a time limit (limits.request_timeout, or
  * limits.qr_timeout for QR codes: WAHA's QR endpoint waits up to 15 s) and
  * a body bound. answers.c stores what the answers mean; a failure keeps the
  * old data and records why.
@@ -62,6 +61,7 @@
 #include "schedule.h"
 #include "store.h"
 #include "timeutil.h"
+#include "transfers.h"
 #include "waha.h"
 
 enum job_kind { JOB_HEALTH, JOB_LIST, JOB_DETAILS, JOB_QR_VALUE, JOB_QR_IMAGE };
@@ -79,9 +79,7 @@ struct job {
     enum job_kind kind;
     int entry; /* region entry index */
     CURL *easy;
-    char *body; /* CAP + 1 bytes, grown up to MAX + 1 */
-    size_t len, cap, max;
-    bool too_large;
+    struct transfer_body body;
     char error[CURL_ERROR_SIZE];
 };
 
@@ -114,9 +112,7 @@ static struct {
     struct region_proc *slot;
     struct event_base *base;
     struct event *tick;
-    struct event *curl_timer;
     struct event *signals[3];
-    CURLM *multi;
     struct curl_slist *json_headers;
     struct curl_slist *png_headers;
     struct job *jobs; /* limits.max_concurrent_requests */
@@ -297,7 +293,7 @@ static void count_call(const struct job *j, CURLcode code, long http,
 
     if (outcome == OUTCOME_OK || outcome == OUTCOME_CHAINED || outcome == OUTCOME_NONE)
         result = RESULT_OK;
-    else if (j->too_large)
+    else if (j->body.too_large)
         result = RESULT_INVALID;
     else if (code == CURLE_OPERATION_TIMEDOUT)
         result = RESULT_TIMEOUT;
@@ -312,7 +308,7 @@ static void count_call(const struct job *j, CURLcode code, long http,
 /* What J's answer means (answers.c), once the transfer itself succeeded. */
 static enum outcome interpret(struct job *j, long http, char *why)
 {
-    struct answer ans = {.http = http, .body = j->body, .len = j->len,
+    struct answer ans = {.http = http, .body = j->body.data, .len = j->body.len,
                          .entry = j->entry, .name = f.snap[j->entry].name,
                          .ping = j->ping};
     bool use_ping = false;
@@ -339,8 +335,8 @@ static enum outcome interpret(struct job *j, long http, char *why)
 
 static enum outcome transfer_outcome(struct job *j, CURLcode code, long http, char *why)
 {
-    if (j->too_large) {
-        snprintf(why, WAHA_WHY_MAX, "answer larger than %zu bytes", j->max);
+    if (j->body.too_large) {
+        snprintf(why, WAHA_WHY_MAX, "answer larger than %zu bytes", j->body.max);
         return OUTCOME_RETRYABLE;
     }
     if (code != CURLE_OK) {
@@ -370,7 +366,7 @@ static void handle_result(struct job *j, CURLcode code)
 
     curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &http);
     curl_easy_getinfo(j->easy, CURLINFO_RETRY_AFTER, &retry_after);
-    j->body[j->len] = '\0';
+    j->body.data[j->body.len] = '\0';
     outcome = transfer_outcome(j, code, http, why);
     count_call(j, code, http, outcome);
     if (outcome == OUTCOME_NONE) {
@@ -393,125 +389,17 @@ static void handle_result(struct job *j, CURLcode code)
                        : 0);
 }
 
-static void collect_done(void)
+/* A transfer ended (transfers.c frees its handle next). */
+static void on_transfer_done(CURL *easy, CURLcode result)
 {
-    CURLMsg *msg;
-    int left;
+    struct job *j = NULL;
 
-    while ((msg = curl_multi_info_read(f.multi, &left)) != NULL) {
-        struct job *j = NULL;
-
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
-        handle_result(j, msg->data.result);
-        curl_multi_remove_handle(f.multi, j->easy);
-        curl_easy_cleanup(j->easy);
-        j->easy = NULL;
-        j->active = false;
-        refresh_of(job_target[j->kind], j->entry)->in_flight = false;
-        f.running--;
-    }
-}
-
-/*========================================================================
- * curl on libevent (after curl's docs/examples/multi-event.c).
- */
-
-static void on_socket_ready(evutil_socket_t fd, short what, void *arg)
-{
-    int action =
-        (what & EV_READ ? CURL_CSELECT_IN : 0) | (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
-    int still;
-
-    (void)arg;
-    curl_multi_socket_action(f.multi, fd, action, &still);
-    collect_done();
-}
-
-static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp,
-                          void *socketp)
-{
-    struct event *ev = socketp;
-    short kind;
-
-    (void)easy;
-    (void)userp;
-    if (what == CURL_POLL_REMOVE) {
-        if (ev != NULL) {
-            event_free(ev);
-            curl_multi_assign(f.multi, s, NULL);
-        }
-        return 0;
-    }
-    kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
-                   ((what & CURL_POLL_OUT) ? EV_WRITE : 0) | EV_PERSIST);
-    if (ev != NULL)
-        event_free(ev);
-    ev = event_new(f.base, s, kind, on_socket_ready, NULL);
-    if (ev == NULL || event_add(ev, NULL) != 0) {
-        log_error(0, "cannot watch a socket to WAHA");
-        if (ev)
-            event_free(ev);
-        curl_multi_assign(f.multi, s, NULL);
-        return -1;
-    }
-    curl_multi_assign(f.multi, s, ev);
-    return 0;
-}
-
-static void on_curl_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    int still;
-
-    (void)fd;
-    (void)what;
-    (void)arg;
-    curl_multi_socket_action(f.multi, CURL_SOCKET_TIMEOUT, 0, &still);
-    collect_done();
-}
-
-static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-    struct timeval tv = time_timeval(timeout_ms);
-
-    (void)multi;
-    (void)userp;
-    if (timeout_ms < 0)
-        evtimer_del(f.curl_timer);
-    else
-        evtimer_add(f.curl_timer, &tv);
-    return 0;
-}
-
-/* Keep N more bytes of J's answer: its buffer grows (doubling) up to its
- * bound; beyond it the transfer is aborted. */
-static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
-{
-    struct job *j = userp;
-    size_t n = size * nmemb;
-
-    if (n > j->max - j->len) {
-        j->too_large = true;
-        return 0; /* aborts the transfer */
-    }
-    if (j->len + n > j->cap) {
-        size_t cap = j->cap;
-        char *grown;
-        while (cap < j->len + n)
-            cap *= 2;
-        if (cap > j->max)
-            cap = j->max;
-        if ((grown = realloc(j->body, cap + 1)) == NULL) {
-            j->too_large = true;
-            return 0;
-        }
-        j->body = grown;
-        j->cap = cap;
-    }
-    memcpy(j->body + j->len, data, n);
-    j->len += n;
-    return n;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&j);
+    handle_result(j, result);
+    j->easy = NULL;
+    j->active = false;
+    refresh_of(job_target[j->kind], j->entry)->in_flight = false;
+    f.running--;
 }
 
 /*========================================================================
@@ -564,17 +452,16 @@ static int start_job(int index, enum job_kind kind, bool probe)
     j->entry = index;
     j->probe = probe;
     j->ping = kind == JOB_HEALTH && time_mono_ms() < f.ping_until_ms;
-    j->len = 0;
-    j->max = kind == JOB_LIST ? FETCHER_LIST_MAX(f.entries) : FETCHER_BODY_MAX;
-    j->too_large = false;
+    transfer_body_reset(&j->body,
+                        kind == JOB_LIST ? FETCHER_LIST_MAX(f.entries) : FETCHER_BODY_MAX);
     j->error[0] = '\0';
     url_of(kind, index, j->ping, url, sizeof(url));
     curl_easy_setopt(j->easy, CURLOPT_URL, url);
     curl_easy_setopt(j->easy, CURLOPT_HTTPHEADER,
                      kind == JOB_QR_IMAGE ? f.png_headers : f.json_headers);
     curl_easy_setopt(j->easy, CURLOPT_USERAGENT, "wahagate/" WAHAGATE_VERSION);
-    curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(j->easy, CURLOPT_WRITEDATA, j);
+    curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, transfer_body_write);
+    curl_easy_setopt(j->easy, CURLOPT_WRITEDATA, &j->body);
     curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
     curl_easy_setopt(j->easy, CURLOPT_ERRORBUFFER, j->error);
     curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
@@ -585,7 +472,7 @@ static int start_job(int index, enum job_kind kind, bool probe)
      * (Node's 5 s keep-alive timeout) closes just then, libcurl silently
      * sends the request again, and WAHA would see more calls than we make. */
     curl_easy_setopt(j->easy, CURLOPT_FORBID_REUSE, 1L);
-    if (curl_multi_add_handle(f.multi, j->easy) != CURLM_OK) {
+    if (transfers_add(j->easy) != 0) {
         curl_easy_cleanup(j->easy);
         j->easy = NULL;
         return -1;
@@ -911,30 +798,20 @@ static int allocate(void)
     if (f.details == NULL || f.qr == NULL || f.snap == NULL || f.candidates == NULL ||
         f.jobs == NULL || answers_init(&f.answers, f.cfg, f.region) != 0)
         return -1;
-    for (int i = 0; i < f.cfg->limits.max_concurrent_requests; i++) {
-        f.jobs[i].cap = FETCHER_BODY_FIRST;
-        if ((f.jobs[i].body = malloc(FETCHER_BODY_FIRST + 1)) == NULL)
+    for (int i = 0; i < f.cfg->limits.max_concurrent_requests; i++)
+        if (transfer_body_init(&f.jobs[i].body, FETCHER_BODY_FIRST) != 0)
             return -1;
-    }
     return 0;
 }
 
 static int setup_curl(void)
 {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        log_error(0, "curl_global_init() failed");
+    if (transfers_init(f.base, (long)f.cfg->limits.max_concurrent_requests,
+                       on_transfer_done) != 0)
         return -1;
-    }
-    f.multi = curl_multi_init();
     f.json_headers = headers(f.cfg->upstream.api_key, "Accept: application/json");
     f.png_headers = headers(f.cfg->upstream.api_key, "Accept: image/png");
-    if (f.multi == NULL || f.json_headers == NULL || f.png_headers == NULL)
-        return -1;
-    curl_multi_setopt(f.multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(f.multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(f.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
-                      (long)f.cfg->limits.max_concurrent_requests);
-    return 0;
+    return f.json_headers != NULL && f.png_headers != NULL ? 0 : -1;
 }
 
 static int setup(const struct heritage *h)
@@ -954,9 +831,8 @@ static int setup(const struct heritage *h)
         log_error(0, "cannot create the fetcher's event loop");
         return -1;
     }
-    f.curl_timer = evtimer_new(f.base, on_curl_timeout, NULL);
     f.tick = event_new(f.base, -1, EV_PERSIST, schedule_tick, NULL);
-    if (f.curl_timer == NULL || f.tick == NULL || event_add(f.tick, &tick) != 0)
+    if (f.tick == NULL || event_add(f.tick, &tick) != 0)
         return -1;
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
         f.signals[i] = evsignal_new(f.base, sigs[i], on_signal, NULL);
@@ -974,15 +850,12 @@ static void teardown(void)
     fleet_stop();
     if (f.jobs != NULL) {
         for (int i = 0; i < f.cfg->limits.max_concurrent_requests; i++) {
-            if (f.jobs[i].easy != NULL) {
-                curl_multi_remove_handle(f.multi, f.jobs[i].easy);
-                curl_easy_cleanup(f.jobs[i].easy);
-            }
-            free(f.jobs[i].body);
+            if (f.jobs[i].easy != NULL)
+                transfers_cancel(f.jobs[i].easy);
+            transfer_body_free(&f.jobs[i].body);
         }
     }
-    if (f.multi)
-        curl_multi_cleanup(f.multi);
+    transfers_free();
     curl_slist_free_all(f.json_headers);
     curl_slist_free_all(f.png_headers);
     for (size_t i = 0; i < sizeof(f.signals) / sizeof(f.signals[0]); i++)
@@ -990,8 +863,6 @@ static void teardown(void)
             event_free(f.signals[i]);
     if (f.tick)
         event_free(f.tick);
-    if (f.curl_timer)
-        event_free(f.curl_timer);
     if (f.base)
         event_base_free(f.base);
     free(f.jobs);
@@ -1000,7 +871,6 @@ static void teardown(void)
     free(f.snap);
     free(f.candidates);
     answers_free(&f.answers);
-    curl_global_cleanup();
 }
 
 noreturn void fetcher_main(const struct heritage *h)
