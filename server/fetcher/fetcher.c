@@ -67,7 +67,7 @@
 enum job_kind { JOB_HEALTH, JOB_LIST, JOB_DETAILS, JOB_QR_VALUE, JOB_QR_IMAGE };
 
 static const enum target_kind job_target[] = {
-    [JOB_HEALTH] = TARGET_HEALTH, [JOB_LIST] = TARGET_LIST,
+    [JOB_HEALTH] = TARGET_HEALTH,   [JOB_LIST] = TARGET_LIST,
     [JOB_DETAILS] = TARGET_DETAILS, [JOB_QR_VALUE] = TARGET_QR,
     [JOB_QR_IMAGE] = TARGET_QR,
 };
@@ -146,9 +146,9 @@ static int64_t session_period(int index, int64_t now)
 {
     const struct snapshot *s = &f.snap[index];
 
-    return schedule_session_period(
-        f.cfg, s->pushed_mono_ms, s->fetched_mono_ms,
-        atomic_load(&region_header(f.region)->events_since_ms), now);
+    return schedule_session_period(f.cfg, s->pushed_mono_ms, s->fetched_mono_ms,
+                                   atomic_load(&region_header(f.region)->events_since_ms),
+                                   now);
 }
 
 static int64_t period_of(enum target_kind target, int entry, int64_t now)
@@ -242,8 +242,9 @@ static void finish_refresh(const struct job *j, bool ok, bool waha_fault, const 
         r->not_before_ms = 0;
         f.warned_unauthorized = false; /* report a later 401 again */
     } else {
-        int64_t delay = schedule_backoff_ms(r->failures + 1, FETCHER_FIRST_BACKOFF_MS,
-                                            period_of(job_target[j->kind], j->entry, now));
+        int64_t delay =
+            schedule_backoff_ms(r->failures + 1, FETCHER_FIRST_BACKOFF_MS,
+                                period_of(job_target[j->kind], j->entry, now));
         if (r->failures == 0)
             log_warn(0, "%s failed: %s", target_name(j, what, sizeof(what)), why);
         r->failures++;
@@ -308,8 +309,11 @@ static void count_call(const struct job *j, CURLcode code, long http,
 /* What J's answer means (answers.c), once the transfer itself succeeded. */
 static enum outcome interpret(struct job *j, long http, char *why)
 {
-    struct answer ans = {.http = http, .body = j->body.data, .len = j->body.len,
-                         .entry = j->entry, .name = f.snap[j->entry].name,
+    struct answer ans = {.http = http,
+                         .body = j->body.data,
+                         .len = j->body.len,
+                         .entry = j->entry,
+                         .name = f.snap[j->entry].name,
                          .ping = j->ping};
     bool use_ping = false;
     enum outcome outcome;
@@ -323,9 +327,10 @@ static enum outcome interpret(struct job *j, long http, char *why)
     default:
         outcome = answers_health(&f.answers, &ans, &use_ping, why);
         if (use_ping) {
-            log_info("WAHA answers /health with %ld (WAHA Core, or a session-scoped key); "
-                     "checking /ping instead, and /health again in an hour",
-                     http);
+            log_info(
+                "WAHA answers /health with %ld (WAHA Core, or a session-scoped key); "
+                "checking /ping instead, and /health again in an hour",
+                http);
             f.ping_until_ms = time_mono_ms() + FETCHER_HEALTH_RETRY_MS;
             region_want(f.region, REGION_ENTRY_HEALTH, DEMAND_DATA, time_mono_ms() + 1);
         }
@@ -452,8 +457,8 @@ static int start_job(int index, enum job_kind kind, bool probe)
     j->entry = index;
     j->probe = probe;
     j->ping = kind == JOB_HEALTH && time_mono_ms() < f.ping_until_ms;
-    transfer_body_reset(&j->body,
-                        kind == JOB_LIST ? FETCHER_LIST_MAX(f.entries) : FETCHER_BODY_MAX);
+    transfer_body_reset(&j->body, kind == JOB_LIST ? FETCHER_LIST_MAX(f.entries)
+                                                   : FETCHER_BODY_MAX);
     j->error[0] = '\0';
     url_of(kind, index, j->ping, url, sizeof(url));
     curl_easy_setopt(j->easy, CURLOPT_URL, url);
@@ -465,8 +470,9 @@ static int start_job(int index, enum job_kind kind, bool probe)
     curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
     curl_easy_setopt(j->easy, CURLOPT_ERRORBUFFER, j->error);
     curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS,
-                     (long)(qr ? f.cfg->limits.qr_timeout : f.cfg->limits.request_timeout));
+    curl_easy_setopt(
+        j->easy, CURLOPT_TIMEOUT_MS,
+        (long)(qr ? f.cfg->limits.qr_timeout : f.cfg->limits.request_timeout));
     curl_easy_setopt(j->easy, CURLOPT_PROTOCOLS_STR, "http,https");
     /* A fresh connection per call: on a kept-alive connection that WAHA
      * (Node's 5 s keep-alive timeout) closes just then, libcurl silently
@@ -529,9 +535,10 @@ static void snapshot_entries(void)
     for (int i = 0; i < f.entries; i++) {
         struct snapshot *s = &f.snap[i];
         uint64_t seq = atomic_load(&region_entry(f.region, i)->seq);
-        uint64_t qr_seq = s->qr_slot > 0 && s->qr_slot <= region_qr_count(f.region)
-                              ? atomic_load(&region_qr_slot(f.region, s->qr_slot - 1)->seq)
-                              : 0;
+        uint64_t qr_seq =
+            s->qr_slot > 0 && s->qr_slot <= region_qr_count(f.region)
+                ? atomic_load(&region_qr_slot(f.region, s->qr_slot - 1)->seq)
+                : 0;
 
         if (s->valid && seq == s->seq && qr_seq == s->qr_seq)
             continue;
@@ -567,7 +574,8 @@ static void release_held_statuses(int64_t now)
 static void add(int *n, enum target_kind target, int entry, enum due due)
 {
     if (due != DUE_NO)
-        f.candidates[(*n)++] = (struct candidate){.target = target, .entry = entry, .due = due};
+        f.candidates[(*n)++] =
+            (struct candidate){.target = target, .entry = entry, .due = due};
 }
 
 /* Session I's details and QR code, and what its data asks of the list. */
@@ -599,7 +607,8 @@ static int gather_candidates(int64_t now)
     add(&n, TARGET_HEALTH, REGION_ENTRY_HEALTH,
         schedule_gate(&f.health,
                       schedule_demand_due(h->has_data, h->fetched_mono_ms, &dm,
-                                          f.cfg->backend.health_check_cache_duration, now),
+                                          f.cfg->backend.health_check_cache_duration,
+                                          now),
                       now));
     for (int i = REGION_ENTRY_FIRST_SESSION; i < f.entries; i++)
         if (f.snap[i].kind == ENTRY_SESSION)
@@ -647,8 +656,8 @@ static void start_candidates(int n, int64_t now)
             /* No calls now. A retry that cannot happen ends its refresh. */
             if (r->retry_at_ms != 0) {
                 struct job stand_in = {.kind = job_kind_of(c), .entry = c->entry};
-                finish_refresh(&stand_in, false, false, "circuit open: WAHA is not called",
-                               0);
+                finish_refresh(&stand_in, false, false,
+                               "circuit open: WAHA is not called", 0);
             }
             continue;
         }
@@ -704,7 +713,9 @@ static void on_event_message(const char *text, size_t len, void *arg)
             f.cfg->upstream.all_sessions) /* maybe a new session: list again */
             region_want(f.region, REGION_ENTRY_LIST, DEMAND_DATA, time_mono_ms());
         break;
-    case WAHA_EVENT_BAD: log_debug("ignored a message on WAHA's WebSocket: %s", why); break;
+    case WAHA_EVENT_BAD:
+        log_debug("ignored a message on WAHA's WebSocket: %s", why);
+        break;
     case WAHA_EVENT_IGNORED:
     default: break;
     }
