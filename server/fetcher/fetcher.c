@@ -33,12 +33,16 @@
  * A failed target also waits FETCHER_FIRST_BACKOFF_MS, doubling up to its
  * period, before its next refresh.
  *
- Calls. A job is one call: its URL and headers are set here, transfers.c
+ * Calls. A job is one call: its URL and headers are set here, transfers.c
  * runs it (curl's multi interface on libevent) and hands back the end
  * (on_transfer_done()). Each has a time limit (limits.request_timeout, or
  * limits.qr_timeout for QR codes: WAHA's QR endpoint waits up to 15 s) and
  * a body bound. answers.c stores what the answers mean; a failure keeps the
  * old data and records why.
+ *
+ * Pushes. pushed.c holds WAHA's WebSocket (upstream.events) while this
+ * gateway calls WAHA, and fleet.c shares the work with other gateways
+ * through Redis; both are driven from the tick.
  */
 #include "fetcher.h"
 
@@ -55,9 +59,9 @@
 
 #include "answers.h"
 #include "backoff.h"
-#include "events.h"
 #include "fleet.h"
 #include "log.h"
+#include "pushed.h"
 #include "schedule.h"
 #include "store.h"
 #include "timeutil.h"
@@ -126,8 +130,6 @@ static struct {
     struct answers answers;
     int64_t ping_until_ms; /* health asks /ping until then (0: /health) */
     bool warned_unauthorized;
-    bool events_started;  /* the WebSocket to WAHA's events is held */
-    bool events_unusable; /* events_start() refused upstream.url: polling only */
 } f;
 
 static struct refresh *refresh_of(enum target_kind target, int entry)
@@ -668,8 +670,6 @@ static void start_candidates(int n, int64_t now)
     }
 }
 
-static void keep_events(void);
-
 static void schedule_tick(evutil_socket_t fd, short what, void *arg)
 {
     int64_t now = time_mono_ms();
@@ -683,7 +683,7 @@ static void schedule_tick(evutil_socket_t fd, short what, void *arg)
     n = gather_candidates(now);
     qsort(f.candidates, (size_t)n, sizeof(f.candidates[0]), compare_candidates);
     fleet_tick(now);
-    keep_events();
+    pushed_keep(f.base, f.cfg, f.region, fleet_may_fetch());
     if (!fleet_may_fetch()) {
         /* Another gateway calls WAHA: ask it for what our readers need. */
         for (int k = 0; k < n; k++)
@@ -692,75 +692,6 @@ static void schedule_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     start_candidates(n, now);
-}
-
-/*========================================================================
- * WAHA's events: the WebSocket (events.c) feeds the same path as webhooks.
- */
-
-/* A message on WAHA's WebSocket: an event envelope, as a webhook's body. */
-static void on_event_message(const char *text, size_t len, void *arg)
-{
-    struct region_header *h = region_header(f.region);
-    struct waha_event ev;
-    char why[WAHA_WHY_MAX];
-
-    (void)arg;
-    atomic_fetch_add(&h->events_received, 1);
-    switch (waha_parse_event(text, len, &ev, why)) {
-    case WAHA_EVENT_STATUS:
-        if (store_event(f.region, f.cfg, &ev, SOURCE_EVENTS) == STORE_EVENT_UNTRACKED &&
-            f.cfg->upstream.all_sessions) /* maybe a new session: list again */
-            region_want(f.region, REGION_ENTRY_LIST, DEMAND_DATA, time_mono_ms());
-        break;
-    case WAHA_EVENT_BAD:
-        log_debug("ignored a message on WAHA's WebSocket: %s", why);
-        break;
-    case WAHA_EVENT_IGNORED:
-    default: break;
-    }
-}
-
-/* The stream's state, for the stats, the workers and the scheduler: while
- * it is up, pushed events keep the sessions current (schedule_session_period()). */
-static void on_event_state(enum events_state state, const char *why, void *arg)
-{
-    struct region_header *h = region_header(f.region);
-
-    (void)why; /* events.c logs each change, with its reason */
-    (void)arg;
-    atomic_store(&h->events, (uint32_t)state);
-    atomic_store(&h->events_since_ms, state == EVENTS_CONNECTED ? time_mono_ms() : 0);
-    /* WAHA does not replay what changed while no stream was up: one list
-     * call catches up, then the stream keeps the cache current. */
-    if (state == EVENTS_CONNECTED)
-        region_want(f.region, REGION_ENTRY_LIST, DEMAND_DATA, time_mono_ms());
-}
-
-/*
- * Hold the stream when upstream.events is auto and this gateway calls WAHA
- * (alone, or as the fleet's leader); a follower gets the events as the
- * leader's shared entries.
- */
-static void keep_events(void)
-{
-    bool wanted = f.cfg->upstream.events && fleet_may_fetch() && !f.events_unusable;
-    struct events_options opt;
-
-    if (wanted == f.events_started)
-        return;
-    if (!wanted) {
-        events_stop();
-        f.events_started = false;
-        return;
-    }
-    events_options_defaults(&opt);
-    opt.upstream_url = f.cfg->upstream.url;
-    opt.api_key = f.cfg->upstream.api_key;
-    f.events_started =
-        events_start(f.base, &opt, on_event_message, on_event_state, NULL) == 0;
-    /* Options it cannot use (logged by events_start()): polling only. */
-    f.events_unusable = !f.events_started;
 }
 
 /*========================================================================
@@ -855,7 +786,7 @@ static int setup(const struct heritage *h)
 
 static void teardown(void)
 {
-    events_stop();
+    pushed_stop();
     if (f.base != NULL) /* events.c frees a host lookup it cancelled on this turn */
         event_base_loop(f.base, EVLOOP_NONBLOCK);
     fleet_stop();
