@@ -101,9 +101,15 @@ def test_a_dropped_stream_falls_back_to_polling_and_reconnects(simulator, gatewa
     sim.control("POST", "/_sim/ws", {"mode": "normal"})
     assert wait_until(lambda: events_state(gw) == "connected", 10 + SLACK), gw.log_text()
     assert ws_stats(sim)["connectsTotal"] > connects
+    assert sim.wait_quiet(0.3, 5 + SLACK)  # the catch-up list call is over
+    # The list call the event asks for is slowed down, so the event's own
+    # effect shows first.
+    sim.fault("slow", delayMs=1500, paths="/api/sessions")
+    t_change = time.monotonic()
     sim.set_session("default", "WORKING")
-    assert wait_until(lambda: gw.status()["cache"]["source"] == "events" and
-                      gw.status()["status"] == "WORKING", 5 + SLACK)
+    assert p.wait_for(lambda st, d: st == 200 and d["status"] == "WORKING"
+                      and d["cache"]["source"] == "events", 5 + SLACK, since=t_change), \
+        p.latest()
     p.stop()
 
 
