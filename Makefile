@@ -248,6 +248,7 @@ fuzz-build: $(FUZZ_BIN)
 
 # The server files each target tests; common/ goes into all of them.
 $(FUZZ_DIR)/fuzz_request: $(FUZZ_DIR)/obj/server/worker/conn.o \
+                           $(FUZZ_DIR)/obj/server/worker/accept.o \
                            $(FUZZ_DIR)/obj/server/worker/http.o \
                            $(FUZZ_DIR)/obj/server/worker/request.o
 

@@ -34,12 +34,8 @@
  * event stream: only conn_stream_write()), CLOSING (written out, then
  * freed).
  *
- * Accepting: every worker polls the same listening sockets and takes one
- * connection per wakeup (nginx's default, without multi_accept). A worker
- * that drained the whole queue at once would keep a burst of new clients
- * (a load balancer opening its pool, wrk starting) to itself while the
- * other workers idle, and serve them all with the latency of one busy
- * loop; one at a time, the workers woken together share the burst.
+ * Connections come from accept.c (one per wakeup of the listen sockets);
+ * answer heads are formatted by http.c's http_response_head().
  *
  * Bounds and time: at most server.max_connections connections (more are
  * answered 503 and closed); a busy connection buffers at most one more
@@ -68,7 +64,7 @@
 
 #include <event2/buffer.h>
 
-#include "json.h"
+#include "accept.h"
 #include "log.h"
 #include "timeutil.h"
 
@@ -118,22 +114,13 @@ static struct {
     struct event_base *base;
     conn_request_cb on_request;
     conn_gone_cb on_gone;
-    struct listener {
-        struct event *readable; /* NULL once closed */
-        int fd;
-        bool admin; /* server.admin_listen: stats and metrics only */
-    } listeners[LISTEN_MAX];
-    int listener_count;
     struct event *sweep;
-    struct event *resume; /* re-enables the listeners after EMFILE */
     struct conn *all;
     int open;
     bool draining;
     struct http_request request; /* the request being parsed */
     char chunk[CONN_READ_CHUNK];
     char *body; /* REQUEST_MAX_BODY + 1 */
-    char date[40];
-    time_t date_second;
 } cs;
 
 /*========================================================================
@@ -227,19 +214,6 @@ void conn_close(struct conn *c)
     close_after_write(c);
 }
 
-static const char *http_date(void)
-{
-    time_t now = time(NULL);
-    struct tm tm;
-
-    if (now != cs.date_second) {
-        gmtime_r(&now, &tm);
-        strftime(cs.date, sizeof(cs.date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-        cs.date_second = now;
-    }
-    return cs.date;
-}
-
 static void on_writable(evutil_socket_t fd, short what, void *arg);
 
 /*
@@ -301,45 +275,18 @@ static void send_bytes(struct conn *c, const char *bytes, size_t len)
 static const char head_failed[] = "HTTP/1.1 500 Internal Server Error\r\n"
                                   "Content-Length: 0\r\nConnection: close\r\n\r\n";
 
-/*
- * The status line and headers of RESP (BODY_LEN bytes of body) in HEAD
- * (CONN_MAX_RESPONSE_HEAD bytes): their length, or 0 if they did not fit,
- * which the sizes above rule out (conn_send() would answer 500).
- */
+/* The head of RESP for C into HEAD (CONN_MAX_RESPONSE_HEAD bytes): its
+ * length, or 0 if it did not fit, which the sizes above rule out
+ * (conn_send() would answer 500). */
 static size_t format_head(struct conn *c, const struct http_response *resp, bool stream,
                           size_t body_len, char *head)
 {
-    bool has_body = resp->status != 204 && resp->status != 304;
-    struct jbuf b;
+    size_t len = http_response_head(head, CONN_MAX_RESPONSE_HEAD, resp, body_len, stream,
+                                    stream || !c->keep_alive);
 
-    /* Appends, not printf: this runs for every answer. */
-    jbuf_init(&b, head, CONN_MAX_RESPONSE_HEAD);
-    jbuf_raw(&b, "HTTP/1.1 ");
-    jbuf_int(&b, resp->status);
-    jbuf_raw(&b, " ");
-    jbuf_raw(&b, http_reason(resp->status));
-    jbuf_raw(&b, "\r\nDate: ");
-    jbuf_raw(&b, http_date());
-    if (resp->content_type != NULL && has_body) {
-        jbuf_raw(&b, "\r\nContent-Type: ");
-        jbuf_raw(&b, resp->content_type);
-    }
-    if (has_body && !stream) {
-        jbuf_raw(&b, "\r\nContent-Length: ");
-        jbuf_uint(&b, body_len);
-    }
-    for (int i = 0; i < resp->header_count; i++) {
-        jbuf_raw(&b, "\r\n");
-        jbuf_raw(&b, resp->headers[i].name);
-        jbuf_raw(&b, ": ");
-        jbuf_raw(&b, resp->headers[i].value);
-    }
-    jbuf_raw(&b, stream || !c->keep_alive ? "\r\nConnection: close\r\n\r\n" : "\r\n\r\n");
-    if (b.overflow) {
+    if (len == 0)
         log_error(0, "a response head did not fit in %d bytes", CONN_MAX_RESPONSE_HEAD);
-        return 0;
-    }
-    return b.len;
+    return len;
 }
 
 void conn_send(struct conn *c, const struct http_response *resp)
@@ -491,7 +438,7 @@ static void parse_request(struct conn *c, const char *data, size_t have, bool fr
 }
 
 /*========================================================================
- * Callbacks: the sockets, the listeners, the sweep.
+ * Callbacks: the sockets, the sweep.
  */
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
@@ -541,29 +488,6 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
         finish_closing(c);
 }
 
-static void pause_listeners(bool paused)
-{
-    for (int i = 0; i < cs.listener_count; i++) {
-        if (cs.listeners[i].readable == NULL)
-            continue;
-        if (paused)
-            event_del(cs.listeners[i].readable);
-        else
-            event_add(cs.listeners[i].readable, NULL);
-    }
-}
-
-static void close_listeners(void)
-{
-    for (int i = 0; i < cs.listener_count; i++) {
-        if (cs.listeners[i].readable == NULL)
-            continue;
-        event_free(cs.listeners[i].readable);
-        close(cs.listeners[i].fd); /* this process's copy: the others keep theirs */
-        cs.listeners[i].readable = NULL;
-    }
-}
-
 static void accept_conn(int fd, const struct sockaddr *addr, bool admin)
 {
     struct conn *c;
@@ -608,44 +532,6 @@ static void accept_conn(int fd, const struct sockaddr *addr, bool admin)
         region_count_request(cs.slot, ENDPOINT_OTHER, 503, 0);
         conn_send(c, &resp); /* keep_alive is false: it closes */
     }
-}
-
-static void on_listener_readable(evutil_socket_t fd, short what, void *arg)
-{
-    static const struct timeval pause = {0, 100000};
-    const struct listener *l = arg;
-    struct sockaddr_storage addr;
-    socklen_t addr_len = sizeof(addr);
-    int conn_fd;
-
-    (void)what;
-    conn_fd =
-        accept4(fd, (struct sockaddr *)&addr, &addr_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (conn_fd >= 0) {
-        accept_conn(conn_fd, (struct sockaddr *)&addr, l->admin);
-        return;
-    }
-    if (errno == EAGAIN || errno == ECONNABORTED || errno == EINTR)
-        return; /* another worker took it, or the client gave up while it waited */
-    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        /* Out of descriptors or memory: stop accepting for a moment (the
-         * connection waits in the queue, maybe for another worker) instead
-         * of spinning. */
-        log_warn(errno, "accept() failed; pausing for 100 ms");
-        pause_listeners(true);
-        evtimer_add(cs.resume, &pause);
-        return;
-    }
-    log_warn(errno, "accept() failed"); /* an error of that connection, passed on */
-}
-
-static void on_resume(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-    if (!cs.draining)
-        pause_listeners(false);
 }
 
 /* The load the master scales by: the CPU time this worker has used. */
@@ -702,35 +588,17 @@ int conn_server_start(struct event_base *base, const struct config *cfg,
     cs.on_gone = on_gone;
     cs.body = malloc(REQUEST_MAX_BODY + 1);
     cs.sweep = event_new(base, -1, EV_PERSIST, on_sweep, NULL);
-    cs.resume = evtimer_new(base, on_resume, NULL);
-    if (cs.body == NULL || cs.sweep == NULL || cs.resume == NULL ||
-        event_add(cs.sweep, &second) != 0) {
+    if (cs.body == NULL || cs.sweep == NULL || event_add(cs.sweep, &second) != 0) {
         log_error(0, "cannot set up the HTTP server");
         return -1;
     }
-    for (int i = 0; i < ls->count; i++) {
-        struct listener *l = &cs.listeners[i];
-
-        l->fd = ls->fds[i];
-        l->admin = ls->admin[i];
-        l->readable =
-            event_new(base, l->fd, EV_READ | EV_PERSIST, on_listener_readable, l);
-        if (l->readable == NULL || event_add(l->readable, NULL) != 0) {
-            log_error(0, "cannot accept on %s:%u", ls->addrs[i].host, ls->addrs[i].port);
-            if (l->readable != NULL)
-                event_free(l->readable);
-            l->readable = NULL;
-            return -1;
-        }
-        cs.listener_count++;
-    }
-    return 0;
+    return accept_start(base, ls, accept_conn);
 }
 
 int conn_server_drain(void)
 {
     cs.draining = true;
-    close_listeners();
+    accept_stop();
     return cs.open;
 }
 
@@ -753,8 +621,7 @@ int conn_server_open(void)
 
 void conn_server_stop(void)
 {
-    close_listeners();
-    cs.listener_count = 0;
+    accept_stop();
     for (struct conn *c = cs.all, *next; c != NULL; c = next) {
         next = c->next;
         destroy_conn(c);
@@ -763,8 +630,6 @@ void conn_server_stop(void)
     cs.open = 0;
     if (cs.sweep)
         event_free(cs.sweep);
-    if (cs.resume)
-        event_free(cs.resume);
     free(cs.body);
     memset(&cs, 0, sizeof(cs));
 }

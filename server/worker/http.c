@@ -5,8 +5,8 @@
 
 #include <stdarg.h>
 #include <stdio.h>
-
 #include <string.h>
+#include <time.h>
 
 #include <sys/queue.h>
 
@@ -74,6 +74,54 @@ const char *http_reason(int status)
     case 503: return "Service Unavailable";
     default: return "Unknown";
     }
+}
+
+/* The Date header's value, formatted once a second. */
+static const char *http_date(void)
+{
+    static char date[40];
+    static time_t date_second;
+    time_t now = time(NULL);
+    struct tm tm;
+
+    if (now != date_second) {
+        gmtime_r(&now, &tm);
+        strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        date_second = now;
+    }
+    return date;
+}
+
+size_t http_response_head(char *out, size_t size, const struct http_response *resp,
+                          size_t body_len, bool stream, bool close)
+{
+    bool has_body = resp->status != 204 && resp->status != 304;
+    struct jbuf b;
+
+    /* Appends, not printf: this runs for every answer. */
+    jbuf_init(&b, out, size);
+    jbuf_raw(&b, "HTTP/1.1 ");
+    jbuf_int(&b, resp->status);
+    jbuf_raw(&b, " ");
+    jbuf_raw(&b, http_reason(resp->status));
+    jbuf_raw(&b, "\r\nDate: ");
+    jbuf_raw(&b, http_date());
+    if (resp->content_type != NULL && has_body) {
+        jbuf_raw(&b, "\r\nContent-Type: ");
+        jbuf_raw(&b, resp->content_type);
+    }
+    if (has_body && !stream) {
+        jbuf_raw(&b, "\r\nContent-Length: ");
+        jbuf_uint(&b, body_len);
+    }
+    for (int i = 0; i < resp->header_count; i++) {
+        jbuf_raw(&b, "\r\n");
+        jbuf_raw(&b, resp->headers[i].name);
+        jbuf_raw(&b, ": ");
+        jbuf_raw(&b, resp->headers[i].value);
+    }
+    jbuf_raw(&b, close ? "\r\nConnection: close\r\n\r\n" : "\r\n\r\n");
+    return b.overflow ? 0 : b.len;
 }
 
 int http_query_param(const char *query, const char *key, char *out, size_t out_size)

@@ -104,6 +104,16 @@ void http_response_error(struct http_response *resp, int status, const char *cod
 const char *http_reason(int status);
 
 /*
+ * http_response_head - the status line and headers of RESP into OUT (SIZE
+ * bytes): Date, Content-Type, Content-Length BODY_LEN (not for a STREAM,
+ * whose body ends with the connection; not for a 204 or 304), RESP's
+ * headers, and Connection: close when CLOSE. Returns its length, or 0 when
+ * it does not fit.
+ */
+size_t http_response_head(char *out, size_t size, const struct http_response *resp,
+                          size_t body_len, bool stream, bool close);
+
+/*
  * http_query_param - the decoded value of the first KEY=value in the raw
  * query string QUERY (may be NULL) into OUT (OUT_SIZE bytes). Returns 0 when
  * found, -1 when absent, -2 when the value is too long for OUT (or for
