@@ -7,6 +7,8 @@
 #   make demo            install what is missing, build, run with the simulator
 #   make bench           wrk against /api/waha/status, with upstream calls and RSS
 #   make bench-compare   wahagate vs nginx (microcache, static return), side by side
+#   make bench-flood     one client pipelining without reading for FLOOD_SECONDS
+#                        (60): the worker's RSS, the other clients' p99, the cut
 #   make lint / format   cppcheck + clang-tidy / clang-format
 #   make fuzz            libFuzzer targets, FUZZ_SECONDS (60) each (tests/fuzz/)
 #   make soak            SOAK_MINUTES (10) of mixed load, faults and kills; fails
@@ -82,7 +84,7 @@ else
 Q := @
 endif
 
-.PHONY: all test unit integration roles faults browser-deps sanitize demo bench lint format deps clean
+.PHONY: all test unit integration roles faults browser-deps sanitize demo bench bench-flood lint format deps clean
 
 all: $(BUILD)/wahagate
 
@@ -146,6 +148,10 @@ demo:
 
 bench: $(BUILD)/wahagate
 	scripts/bench.sh $(BUILD)/wahagate
+
+# scripts/bench/flood.py: issue 15's flood, measured (FLOOD_* in its comment).
+bench-flood: $(BUILD)/wahagate
+	$(PYTHON) scripts/bench/flood.py $(BUILD)/wahagate
 
 # Lint: cppcheck, clang-tidy (.clang-tidy: no function over 80 lines among
 # its checks), and no source file over 900 lines.

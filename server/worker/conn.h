@@ -27,6 +27,12 @@
 
 /* An event stream's socket send buffer (the kernel doubles it). */
 #define CONN_STREAM_SNDBUF (32 * 1024)
+/* At most this many pipelined requests of one connection are answered in
+ * one turn of the event loop; the next ones wait for the next turn. */
+#define CONN_PIPELINE_BATCH 16
+/* No request of a connection is parsed while more than this much of its
+ * output waits for the client to read it. */
+#define CONN_MAX_OUTPUT ((size_t)64 * 1024)
 
 struct conn;
 
@@ -40,7 +46,10 @@ typedef void (*conn_request_cb)(struct conn *c, const struct http_request *req,
                                 const struct http_request_view *view);
 
 /* Called when connection C closes while the worker holds on to it (a
- * parked request or an event stream), so the worker can forget it. */
+ * parked request or an event stream), so the worker can forget it: a
+ * reset, a failed write, a client that does not read; for a stream, also
+ * the client's EOF. (A parked request whose client half-closed is still
+ * answered: C stays until then.) */
 typedef void (*conn_gone_cb)(struct conn *c);
 
 /*

