@@ -45,8 +45,8 @@ enum header_field {
 /* What a handler may know about a request. All strings are NUL-terminated. */
 struct http_request_view {
     enum request_method method;
-    const char *path;                       /* decoded, no query: "/api/waha/status" */
-    const char *query;                      /* raw query string without '?', or NULL */
+    const char *path;  /* decoded, no query: "/api/waha/status"; "*" for OPTIONS * */
+    const char *query; /* raw query string without '?', or NULL */
     const char *header[HEADER_FIELD_COUNT]; /* values, or NULL when absent */
     struct client_addr client;              /* who the request counts as (rate limits) */
     bool admin;                             /* arrived on a server.admin_listen socket */

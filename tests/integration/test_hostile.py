@@ -212,3 +212,88 @@ def test_parked_request_then_half_close_is_answered(simulator, gateway):
     assert how == "closed" and [a[0] for a in got] == [200, 200, 404], (how, raw[:600])
     assert b'"status":"WORKING"' in got[0][2], got[0]
     assert took >= 0.7, took  # it did wait for WAHA
+
+
+# --------------------------------------------------------------------------- smuggling (RFC 9112)
+
+def refused_400(port, data, **kw):
+    (status, headers, body), how = one_answer(port, data, **kw)
+    assert status == 400 and how in ("closed", "reset"), (status, how, body)
+    assert headers.get("connection", "").lower() == "close", headers
+    assert b'"code":"bad_request"' in body, body
+    return body
+
+
+WEBHOOK = "POST /api/waha/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+
+
+@pytest.mark.parametrize("data", [
+    # A blank before the colon (5.1): honoured as the framing before.
+    WEBHOOK + "Content-Length : 35\r\n\r\n" + "{}" + " " * 33,
+    WEBHOOK + "Transfer-Encoding : chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    # obs-fold (5.2).
+    WEBHOOK + "Transfer-Encoding:\r\n chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    "GET /api/waha/config HTTP/1.1\r\nHost: x\r\nOrigin: https://a.example\r\n"
+    " X-Injected: 1\r\n\r\n",
+    # Framing: both lengths, two lengths.
+    WEBHOOK + "Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    WEBHOOK + "Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+], ids=["cl-space-colon", "te-space-colon", "te-obs-fold", "origin-obs-fold", "te-and-cl",
+        "two-cl"])
+def test_smuggling_heads_are_400(gw, data):
+    refused_400(gw.port, data.encode())
+
+
+@pytest.mark.parametrize("codings", [
+    ["identity, chunked"], ["chunked", "chunked"], ["chunked, chunked"], ["gzip, chunked"],
+    ["chunked, identity"], ["gzip"],
+], ids=["identity-chunked", "two-lines", "twice", "gzip-chunked", "chunked-identity", "gzip"])
+def test_transfer_encoding_other_than_one_final_chunked_is_400(gw, codings):
+    """RFC 9112 6.1 and 6.3: chunked must be the final coding, applied once,
+    and no other coding is accepted here."""
+    data = WEBHOOK + "".join(f"Transfer-Encoding: {c}\r\n" for c in codings) + \
+        "\r\n2\r\n{}\r\n0\r\n\r\n"
+    refused_400(gw.port, data.encode())
+
+
+def test_a_chunk_size_over_the_limit_is_413_at_once(gw):
+    """The size line says 1 MiB: 413 without waiting for the data."""
+    data = (WEBHOOK + "Transfer-Encoding: chunked\r\n\r\n100000\r\n").encode()
+    t = time.monotonic()
+    (status, _, body), how = one_answer(gw.port, data, timeout=CLIENT_TIMEOUT_S + 5)
+    assert status == 413 and b"payload_too_large" in body, (status, body)
+    assert time.monotonic() - t < CLIENT_TIMEOUT_S, "it waited for the data"
+
+
+# --------------------------------------------------------------------------- Host, target forms
+
+def test_host_missing_or_twice_is_400(gw):
+    """RFC 9112 3.2: an HTTP/1.1 request without Host, or any with two."""
+    body = refused_400(gw.port, get("/api/waha/config", ()))
+    assert b"Host" in body
+    refused_400(gw.port, get("/api/waha/config", ("Host: x", "Host: x")))
+    refused_400(gw.port, get("/api/waha/config", ("Host: x", "host: y"), "HTTP/1.0"))
+    # HTTP/1.0 may go without.
+    (status, _, _), _ = one_answer(gw.port, get("/api/waha/config", (), "HTTP/1.0"))
+    assert status == 200
+
+
+def test_absolute_form_is_served(gw):
+    """RFC 9112 3.2.2: a server must accept the absolute-form."""
+    (status, headers, body), _ = one_answer(
+        gw.port, get("http://gw.example/api/waha/status?session=shop",
+                     ("Host: gw.example", "Connection: close")))
+    assert status == 200 and b'"session":"shop"' in body, (status, body)
+    (status, _, body), _ = one_answer(
+        gw.port, get("HTTP://127.0.0.1/api/waha/config", ("Host: 127.0.0.1",
+                                                          "Connection: close")))
+    assert status == 200, body
+
+
+def test_options_asterisk_is_204_with_allow(gw):
+    """RFC 9110 9.3.7: OPTIONS * asks about the server."""
+    (status, headers, body), _ = one_answer(
+        gw.port, get("*", ("Host: x", "Connection: close"), method="OPTIONS"))
+    assert status == 204 and body == b"", (status, body)
+    assert "GET" in headers.get("allow", "") and "OPTIONS" in headers["allow"], headers
+    refused_400(gw.port, get("*", ("Host: x",)))
