@@ -297,3 +297,43 @@ def test_options_asterisk_is_204_with_allow(gw):
     assert status == 204 and body == b"", (status, body)
     assert "GET" in headers.get("allow", "") and "OPTIONS" in headers["allow"], headers
     refused_400(gw.port, get("*", ("Host: x",)))
+
+
+# --------------------------------------------------------------------------- keys
+
+SECRET = "h0stile-s3cret"
+STATS_TOKEN = "st4ts-t0ken"
+
+
+@pytest.fixture
+def secured(simulator, gateway):
+    sim = simulator()
+    gw = gateway(sim, {"auth": {"required": True, "key": f"k : {SECRET} : *"},
+                       "server": {"stats_token": STATS_TOKEN}, "log": {"access": True}})
+    return sim, gw
+
+
+def status_with(port, path, *fields):
+    (status, _, body), _ = one_answer(port, get(path, ("Host: x", "Connection: close", *fields)))
+    return status, body
+
+
+def test_bearer_in_any_case_and_with_trailing_blanks(secured):
+    """RFC 9110 11.1: the scheme is case-insensitive; RFC 9112 5.1: the blanks
+    around a value are not part of it. Client keys and stats_token alike."""
+    _, gw = secured
+    for value in (f"bearer {SECRET}", f"BEARER {SECRET}", f"Bearer {SECRET} ",
+                  f"bEaReR  {SECRET}\t"):
+        status, body = status_with(gw.port, "/api/waha/status", f"Authorization: {value}")
+        assert status == 200, (value, body)
+        status, body = status_with(gw.port, "/api/waha/monitoring/stats",
+                                   f"Authorization: {value.replace(SECRET, STATS_TOKEN)}")
+        assert status == 200, (value, body)
+    status, _ = status_with(gw.port, "/api/waha/status", f"X-Api-Key: {SECRET}  ")
+    assert status == 200
+    for value in (f"Bearer {SECRET}x", f"Bearerx {SECRET}", f"Basic {SECRET}", "Bearer"):
+        status, _ = status_with(gw.port, "/api/waha/status", f"Authorization: {value}")
+        assert status == 401, value
+        status, _ = status_with(gw.port, "/api/waha/monitoring/stats",
+                                f"Authorization: {value.replace(SECRET, STATS_TOKEN)}")
+        assert status == 401, value
