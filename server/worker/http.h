@@ -123,6 +123,15 @@ size_t http_response_head(char *out, size_t size, const struct http_response *re
 int http_query_param(const char *query, const char *key, char *out, size_t out_size);
 
 /*
+ * http_query_redacted - the raw query string QUERY for a log line, into OUT
+ * (OUT_SIZE bytes, cut to fit): the value of each parameter whose name,
+ * percent-decoded and in any case, ends in "key", "token", "secret" or
+ * "password" (access_token, x-api-key, api_key...) becomes [REDACTED], so
+ * that no client key reaches the log, right or wrong.
+ */
+void http_query_redacted(char *out, size_t out_size, const char *query);
+
+/*
  * http_printable - TEXT for an error message: printable ASCII kept, any
  * other byte (control characters, bytes that may not be UTF-8) written as
  * '?', cut to fit OUT (OUT_SIZE bytes). So a client's bytes echoed in a

@@ -337,3 +337,39 @@ def test_bearer_in_any_case_and_with_trailing_blanks(secured):
         status, _ = status_with(gw.port, "/api/waha/monitoring/stats",
                                 f"Authorization: {value.replace(SECRET, STATS_TOKEN)}")
         assert status == 401, value
+
+
+# --------------------------------------------------------------------------- the access log
+
+def test_access_log_leaves_client_keys_out(secured):
+    """README: keys are logged without the secret. With log.access, the
+    query's access_token (right or wrong) and x-api-key are redacted."""
+    _, gw = secured
+    wrong, other = "wr0ng-k3y-value", "0ther-s3cret-value"
+    assert status_with(gw.port, f"/api/waha/status?access_token={SECRET}")[0] == 200
+    assert status_with(gw.port, f"/api/waha/status?session=default&access_token={wrong}")[0] \
+        == 401
+    assert status_with(gw.port, f"/api/waha/status?x-api-key={other}&ACCESS%5FTOKEN={wrong}",
+                       f"Authorization: Bearer {SECRET}")[0] == 200
+    assert wait_until(lambda: gw.log_text().count("GET /api/waha/status?") >= 3, 10), \
+        gw.log_text()[-2000:]
+    log = gw.log_text()
+    for secret in (SECRET, wrong, other):
+        assert secret not in log, [line for line in log.splitlines() if secret in line]
+    assert "?access_token=[REDACTED] 200" in log, log[-2000:]
+    assert "?session=default&access_token=[REDACTED] 401" in log, log[-2000:]
+    assert "?x-api-key=[REDACTED]&ACCESS%5FTOKEN=[REDACTED] 200" in log, log[-2000:]
+
+
+def test_a_path_cannot_forge_a_log_line(secured):
+    """A decoded %0a or an escape sequence in a path stays inside its line
+    (common/log.c escapes control bytes)."""
+    _, gw = secured
+    status, _ = status_with(gw.port, "/api/waha/x%0aFORGED%20line%1b[2J%0d%0aFORGED2")
+    assert status == 404
+    assert wait_until(lambda: "/api/waha/x" in gw.log_text(), 10), gw.log_text()[-2000:]
+    raw = gw.log_path.read_bytes()
+    assert b"\x1b" not in raw and b"\r" not in raw, raw[-1000:]
+    lines = raw.decode(errors="replace").splitlines()
+    assert not [line for line in lines if line.startswith("FORGED")], lines[-5:]
+    assert [line for line in lines if "/api/waha/x" in line and "FORGED" in line], lines[-5:]
