@@ -9,16 +9,19 @@
 #include <string.h>
 #include <strings.h>
 
-bool rules_origin_allowed(const struct config *cfg, const char *origin)
+enum cors_grant rules_cors(const struct config *cfg, const char *origin)
 {
-    if (origin == NULL || cfg->server.cors_origin_count + cfg->server.cors_any == 0)
-        return false;
-    if (cfg->server.cors_any)
-        return true;
+    if (origin == NULL || origin[0] == '\0' || strcmp(origin, "null") == 0)
+        return CORS_NONE;
     for (int i = 0; i < cfg->server.cors_origin_count; i++)
         if (strcasecmp(origin, cfg->server.cors_origins[i]) == 0)
-            return true;
-    return false;
+            return CORS_ORIGIN;
+    return cfg->server.cors_any ? CORS_ANY : CORS_NONE;
+}
+
+bool rules_cors_varies(const struct config *cfg)
+{
+    return cfg->server.cors_any || cfg->server.cors_origin_count > 0;
 }
 
 int64_t rules_next_poll_ms(const struct config *cfg, const char *status, bool healthy,

@@ -16,12 +16,29 @@
 #include "config.h"
 #include "region.h"
 
+/* What an answer says to a page of another origin (the Fetch standard). */
+enum cors_grant {
+    CORS_NONE,   /* nothing: the browser keeps the answer from the page */
+    CORS_ANY,    /* Access-Control-Allow-Origin: *, without credentials */
+    CORS_ORIGIN, /* the origin echoed, with Access-Control-Allow-Credentials */
+};
+
 /*
- * rules_origin_allowed - may a page of ORIGIN (the Origin header, NULL when
- * absent) call the API from a browser (server.cors_origins: a list, or
- * `*` for any)? The origin is compared whole, in any case.
+ * rules_cors - what a page of ORIGIN (the Origin header, NULL when absent)
+ * may do with an answer (server.cors_origins: listed origins, compared
+ * whole and in any case, get CORS_ORIGIN; with `*` any other gets
+ * CORS_ANY). "null" (sandboxed pages, file: URLs: anyone can send it)
+ * gets CORS_NONE, whatever the configuration.
  */
-bool rules_origin_allowed(const struct config *cfg, const char *origin);
+enum cors_grant rules_cors(const struct config *cfg, const char *origin);
+
+/*
+ * rules_cors_varies - whether answers depend on the Origin header at all
+ * (server.cors_origins is set): then every answer, to an origin refused
+ * or to none, carries Vary: Origin, so that no cache serves one origin's
+ * answer to another.
+ */
+bool rules_cors_varies(const struct config *cfg);
 
 /*
  * rules_next_poll_ms - the status object's poll.nextMs: the frontend's

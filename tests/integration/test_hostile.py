@@ -373,3 +373,60 @@ def test_a_path_cannot_forge_a_log_line(secured):
     lines = raw.decode(errors="replace").splitlines()
     assert not [line for line in lines if line.startswith("FORGED")], lines[-5:]
     assert [line for line in lines if "/api/waha/x" in line and "FORGED" in line], lines[-5:]
+
+
+# --------------------------------------------------------------------------- CORS
+
+def cors_get(port, origin=None, path="/api/waha/status", method="GET"):
+    fields = ["Host: x", "Connection: close"]
+    if origin is not None:
+        fields.append(f"Origin: {origin}")
+    if method == "OPTIONS":
+        fields.append("Access-Control-Request-Method: GET")
+    (status, headers, _), _ = one_answer(port, get(path, fields, method=method))
+    return status, headers
+
+
+def test_cors_star_answers_star_without_credentials(simulator, gateway):
+    """Fetch standard: with cors_origins = *, Access-Control-Allow-Origin: *
+    and no credentials; null never; Vary: Origin on every answer."""
+    gw = gateway(simulator(), {"server": {"cors_origins": "*"}})
+    for method in ("GET", "OPTIONS"):
+        status, h = cors_get(gw.port, "https://any.example", method=method)
+        assert status in (200, 204), (method, status)
+        assert h.get("access-control-allow-origin") == "*", (method, h)
+        assert "access-control-allow-credentials" not in h, (method, h)
+        assert h.get("vary") == "Origin", (method, h)
+    for origin in ("null", None):
+        status, h = cors_get(gw.port, origin)
+        assert status == 200 and "access-control-allow-origin" not in h, (origin, h)
+        assert "access-control-allow-credentials" not in h, (origin, h)
+        assert h.get("vary") == "Origin", (origin, h)
+    status, h = cors_get(gw.port, "null", method="OPTIONS")
+    assert status == 204 and "access-control-allow-methods" not in h, h
+
+
+def test_cors_listed_origins_and_vary(simulator, gateway):
+    """A listed origin is echoed with credentials (trailing blanks are not
+    part of it); any other, and none, gets no CORS header but Vary: Origin
+    all the same; with * in the list too, the others get *."""
+    sim = simulator()
+    gw = gateway(sim, {"server": {"cors_origins": "https://app.example"}})
+    for origin in ("https://app.example", "https://app.example  "):
+        status, h = cors_get(gw.port, origin)
+        assert status == 200, status
+        assert h.get("access-control-allow-origin") == "https://app.example", (origin, h)
+        assert h.get("access-control-allow-credentials") == "true", h
+        assert h.get("vary") == "Origin", h
+    for origin in ("https://evil.example", "null", None):
+        for path in ("/api/waha/status", "/api/waha/nope", "/"):
+            status, h = cors_get(gw.port, origin, path)
+            assert "access-control-allow-origin" not in h, (origin, path, h)
+            assert h.get("vary") == "Origin", (origin, path, status, h)
+    both = gateway(sim, {"server": {"cors_origins": "https://app.example, *"}})
+    status, h = cors_get(both.port, "https://app.example")
+    assert h.get("access-control-allow-origin") == "https://app.example", h
+    assert h.get("access-control-allow-credentials") == "true", h
+    status, h = cors_get(both.port, "https://other.example")
+    assert h.get("access-control-allow-origin") == "*", h
+    assert "access-control-allow-credentials" not in h, h

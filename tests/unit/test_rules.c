@@ -1,6 +1,6 @@
 /*
  * test_rules.c - unit tests for server/worker/rules.c, the pure rules of a
- * worker's answers: which Origin gets CORS headers (server.cors_origins),
+ * worker's answers: which Origin gets which CORS headers (server.cors_origins),
  * the status object's poll.nextMs (docs/design.md [frontend]), and the ids
  * of event streams (a stream's version, and whether a client that
  * reconnects with Last-Event-ID gets the current statuses again).
@@ -65,61 +65,81 @@ static void set(const char *section, const char *key, const char *value)
 }
 
 /*========================================================================
- * CORS: rules_origin_allowed
+ * CORS: rules_cors, rules_cors_varies
  */
 
 static void test_origin_nothing_configured(void **state)
 {
     (void)state;
-    /* The default: no cross-origin caller at all. */
+    /* The default: no cross-origin caller at all, and nothing varies. */
     assert_int_equal(cfg->server.cors_origin_count, 0);
     assert_false(cfg->server.cors_any);
-    assert_false(rules_origin_allowed(cfg, "https://app.example"));
-    assert_false(rules_origin_allowed(cfg, "null"));
-    assert_false(rules_origin_allowed(cfg, ""));
-    assert_false(rules_origin_allowed(cfg, NULL));
+    assert_int_equal(rules_cors(cfg, "https://app.example"), CORS_NONE);
+    assert_int_equal(rules_cors(cfg, "null"), CORS_NONE);
+    assert_int_equal(rules_cors(cfg, ""), CORS_NONE);
+    assert_int_equal(rules_cors(cfg, NULL), CORS_NONE);
+    assert_false(rules_cors_varies(cfg));
 }
 
 static void test_origin_listed(void **state)
 {
+    static const char *const others[] = {
+        /* Anything else is another origin: compared whole, not as a prefix,
+         * a suffix or a substring. */
+        "https://app.example.evil.test",
+        "https://evil.test/https://app.example",
+        "https://evil-app.example",
+        "https://app.exampl",
+        "https://app.example/",
+        "https://app.example:8443",
+        "http://app.example",
+        "http://localhost",
+        "https://localhost:8080",
+        "null",
+        "",
+    };
+
     (void)state;
     set("server", "cors_origins", "https://app.example, http://localhost:8080/");
-    assert_true(rules_origin_allowed(cfg, "https://app.example"));
+    assert_true(rules_cors_varies(cfg));
+    /* Listed: echoed, with credentials. */
+    assert_int_equal(rules_cors(cfg, "https://app.example"), CORS_ORIGIN);
     /* The list's trailing slash is not part of the origin. */
-    assert_true(rules_origin_allowed(cfg, "http://localhost:8080"));
+    assert_int_equal(rules_cors(cfg, "http://localhost:8080"), CORS_ORIGIN);
     /* Scheme and host in any case. */
-    assert_true(rules_origin_allowed(cfg, "HTTPS://App.Example"));
-    /* Anything else is another origin: compared whole, not as a prefix,
-     * a suffix or a substring. */
-    assert_false(rules_origin_allowed(cfg, "https://app.example.evil.test"));
-    assert_false(rules_origin_allowed(cfg, "https://evil.test/https://app.example"));
-    assert_false(rules_origin_allowed(cfg, "https://evil-app.example"));
-    assert_false(rules_origin_allowed(cfg, "https://app.exampl"));
-    assert_false(rules_origin_allowed(cfg, "https://app.example/"));
-    assert_false(rules_origin_allowed(cfg, "https://app.example:8443"));
-    assert_false(rules_origin_allowed(cfg, "http://app.example"));
-    assert_false(rules_origin_allowed(cfg, "http://localhost"));
-    assert_false(rules_origin_allowed(cfg, "https://localhost:8080"));
-    assert_false(rules_origin_allowed(cfg, "null"));
-    assert_false(rules_origin_allowed(cfg, ""));
+    assert_int_equal(rules_cors(cfg, "HTTPS://App.Example"), CORS_ORIGIN);
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+        if (rules_cors(cfg, others[i]) != CORS_NONE)
+            fail_msg("\"%s\" is allowed", others[i]);
     /* No Origin: not a cross-origin request from a browser. */
-    assert_false(rules_origin_allowed(cfg, NULL));
+    assert_int_equal(rules_cors(cfg, NULL), CORS_NONE);
 }
 
 static void test_origin_any(void **state)
 {
     (void)state;
+    /* With *, any origin may read answers, without credentials: "*", never
+     * the origin echoed with Access-Control-Allow-Credentials (the Fetch
+     * standard; a page of any site could read a user's data with the
+     * user's cookies or key otherwise). */
     set("server", "cors_origins", "*");
-    assert_true(rules_origin_allowed(cfg, "https://app.example"));
-    assert_true(rules_origin_allowed(cfg, "http://127.0.0.1:5173"));
-    assert_false(rules_origin_allowed(cfg, NULL));
-    /* A star among listed origins allows any as well. */
+    assert_true(rules_cors_varies(cfg));
+    assert_int_equal(rules_cors(cfg, "https://app.example"), CORS_ANY);
+    assert_int_equal(rules_cors(cfg, "http://127.0.0.1:5173"), CORS_ANY);
+    assert_int_equal(rules_cors(cfg, NULL), CORS_NONE);
+    /* "null" (sandboxed pages, file: URLs) is anyone: never. */
+    assert_int_equal(rules_cors(cfg, "null"), CORS_NONE);
+    assert_int_equal(rules_cors(cfg, ""), CORS_NONE);
+    /* A star among listed origins: the listed ones with credentials, any
+     * other without. */
     set("server", "cors_origins", "https://app.example, *");
-    assert_true(rules_origin_allowed(cfg, "https://other.example"));
+    assert_int_equal(rules_cors(cfg, "https://app.example"), CORS_ORIGIN);
+    assert_int_equal(rules_cors(cfg, "https://other.example"), CORS_ANY);
+    assert_int_equal(rules_cors(cfg, "null"), CORS_NONE);
     /* Setting the key again replaces the list. */
     set("server", "cors_origins", "https://other.example");
-    assert_false(rules_origin_allowed(cfg, "https://app.example"));
-    assert_true(rules_origin_allowed(cfg, "https://other.example"));
+    assert_int_equal(rules_cors(cfg, "https://app.example"), CORS_NONE);
+    assert_int_equal(rules_cors(cfg, "https://other.example"), CORS_ORIGIN);
 }
 
 /*========================================================================
