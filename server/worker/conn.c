@@ -470,14 +470,22 @@ void conn_stream_start(struct conn *c, const struct http_response *resp)
         evbuffer_drain(c->in, evbuffer_get_length(c->in));
 }
 
-int conn_stream_write(struct conn *c, const char *text, size_t len, size_t max_unsent)
+int conn_stream_writev(struct conn *c, const struct iovec *iov, int iovcnt,
+                       size_t max_unsent)
 {
     if (output_length(c) > max_unsent) {
         free_conn(c);
         return -1;
     }
-    send_bytes(c, text, len);
+    send_iov(c, iov, iovcnt);
     return 0;
+}
+
+int conn_stream_write(struct conn *c, const char *text, size_t len, size_t max_unsent)
+{
+    struct iovec iov = {.iov_base = (void *)text, .iov_len = len};
+
+    return conn_stream_writev(c, &iov, 1, max_unsent);
 }
 
 /*========================================================================

@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/uio.h>
 
 #include <event2/event.h>
 
@@ -83,6 +84,11 @@ void conn_stream_start(struct conn *c, const struct http_response *resp);
  * is closed (ON_GONE is not called for it) and must be forgotten.
  */
 int conn_stream_write(struct conn *c, const char *text, size_t len, size_t max_unsent);
+
+/* conn_stream_writev - conn_stream_write() of the IOVCNT pieces of IOV, in
+ * one write. */
+int conn_stream_writev(struct conn *c, const struct iovec *iov, int iovcnt,
+                       size_t max_unsent);
 
 /* conn_close - close C once what is queued for it is written (or at once,
  * when the client is not reading). ON_GONE is not called for it. */

@@ -26,7 +26,7 @@ import time
 
 import pytest
 
-from conftest import REPO, SANITIZED, wait_until
+from conftest import REPO, SANITIZED, Stream, wait_until
 
 sys.path.insert(0, str(REPO / "scripts" / "bench"))
 import flood  # noqa: E402  (scripts/bench/flood.py: the measuring harness)
@@ -430,3 +430,77 @@ def test_cors_listed_origins_and_vary(simulator, gateway):
     status, h = cors_get(both.port, "https://other.example")
     assert h.get("access-control-allow-origin") == "*", h
     assert "access-control-allow-credentials" not in h, h
+
+
+# --------------------------------------------------------------------------- event ids
+
+ALICE, BOB = "alice-h0stile-k3y", "bob-h0stile-k3y"
+EVENT_ID_RE = re.compile(r"^[0-9a-f]{16}-\d+-\d+$")
+
+
+def test_a_scoped_streams_id_counts_its_scope_only(simulator, gateway):
+    """sse.c: a stream's version counts its key's scope. Alice (default only)
+    reconnects with her last id after Bob's session changed: nothing of
+    hers changed, so she gets nothing again; after her session changed,
+    she gets its status."""
+    sim = simulator("--sessions", "default:WORKING,shop:WORKING")
+    gw = gateway(sim, {"upstream": {"sessions": "default,shop"},
+                       "auth": {"required": True,
+                                "key": [f"alice : {ALICE} : default", f"bob : {BOB} : shop"]},
+                       "server": {"workers": 1, "min_workers": 1, "max_workers": 1}})
+    path = f"/api/waha/events?access_token={ALICE}"
+    s = Stream(gw.port, path)
+    try:
+        assert s.wait_for(lambda e: e[2]["status"] == "WORKING", 10), s.events()
+        last_id = s.events()[-1][0]
+    finally:
+        s.close()
+    sim.set_session("shop", "STARTING")
+    assert wait_until(lambda: gw.json(f"/api/waha/status?session=shop&access_token={BOB}")
+                      ["status"] == "STARTING", 10)
+    again = Stream(gw.port, path, last_event_id=last_id)
+    try:
+        assert again.events(1.0) == [], again.events()
+    finally:
+        again.close()
+    sim.set_session("default", "STARTING")
+    assert wait_until(lambda: gw.json(f"/api/waha/status?access_token={ALICE}")
+                      ["status"] == "STARTING", 10)
+    resumed = Stream(gw.port, path, last_event_id=last_id)
+    try:
+        got = resumed.wait_for(lambda e: e[2]["status"] == "STARTING", 10)
+        assert got and got[0][0] != last_id, resumed.events()
+        assert {e[2]["session"] for e in resumed.events()} == {"default"}
+    finally:
+        resumed.close()
+
+
+def test_event_ids_move_when_sessions_go(simulator, gateway):
+    """With upstream.sessions = *, a session that goes moves the region's
+    table_generation, and with it every stream's id: a client that
+    reconnects with an id from before gets the current statuses."""
+    sim = simulator("--sessions", "default:WORKING,shop:WORKING")
+    gw = gateway(sim, {"upstream": {"sessions": "*"},
+                       "server": {"workers": 1, "min_workers": 1, "max_workers": 1}})
+    names = lambda: sorted(x["name"] for x in gw.json("/api/waha/sessions"))  # noqa: E731
+    assert wait_until(lambda: names() == ["default", "shop"], 15)
+    s = Stream(gw.port, "/api/waha/events")
+    try:
+        assert s.wait_for(lambda e: {x[2]["session"] for x in s.events()} >= {"default", "shop"},
+                          10), s.events()
+        last_id = s.events()[-1][0]
+    finally:
+        s.close()
+    sim.delete_session("shop")
+    # Gone from the list, then from the table (the entry is freed).
+    assert wait_until(lambda: names() == ["default"] and
+                      gw.get("/api/waha/status?session=shop")[0] == 404, 15)
+    again = Stream(gw.port, "/api/waha/events", last_event_id=last_id)
+    try:
+        got = again.wait_for(lambda e: e[2]["session"] == "default", 10)
+        assert got, again.events()
+        assert EVENT_ID_RE.match(last_id) and EVENT_ID_RE.match(got[0][0]), (last_id, got)
+        table_before, table_now = last_id.split("-")[1], got[0][0].split("-")[1]
+        assert int(table_now) > int(table_before), (last_id, got[0][0])
+    finally:
+        again.close()

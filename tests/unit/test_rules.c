@@ -232,7 +232,7 @@ static void test_next_poll_capped_at_max(void **state)
 }
 
 /*========================================================================
- * Event stream ids: rules_stream_version, rules_stream_resumes
+ * Event stream ids: rules_stream_version, rules_stream_id, rules_stream_resumes
  */
 
 static void test_stream_version_is_the_sum(void **state)
@@ -273,44 +273,77 @@ static void test_stream_version_grows_with_every_change(void **state)
     }
 }
 
-static void test_stream_resume_same_version(void **state)
+/* The id of (INSTANCE, TABLE, VERSION) (static; the last one returned). */
+static const char *id_of(uint64_t instance, uint64_t table, uint64_t version)
 {
+    static char id[RULES_STREAM_ID_MAX];
+
+    rules_stream_id(id, instance, table, version);
+    return id;
+}
+
+static void test_stream_id(void **state)
+{
+    char a[RULES_STREAM_ID_MAX];
+
     (void)state;
-    /* The client saw this version: nothing to send again. */
-    assert_true(rules_stream_resumes("16", 16));
-    assert_true(rules_stream_resumes("0", 0));
-    assert_true(rules_stream_resumes("18446744073709551615", UINT64_MAX));
-    /* It saw an older one (it missed changes), or one from the future (a
-     * restarted gateway counts from 0 again): the current statuses. */
-    assert_false(rules_stream_resumes("15", 16));
-    assert_false(rules_stream_resumes("17", 16));
-    assert_false(rules_stream_resumes("160", 16));
+    assert_string_equal(id_of(0x1234abcd, 0, 16), "000000001234abcd-0-16");
+    assert_string_equal(id_of(UINT64_MAX, UINT64_MAX, UINT64_MAX),
+                        "ffffffffffffffff-18446744073709551615-18446744073709551615");
+    /* The same version after sessions came or went, or in another
+     * instance (a restarted gateway, another host), is another id: when
+     * sessions go, a sum of generations can come back to an old value for
+     * another state. */
+    strcpy(a, id_of(7, 3, 16));
+    assert_string_not_equal(a, id_of(7, 4, 16));
+    assert_string_not_equal(a, id_of(8, 3, 16));
+    assert_string_not_equal(a, id_of(7, 3, 17));
+    assert_string_equal(a, id_of(7, 3, 16));
+    /* No two (table, version) pairs print alike. */
+    strcpy(a, id_of(7, 1, 23));
+    assert_string_not_equal(a, id_of(7, 12, 3));
+}
+
+static void test_stream_resume_same_id(void **state)
+{
+    char id[RULES_STREAM_ID_MAX];
+
+    (void)state;
+    strcpy(id, id_of(0xbeef, 2, 16));
+    /* The client saw this id: nothing to send again. */
+    assert_true(rules_stream_resumes("000000000000beef-2-16", id));
+    /* An older or a newer version, the same version of another table or
+     * another instance: the current statuses. */
+    assert_false(rules_stream_resumes("000000000000beef-2-15", id));
+    assert_false(rules_stream_resumes("000000000000beef-2-17", id));
+    assert_false(rules_stream_resumes("000000000000beef-1-16", id));
+    assert_false(rules_stream_resumes("000000000000beee-2-16", id));
     /* A first connection. */
-    assert_false(rules_stream_resumes(NULL, 16));
-    assert_false(rules_stream_resumes(NULL, 0));
+    assert_false(rules_stream_resumes(NULL, id));
 }
 
 static void test_stream_resume_only_our_ids(void **state)
 {
+    char id[RULES_STREAM_ID_MAX];
+
     (void)state;
+    strcpy(id, id_of(0xbeef, 2, 16));
     /*
      * EventSource sends back the id it was given, byte for byte; anything
-     * else is no id of ours and gets the current statuses. In particular
-     * text that a number parser would read as the version: "" or "abc" as
-     * 0, "16abc" or " 16" or "+16" or "016" as 16, a number too large as
-     * the largest one.
+     * else is no id of ours and gets the current statuses: the version
+     * alone (the ids of an older gateway), other case, blanks, signs,
+     * zeros, a prefix or more.
      */
-    assert_false(rules_stream_resumes("", 0));
-    assert_false(rules_stream_resumes("abc", 0));
-    assert_false(rules_stream_resumes("-0", 0));
-    assert_false(rules_stream_resumes("16abc", 16));
-    assert_false(rules_stream_resumes(" 16", 16));
-    assert_false(rules_stream_resumes("16 ", 16));
-    assert_false(rules_stream_resumes("+16", 16));
-    assert_false(rules_stream_resumes("016", 16));
-    assert_false(rules_stream_resumes("0x10", 16));
-    assert_false(rules_stream_resumes("99999999999999999999999", UINT64_MAX));
-    assert_false(rules_stream_resumes("-1", UINT64_MAX));
+    assert_false(rules_stream_resumes("", id));
+    assert_false(rules_stream_resumes("16", id));
+    assert_false(rules_stream_resumes("000000000000BEEF-2-16", id));
+    assert_false(rules_stream_resumes(" 000000000000beef-2-16", id));
+    assert_false(rules_stream_resumes("000000000000beef-2-16 ", id));
+    assert_false(rules_stream_resumes("000000000000beef-2-016", id));
+    assert_false(rules_stream_resumes("000000000000beef-+2-16", id));
+    assert_false(rules_stream_resumes("000000000000beef-2-1", id));
+    assert_false(rules_stream_resumes("000000000000beef-2-160", id));
+    assert_false(rules_stream_resumes("beef-2-16", id));
 }
 
 int main(void)
@@ -325,7 +358,8 @@ int main(void)
         T(test_next_poll_capped_at_max),
         T(test_stream_version_is_the_sum),
         T(test_stream_version_grows_with_every_change),
-        T(test_stream_resume_same_version),
+        T(test_stream_id),
+        T(test_stream_resume_same_id),
         T(test_stream_resume_only_our_ids),
 #undef T
     };
