@@ -236,7 +236,7 @@ bench-compare: $(BUILD)/wahagate
 FUZZ_CC      := clang-14
 FUZZ_DIR     := build/fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= request webhook waha config
+FUZZ_TARGETS ?= request pipeline webhook waha config
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Wall -Wextra \
                 -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings \
                 -fsanitize=address,undefined -fno-sanitize-recover=all -MMD -MP \
@@ -257,6 +257,10 @@ $(FUZZ_DIR)/fuzz_request: $(FUZZ_DIR)/obj/server/worker/conn.o \
                            $(FUZZ_DIR)/obj/server/worker/accept.o \
                            $(FUZZ_DIR)/obj/server/worker/http.o \
                            $(FUZZ_DIR)/obj/server/worker/request.o
+$(FUZZ_DIR)/fuzz_pipeline: $(FUZZ_DIR)/obj/server/worker/conn.o \
+                            $(FUZZ_DIR)/obj/server/worker/accept.o \
+                            $(FUZZ_DIR)/obj/server/worker/http.o \
+                            $(FUZZ_DIR)/obj/server/worker/request.o
 
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_COMMON)
 	@mkdir -p $(dir $@)

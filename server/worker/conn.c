@@ -105,8 +105,6 @@
 _Static_assert(CONN_MAX_RESPONSE_HEAD >=
                    HTTP_MAX_HEADERS * (HTTP_HEADER_VALUE_MAX + 40) + 512,
                "a response head always fits");
-/* A connection buffers at most one largest request of input. */
-#define CONN_MAX_INPUT REQUEST_MAX_BYTES
 
 enum conn_state { CONN_READING, CONN_BUSY, CONN_STREAM, CONN_CLOSING };
 
@@ -853,6 +851,15 @@ void conn_server_close_idle(int64_t grace_ms)
 int conn_server_open(void)
 {
     return cs.open;
+}
+
+size_t conn_server_buffered(void)
+{
+    size_t n = 0;
+
+    for (const struct conn *c = cs.all; c != NULL; c = c->next)
+        n += input_length(c) + output_length(c);
+    return n;
 }
 
 void conn_server_stop(void)

@@ -28,6 +28,8 @@
 
 /* An event stream's socket send buffer (the kernel doubles it). */
 #define CONN_STREAM_SNDBUF (32 * 1024)
+/* A connection buffers at most one largest request of input. */
+#define CONN_MAX_INPUT REQUEST_MAX_BYTES
 /* At most this many pipelined requests of one connection are answered in
  * one turn of the event loop; the next ones wait for the next turn. */
 #define CONN_PIPELINE_BATCH 16
@@ -110,6 +112,11 @@ void conn_server_close_idle(int64_t grace_ms);
 
 /* conn_server_open - connections still open (streams included). */
 int conn_server_open(void);
+
+/* conn_server_buffered - bytes the connections hold in their input and
+ * output buffers, all together (what the bounds above bound; the fuzzer
+ * checks it). */
+size_t conn_server_buffered(void);
 
 /* conn_server_stop - close everything and free the server. */
 void conn_server_stop(void);
