@@ -18,7 +18,6 @@ other clients, and the tricks of a request head.
 Raw sockets throughout: http.client would fix up what these tests send.
 """
 
-import os
 import re
 import socket
 import sys
