@@ -7,6 +7,8 @@
 #   make demo            install what is missing, build, run with the simulator
 #   make bench           wrk against /api/waha/status, with upstream calls and RSS
 #   make bench-compare   wahagate vs nginx (microcache, static return), side by side
+#   make bench-flood     one client pipelining without reading for FLOOD_SECONDS
+#                        (60): the worker's RSS, the other clients' p99, the cut
 #   make lint / format   cppcheck + clang-tidy / clang-format
 #   make fuzz            libFuzzer targets, FUZZ_SECONDS (60) each (tests/fuzz/)
 #   make soak            SOAK_MINUTES (10) of mixed load, faults and kills; fails
@@ -83,7 +85,7 @@ else
 Q := @
 endif
 
-.PHONY: all test unit integration roles faults browser-deps sanitize demo bench lint format deps clean
+.PHONY: all test unit integration roles faults browser-deps sanitize demo bench bench-flood lint format deps clean
 
 all: $(BUILD)/wahagate
 
@@ -147,6 +149,10 @@ demo:
 
 bench: $(BUILD)/wahagate
 	scripts/bench.sh $(BUILD)/wahagate
+
+# scripts/bench/flood.py: issue 15's flood, measured (FLOOD_* in its comment).
+bench-flood: $(BUILD)/wahagate
+	$(PYTHON) scripts/bench/flood.py $(BUILD)/wahagate
 
 # Lint: cppcheck, clang-tidy (.clang-tidy: no function over 80 lines among
 # its checks), and no source file over 900 lines.
@@ -231,7 +237,7 @@ bench-compare: $(BUILD)/wahagate
 FUZZ_CC      := clang-14
 FUZZ_DIR     := build/fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= request webhook waha config
+FUZZ_TARGETS ?= request pipeline webhook waha config
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Wall -Wextra \
                 -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings \
                 -fsanitize=address,undefined -fno-sanitize-recover=all -MMD -MP \
@@ -249,8 +255,13 @@ fuzz-build: $(FUZZ_BIN)
 
 # The server files each target tests; common/ goes into all of them.
 $(FUZZ_DIR)/fuzz_request: $(FUZZ_DIR)/obj/server/worker/conn.o \
+                           $(FUZZ_DIR)/obj/server/worker/accept.o \
                            $(FUZZ_DIR)/obj/server/worker/http.o \
                            $(FUZZ_DIR)/obj/server/worker/request.o
+$(FUZZ_DIR)/fuzz_pipeline: $(FUZZ_DIR)/obj/server/worker/conn.o \
+                            $(FUZZ_DIR)/obj/server/worker/accept.o \
+                            $(FUZZ_DIR)/obj/server/worker/http.o \
+                            $(FUZZ_DIR)/obj/server/worker/request.o
 
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_COMMON)
 	@mkdir -p $(dir $@)

@@ -347,6 +347,12 @@ static int add_origin_item(const char *text, void *ctx, char *why)
         cfg->server.cors_any = true;
         return 0;
     }
+    if (strcasecmp(text, "null") == 0) {
+        config_why(why,
+                   "the origin null (sandboxed pages, file: URLs) cannot be allowed: "
+                   "any page can send it");
+        return -1;
+    }
     if (config_parse_http_url(text, url, sizeof(url), why) != 0)
         return -1;
     if (strchr(strstr(url, "://") + 3, '/') != NULL) {

@@ -47,7 +47,8 @@ What fails the run (see check_* below):
     error (reset, EOF, timeout after 30 s) is allowed only on a connection
     that the killed worker held when it was stopped and that was opened
     before; so there are at most as many as the victims held, counted.
-    SSE: 200 text/event-stream, JSON data, non-decreasing ids, the first
+    SSE: 200 text/event-stream, JSON data, non-decreasing ids (by
+    event_id_key()), the first
     event within 15 s (unless resuming), no end that no kill explains.
   - processes: every killed worker replaced within 15 s; no other child
     death in the log; the fetcher is the same process from start to end;
@@ -88,8 +89,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 from conftest import (Background, KeepAliveClient, NoAnswer, ProcessStack,  # noqa: E402
-                      StatsSampler, Stream, http_request, proc_rss_kb, proc_start_time,
-                      proc_title, server_connections, stop_all, wait_until)
+                      StatsSampler, Stream, event_id_key, http_request, proc_rss_kb,
+                      proc_start_time, proc_title, server_connections, stop_all,
+                      wait_until)
 
 HMAC_KEY = "soak-webhook-secret"
 SESSIONS = ["default", "shop", "alpha", "beta"]  # polled, statuses change
@@ -414,9 +416,10 @@ class Subscriber(Background):
                             (scope and doc["session"] != scope):
                         self.rec.fail(f"SSE {path}: unexpected event {event_id} {doc}")
                     if event_id is not None:
-                        if last_id is not None and int(event_id) < last_id:
+                        if last_id is not None and \
+                                event_id_key(event_id) < event_id_key(last_id):
                             self.rec.fail(f"SSE {path}: id {event_id} after {last_id}")
-                        last_id = int(event_id)
+                        last_id = event_id
                 seen = len(events)
                 if s.closed:
                     raise NoAnswer(b"", "closed by the server")

@@ -3,7 +3,8 @@
  *
  * DESIGN
  * With auth.required, the endpoints that serve session data need a client
- * key, presented as "Authorization: Bearer SECRET", "X-Api-Key: SECRET" or
+ * key, presented as "Authorization: Bearer SECRET" (the scheme in any
+ * case, RFC 9110 11.1), "X-Api-Key: SECRET" or
  * "?access_token=SECRET" (EventSource cannot set headers). Keys are kept
  * only as SHA-256 digests (config.c), so a presented secret is hashed and
  * compared with every key's digest by CRYPTO_memcmp(): digests have one
@@ -15,6 +16,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -22,21 +24,35 @@
 #include "handlers.h"
 #include "log.h"
 
+/*
+ * The credentials of AUTHORIZATION when its scheme is Bearer, or NULL. The
+ * scheme is compared in any case (RFC 9110, 11.1) and followed by one or
+ * more spaces (11.4); request.c has taken the blanks at the end away.
+ */
+static const char *bearer_token(const char *authorization)
+{
+    const char *token;
+
+    if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7) != 0)
+        return NULL;
+    for (token = authorization + 7; *token == ' ';)
+        token++;
+    return token;
+}
+
 /* The key REQ presents (Bearer, X-Api-Key or ?access_token=), or NULL. */
 static const struct auth_key *presented_key(const struct http_request_view *req,
                                             bool *presented)
 {
-    const char *authorization = req->header[HEADER_AUTHORIZATION];
     char token[256];
-    const char *secret = NULL;
+    const char *secret = bearer_token(req->header[HEADER_AUTHORIZATION]);
     unsigned char digest[32];
     const struct auth_key *found = NULL;
 
-    if (authorization != NULL && strncmp(authorization, "Bearer ", 7) == 0)
-        secret = authorization + 7;
-    else if (req->header[HEADER_X_API_KEY] != NULL)
+    if (secret == NULL && req->header[HEADER_X_API_KEY] != NULL)
         secret = req->header[HEADER_X_API_KEY];
-    else if (http_query_param(req->query, "access_token", token, sizeof(token)) == 0)
+    else if (secret == NULL &&
+             http_query_param(req->query, "access_token", token, sizeof(token)) == 0)
         secret = token;
     *presented = secret != NULL && secret[0] != '\0';
     if (!*presented)
@@ -79,13 +95,12 @@ bool auth_allows(const char *session)
 
 bool auth_stats_token(const struct http_request_view *req, struct http_response *resp)
 {
-    const char *authorization = req->header[HEADER_AUTHORIZATION];
+    const char *presented = bearer_token(req->header[HEADER_AUTHORIZATION]);
     unsigned char got[32];
 
     if (rt.cfg->server.stats_token[0] == '\0')
         return true;
-    if (authorization != NULL && strncmp(authorization, "Bearer ", 7) == 0) {
-        const char *presented = authorization + 7;
+    if (presented != NULL) {
         EVP_Digest(presented, strlen(presented), got, NULL, EVP_sha256(), NULL);
         if (CRYPTO_memcmp(got, rt.cfg->server.stats_token_sha256, sizeof(got)) == 0)
             return true;

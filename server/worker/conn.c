@@ -11,8 +11,8 @@
  * answer), which is a third of the CPU time of a cached answer. This file
  * is the small part of HTTP that wahagate needs, with every bound explicit.
  *
- * I/O: each connection has one persistent read event, registered once when
- * it is accepted, and a write event that is added only while the socket
+ * I/O: each connection has one persistent read event, registered when it
+ * is accepted, and a write event that is added only while the socket
  * does not take an answer at once. A read goes into one per-worker chunk;
  * when the connection has nothing buffered (the usual case: one request per
  * read) the request is parsed straight from there, and only a partial or a
@@ -34,21 +34,41 @@
  * event stream: only conn_stream_write()), CLOSING (written out, then
  * freed).
  *
- * Accepting: every worker polls the same listening sockets and takes one
- * connection per wakeup (nginx's default, without multi_accept). A worker
- * that drained the whole queue at once would keep a burst of new clients
- * (a load balancer opening its pool, wrk starting) to itself while the
- * other workers idle, and serve them all with the latency of one busy
- * loop; one at a time, the workers woken together share the burst.
+ * One client cannot hold the loop (issue 15). Work per connection and per
+ * loop turn is bounded, so the loop gets back to its other sockets and its
+ * timers (client_timeout, the stall cut, the load sample) on time, whatever
+ * one client sends:
+ * - a connection is read only while its input holds no whole request
+ *   waiting to be parsed (nothing, or the start of one), and never beyond
+ *   CONN_MAX_INPUT: the client's bytes wait in the kernel, where TCP's
+ *   window stops it;
+ * - one loop turn answers at most CONN_PIPELINE_BATCH pipelined requests of
+ *   a connection; the next ones are taken on the next turn (serve_later():
+ *   one zero-timeout timer for all such connections, which runs after the
+ *   loop has polled the sockets again, unlike event_active());
+ * - nothing more is parsed while a connection's unsent output is over
+ *   CONN_MAX_OUTPUT (a client that sends requests and does not read the
+ *   answers): on_writable() goes on once it is written, and the stall rule
+ *   below cuts a client that never reads;
+ * - an event stream's client that sends more than CONN_MAX_INPUT is cut.
+ *
+ * A client that half-closes (shutdown(SHUT_WR), its FIN) still gets every
+ * answer to what it sent before: the EOF stops the reading, the requests
+ * in the input (and a parked one) are answered in order, then the
+ * connection closes. Only a failed read or write (a reset) drops it.
+ *
+ * Connections come from accept.c (one per wakeup of the listen sockets);
+ * answer heads are formatted by http.c's http_response_head().
  *
  * Bounds and time: at most server.max_connections connections (more are
- * answered 503 and closed); a busy connection buffers at most one more
- * request's worth of input, then is not read until it is answered; a
- * request head must arrive within server.client_timeout of its first byte
- * (slowloris: 408), an idle keep-alive connection is closed after
- * server.client_timeout, and so is a connection whose output does not move
- * for that long (a client that does not read). One sweep per second checks
- * all of it, so connections need no timer of their own.
+ * answered 503 and closed); a connection buffers at most CONN_MAX_INPUT of
+ * input (one largest request) and parses nothing while more than
+ * CONN_MAX_OUTPUT of output waits; a request head must arrive within
+ * server.client_timeout of its first byte (slowloris: 408), an idle
+ * keep-alive connection is closed after server.client_timeout, and so is
+ * a connection whose output has been waiting that long (a client that does
+ * not read). One sweep per second checks all of it, so connections need no
+ * timer of their own.
  */
 #include "conn.h"
 
@@ -68,7 +88,7 @@
 
 #include <event2/buffer.h>
 
-#include "json.h"
+#include "accept.h"
 #include "log.h"
 #include "timeutil.h"
 
@@ -85,28 +105,35 @@
 _Static_assert(CONN_MAX_RESPONSE_HEAD >=
                    HTTP_MAX_HEADERS * (HTTP_HEADER_VALUE_MAX + 40) + 512,
                "a response head always fits");
-/* A connection buffers at most one largest request beyond its current one. */
-#define CONN_MAX_INPUT REQUEST_MAX_BYTES
 
 enum conn_state { CONN_READING, CONN_BUSY, CONN_STREAM, CONN_CLOSING };
 
 struct conn {
     evutil_socket_t fd;
-    struct event *readable;  /* persistent; removed only while input is full */
+    struct event *readable;  /* persistent; not pending while reading_paused */
     struct event *writable;  /* added while output waits for the socket
                                (NULL until that first happens) */
     struct evbuffer *in;     /* unparsed bytes (NULL until needed) */
     struct evbuffer *out;    /* unsent bytes (NULL until needed) */
-    bool reading_paused;     /* input full: readable is not pending */
-    bool failed;             /* a write failed: the read side closes it */
+    bool reading_paused;     /* readable is not pending (wants_input()) */
+    bool need_more;          /* the input holds the start of a request only */
+    bool eof;                /* the client's FIN came: nothing more is read */
+    bool failed;             /* a write failed: the next loop turn drops it */
     bool linger;             /* closing on an error: drain before closing */
+    bool continued;          /* 100 Continue was sent for the current request */
+    bool in_callback;        /* the worker's on_request() runs for it... */
+    bool doomed;             /* ...and closed it: freed when that returns */
+    bool later_queued;       /* in the serve_later() queue */
     int64_t linger_until_ms; /* half-closed, draining until; 0: not yet */
     struct conn *prev, *next;
+    struct conn *later_prev, *later_next; /* the serve_later() queue */
+    uint64_t later_turn;                  /* the later turn it was queued in */
     enum conn_state state;
     bool admin; /* accepted on a server.admin_listen socket */
     struct client_addr peer;
     bool keep_alive;        /* of the current request */
     bool head;              /* the current request is a HEAD */
+    size_t dropped;         /* bytes a stream's client sent: dropped */
     int64_t activity_ms;    /* last request answered, or accepted */
     int64_t started_ms;     /* first byte of the request being read; 0: none */
     int64_t write_since_ms; /* output waiting since; 0: none */
@@ -118,23 +145,19 @@ static struct {
     struct event_base *base;
     conn_request_cb on_request;
     conn_gone_cb on_gone;
-    struct listener {
-        struct event *readable; /* NULL once closed */
-        int fd;
-        bool admin; /* server.admin_listen: stats and metrics only */
-    } listeners[LISTEN_MAX];
-    int listener_count;
     struct event *sweep;
-    struct event *resume; /* re-enables the listeners after EMFILE */
+    struct event *later; /* zero timeout: the serve_later() queue */
+    struct conn *later_head, *later_tail;
+    uint64_t later_turn;
     struct conn *all;
     int open;
     bool draining;
     struct http_request request; /* the request being parsed */
     char chunk[CONN_READ_CHUNK];
     char *body; /* REQUEST_MAX_BODY + 1 */
-    char date[40];
-    time_t date_second;
 } cs;
+
+static void serve_input(struct conn *c, int served);
 
 /*========================================================================
  * Connection life.
@@ -172,8 +195,54 @@ static void destroy_conn(struct conn *c)
     free(c);
 }
 
+/* Take C out of the serve_later() queue. */
+static void unqueue(struct conn *c)
+{
+    if (!c->later_queued)
+        return;
+    if (c->later_prev)
+        c->later_prev->later_next = c->later_next;
+    else
+        cs.later_head = c->later_next;
+    if (c->later_next)
+        c->later_next->later_prev = c->later_prev;
+    else
+        cs.later_tail = c->later_prev;
+    c->later_prev = c->later_next = NULL;
+    c->later_queued = false;
+}
+
+/*
+ * Go on with C on the next loop turn (its next pipelined requests, or the
+ * failure of a write): after the loop has polled the sockets and run the
+ * timers that are due, so one client cannot keep them waiting.
+ */
+static void serve_later(struct conn *c)
+{
+    static const struct timeval now = {0, 0};
+
+    if (c->later_queued)
+        return;
+    c->later_queued = true;
+    c->later_turn = cs.later_turn;
+    c->later_prev = cs.later_tail;
+    c->later_next = NULL;
+    if (cs.later_tail)
+        cs.later_tail->later_next = c;
+    else
+        cs.later_head = c;
+    cs.later_tail = c;
+    if (!evtimer_pending(cs.later, NULL))
+        evtimer_add(cs.later, &now);
+}
+
 static void free_conn(struct conn *c)
 {
+    if (c->in_callback) {
+        c->doomed = true; /* dispatch() frees it when the worker returns */
+        return;
+    }
+    unqueue(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -193,6 +262,35 @@ static void lost(struct conn *c)
     free_conn(c);
 }
 
+/* Whether C's socket is to be read now (see DESIGN). */
+static bool wants_input(const struct conn *c)
+{
+    if (c->eof || c->failed)
+        return false;
+    switch (c->state) {
+    case CONN_STREAM:
+    case CONN_CLOSING: return true; /* read and dropped, for the client's EOF */
+    case CONN_BUSY: return input_length(c) < CONN_MAX_INPUT;
+    case CONN_READING:
+    default:
+        return input_length(c) < CONN_MAX_INPUT && output_length(c) <= CONN_MAX_OUTPUT &&
+               (input_length(c) == 0 || c->need_more);
+    }
+}
+
+static void update_reading(struct conn *c)
+{
+    bool want = wants_input(c);
+
+    if (want != c->reading_paused)
+        return; /* as it should be */
+    c->reading_paused = !want;
+    if (want)
+        event_add(c->readable, NULL);
+    else
+        event_del(c->readable);
+}
+
 /*
  * C is CLOSING and all its output is written. A connection we close on an
  * error may still have the client sending (a body we refused, a request
@@ -203,16 +301,13 @@ static void lost(struct conn *c)
  */
 static void finish_closing(struct conn *c)
 {
-    if (!c->linger) {
+    if (!c->linger || c->eof) {
         free_conn(c);
         return;
     }
     shutdown(c->fd, SHUT_WR);
     c->linger_until_ms = time_mono_ms() + CONN_LINGER_MS;
-    if (c->reading_paused) {
-        c->reading_paused = false;
-        event_add(c->readable, NULL);
-    }
+    update_reading(c);
 }
 
 static void close_after_write(struct conn *c)
@@ -227,27 +322,20 @@ void conn_close(struct conn *c)
     close_after_write(c);
 }
 
-static const char *http_date(void)
-{
-    time_t now = time(NULL);
-    struct tm tm;
-
-    if (now != cs.date_second) {
-        gmtime_r(&now, &tm);
-        strftime(cs.date, sizeof(cs.date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-        cs.date_second = now;
-    }
-    return cs.date;
-}
-
 static void on_writable(evutil_socket_t fd, short what, void *arg);
+
+/* A write to C failed: it is dropped on the next loop turn, so that no
+ * caller sees C freed under it. */
+static void write_failed(struct conn *c)
+{
+    c->failed = true;
+    serve_later(c);
+}
 
 /*
  * Write the IOVCNT pieces of IOV to C: at once with one writev() when
  * nothing is waiting before them, and whatever the socket does not take
- * into C's output buffer, written when the socket is writable again. A
- * failed socket is left for the read side to find (the read event is made
- * active), so no caller sees C freed under it.
+ * into C's output buffer, written when the socket is writable again.
  */
 static void send_iov(struct conn *c, const struct iovec *iov, int iovcnt)
 {
@@ -257,8 +345,7 @@ static void send_iov(struct conn *c, const struct iovec *iov, int iovcnt)
         written = writev(c->fd, iov, iovcnt);
         if (written < 0) {
             if (errno != EAGAIN && errno != EINTR) {
-                c->failed = true;
-                event_active(c->readable, EV_READ, 1);
+                write_failed(c);
                 return;
             }
             written = 0;
@@ -272,8 +359,7 @@ static void send_iov(struct conn *c, const struct iovec *iov, int iovcnt)
              evbuffer_add(c->out, (const char *)iov[i].iov_base + skip,
                           iov[i].iov_len - skip) != 0)) {
             log_error(errno, "out of memory for a connection's output");
-            c->failed = true;
-            event_active(c->readable, EV_READ, 1);
+            write_failed(c);
             return;
         }
     }
@@ -285,8 +371,7 @@ static void send_iov(struct conn *c, const struct iovec *iov, int iovcnt)
                 event_new(cs.base, c->fd, EV_WRITE | EV_PERSIST, on_writable, c);
         if (c->writable == NULL || event_add(c->writable, NULL) != 0) {
             log_error(errno, "cannot wait for a connection to take its output");
-            c->failed = true;
-            event_active(c->readable, EV_READ, 1);
+            write_failed(c);
         }
     }
 }
@@ -301,45 +386,18 @@ static void send_bytes(struct conn *c, const char *bytes, size_t len)
 static const char head_failed[] = "HTTP/1.1 500 Internal Server Error\r\n"
                                   "Content-Length: 0\r\nConnection: close\r\n\r\n";
 
-/*
- * The status line and headers of RESP (BODY_LEN bytes of body) in HEAD
- * (CONN_MAX_RESPONSE_HEAD bytes): their length, or 0 if they did not fit,
- * which the sizes above rule out (conn_send() would answer 500).
- */
+/* The head of RESP for C into HEAD (CONN_MAX_RESPONSE_HEAD bytes): its
+ * length, or 0 if it did not fit, which the sizes above rule out
+ * (conn_send() would answer 500). */
 static size_t format_head(struct conn *c, const struct http_response *resp, bool stream,
                           size_t body_len, char *head)
 {
-    bool has_body = resp->status != 204 && resp->status != 304;
-    struct jbuf b;
+    size_t len = http_response_head(head, CONN_MAX_RESPONSE_HEAD, resp, body_len, stream,
+                                    stream || !c->keep_alive);
 
-    /* Appends, not printf: this runs for every answer. */
-    jbuf_init(&b, head, CONN_MAX_RESPONSE_HEAD);
-    jbuf_raw(&b, "HTTP/1.1 ");
-    jbuf_int(&b, resp->status);
-    jbuf_raw(&b, " ");
-    jbuf_raw(&b, http_reason(resp->status));
-    jbuf_raw(&b, "\r\nDate: ");
-    jbuf_raw(&b, http_date());
-    if (resp->content_type != NULL && has_body) {
-        jbuf_raw(&b, "\r\nContent-Type: ");
-        jbuf_raw(&b, resp->content_type);
-    }
-    if (has_body && !stream) {
-        jbuf_raw(&b, "\r\nContent-Length: ");
-        jbuf_uint(&b, body_len);
-    }
-    for (int i = 0; i < resp->header_count; i++) {
-        jbuf_raw(&b, "\r\n");
-        jbuf_raw(&b, resp->headers[i].name);
-        jbuf_raw(&b, ": ");
-        jbuf_raw(&b, resp->headers[i].value);
-    }
-    jbuf_raw(&b, stream || !c->keep_alive ? "\r\nConnection: close\r\n\r\n" : "\r\n\r\n");
-    if (b.overflow) {
+    if (len == 0)
         log_error(0, "a response head did not fit in %d bytes", CONN_MAX_RESPONSE_HEAD);
-        return 0;
-    }
-    return b.len;
+    return len;
 }
 
 void conn_send(struct conn *c, const struct http_response *resp)
@@ -362,19 +420,17 @@ void conn_send(struct conn *c, const struct http_response *resp)
     }
     c->activity_ms = time_mono_ms();
     c->started_ms = 0;
+    c->continued = false;
     if (!c->keep_alive) {
         close_after_write(c);
         return;
     }
     c->state = CONN_READING;
-    if (c->reading_paused) {
-        c->reading_paused = false;
-        event_add(c->readable, NULL);
-    }
-    /* A pipelined request may be waiting: read it on the next loop turn,
-     * not from inside the caller. */
-    if (input_length(c) > 0)
-        event_active(c->readable, EV_READ, 1);
+    /* Answered from inside dispatch(): serve_input() goes on. Answered
+     * later (a parked request): go on with what the client sent since on
+     * the next loop turn, not from inside the caller. */
+    if (!c->in_callback)
+        serve_later(c);
 }
 
 /* An error answer from the transport itself; the connection then closes. */
@@ -412,22 +468,33 @@ void conn_stream_start(struct conn *c, const struct http_response *resp)
         evbuffer_drain(c->in, evbuffer_get_length(c->in));
 }
 
-int conn_stream_write(struct conn *c, const char *text, size_t len, size_t max_unsent)
+int conn_stream_writev(struct conn *c, const struct iovec *iov, int iovcnt,
+                       size_t max_unsent)
 {
     if (output_length(c) > max_unsent) {
         free_conn(c);
         return -1;
     }
-    send_bytes(c, text, len);
+    send_iov(c, iov, iovcnt);
     return 0;
+}
+
+int conn_stream_write(struct conn *c, const char *text, size_t len, size_t max_unsent)
+{
+    struct iovec iov = {.iov_base = (void *)text, .iov_len = len};
+
+    return conn_stream_writev(c, &iov, 1, max_unsent);
 }
 
 /*========================================================================
  * Parsing one request (request.c) and handing it to the worker.
  */
 
-/* Hand C's parsed request (cs.request, body in cs.body) to the worker. */
-static void dispatch(struct conn *c)
+/*
+ * Hand C's parsed request (cs.request, body in cs.body) to the worker.
+ * False when C is gone: the worker answered it and it closed.
+ */
+static bool dispatch(struct conn *c)
 {
     struct http_request *req = &cs.request;
     struct http_request_view view;
@@ -442,7 +509,13 @@ static void dispatch(struct conn *c)
     c->state = CONN_BUSY;
     c->head = req->head;
     c->keep_alive = req->keep_alive;
+    c->in_callback = true;
     cs.on_request(c, req, &view);
+    c->in_callback = false;
+    if (!c->doomed)
+        return true;
+    free_conn(c);
+    return false;
 }
 
 /* Keep LEN bytes of DATA (from the read chunk) in C's input buffer. */
@@ -453,16 +526,24 @@ static int keep_input(struct conn *c, const char *data, size_t len)
         free_conn(c);
         return -1;
     }
+    c->need_more = false; /* new bytes: parse again */
     return 0;
 }
+
+enum parsed {
+    PARSED_DISPATCHED, /* a request went to the worker; C is still there */
+    PARSED_MORE,       /* the input holds the start of a request only */
+    PARSED_STOP        /* refused, or C is gone: leave it alone */
+};
 
 /*
  * Parse the next request of C from DATA (HAVE bytes: the read chunk when
  * FROM_CHUNK, else C's input buffer made contiguous) and dispatch it, if
  * all of it is there. Whatever is not consumed ends up in C's input
- * buffer. C may be gone when this returns.
+ * buffer.
  */
-static void parse_request(struct conn *c, const char *data, size_t have, bool from_chunk)
+static enum parsed parse_request(struct conn *c, const char *data, size_t have,
+                                 bool from_chunk)
 {
     struct request_outcome out;
 
@@ -470,13 +551,18 @@ static void parse_request(struct conn *c, const char *data, size_t have, bool fr
         c->started_ms = time_mono_ms();
     request_parse(data, have, &cs.request, cs.body, &out);
     switch (out.status) {
-    case REQUEST_REFUSED: refuse(c, out.http_status, out.code, out.message); return;
+    case REQUEST_REFUSED:
+        refuse(c, out.http_status, out.code, out.message);
+        return PARSED_STOP;
     case REQUEST_INCOMPLETE:
         if (from_chunk && keep_input(c, data, have) != 0)
-            return;
-        if (out.expect_continue)
-            send_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", 25); /* go on, send it */
-        return;
+            return PARSED_STOP;
+        c->need_more = true;
+        if (out.expect_continue && !c->continued) {
+            c->continued = true; /* go on, send it */
+            send_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        }
+        return PARSED_MORE;
     case REQUEST_COMPLETE:
     default:
         /* The request is copied out: its bytes can go. */
@@ -484,43 +570,115 @@ static void parse_request(struct conn *c, const char *data, size_t have, bool fr
             evbuffer_drain(c->in, out.consumed);
         else if (out.consumed < have &&
                  keep_input(c, data + out.consumed, have - out.consumed) != 0)
-            return;
-        dispatch(c);
-        return;
+            return PARSED_STOP;
+        return dispatch(c) ? PARSED_DISPATCHED : PARSED_STOP;
     }
 }
 
-/*========================================================================
- * Callbacks: the sockets, the listeners, the sweep.
+/*
+ * Go on with C's pipelined requests: parse and dispatch what its input
+ * holds, CONN_PIPELINE_BATCH requests in this loop turn at most (SERVED of
+ * them already), the rest on the next turn. Nothing is parsed while more
+ * than CONN_MAX_OUTPUT of C's output waits (on_writable() goes on). A
+ * client whose EOF came is closed once all it sent is answered. C may be
+ * gone when this returns.
  */
+static void serve_input(struct conn *c, int served)
+{
+    while (c->state == CONN_READING && input_length(c) > 0 && !c->need_more &&
+           !c->failed) {
+        if (output_length(c) > CONN_MAX_OUTPUT)
+            break;
+        if (served == CONN_PIPELINE_BATCH) {
+            serve_later(c);
+            break;
+        }
+        if (parse_request(c, (const char *)evbuffer_pullup(c->in, -1), input_length(c),
+                          false) == PARSED_STOP)
+            return;
+        served++;
+    }
+    if (c->state == CONN_READING && c->eof && (input_length(c) == 0 || c->need_more)) {
+        close_after_write(c); /* all it sent is answered (a partial request is not) */
+        return;
+    }
+    update_reading(c);
+}
+
+/*========================================================================
+ * Callbacks: the sockets, the sweep.
+ */
+
+/* The client's FIN (read() returned 0). */
+static void client_done(struct conn *c)
+{
+    c->eof = true;
+    if (c->state == CONN_STREAM) {
+        lost(c); /* an event stream ends with its client */
+    } else if (c->state == CONN_CLOSING) {
+        if (output_length(c) == 0)
+            free_conn(c);
+        else
+            update_reading(c); /* on_writable() finishes it */
+    } else if (c->state == CONN_READING) {
+        serve_input(c, 0);
+    } else {
+        update_reading(c); /* BUSY: its answer, then the rest, then closed */
+    }
+}
+
+/* N bytes read into cs.chunk for C (READING or BUSY). */
+static void took_input(struct conn *c, size_t n)
+{
+    if (c->state == CONN_READING && input_length(c) == 0) {
+        /* The usual case: the request is parsed from the chunk. */
+        switch (parse_request(c, cs.chunk, n, true)) {
+        case PARSED_DISPATCHED: serve_input(c, 1); return;
+        case PARSED_MORE: update_reading(c); return;
+        case PARSED_STOP:
+        default: return;
+        }
+    }
+    if (keep_input(c, cs.chunk, n) != 0)
+        return;
+    if (c->state == CONN_READING)
+        serve_input(c, 0);
+    else
+        update_reading(c); /* BUSY: up to CONN_MAX_INPUT waits */
+}
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
-    ssize_t n = read(fd, cs.chunk, sizeof(cs.chunk));
+    bool parsing = c->state == CONN_READING || c->state == CONN_BUSY;
+    size_t room = parsing ? CONN_MAX_INPUT - input_length(c) : sizeof(cs.chunk);
+    ssize_t n;
 
     (void)what;
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) || c->failed) {
-        lost(c); /* the client went away, or the connection failed */
+    if (c->failed) {
+        lost(c);
         return;
     }
-    if (c->state == CONN_STREAM || c->state == CONN_CLOSING)
-        return; /* nothing more is read: the bytes are dropped */
-    if (n > 0 && c->state == CONN_READING && input_length(c) == 0) {
-        parse_request(c, cs.chunk, (size_t)n, true); /* the usual case */
+    if (room == 0) {
+        update_reading(c); /* full: not read until the input is parsed */
         return;
     }
-    if (n > 0 && keep_input(c, cs.chunk, (size_t)n) != 0)
+    n = read(fd, cs.chunk, room < sizeof(cs.chunk) ? room : sizeof(cs.chunk));
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EINTR)
+            lost(c); /* reset: the client is gone */
         return;
-    if (c->state == CONN_READING && input_length(c) > 0) {
-        size_t have = input_length(c);
-        size_t window = have < CONN_MAX_INPUT ? have : CONN_MAX_INPUT;
-        parse_request(c, (const char *)evbuffer_pullup(c->in, (ev_ssize_t)window), window,
-                      false);
-    } else if (c->state == CONN_BUSY && input_length(c) >= CONN_MAX_INPUT) {
-        /* A client that sends on while its request waits: stop reading. */
-        event_del(c->readable);
-        c->reading_paused = true;
+    }
+    if (n == 0) {
+        client_done(c);
+    } else if (c->state == CONN_STREAM || c->state == CONN_CLOSING) {
+        /* Nothing more is read: the bytes are dropped. A stream's client
+         * has nothing to say; one that sends on is cut. */
+        c->dropped += (size_t)n;
+        if (c->state == CONN_STREAM && c->dropped > CONN_MAX_INPUT)
+            lost(c);
+    } else {
+        took_input(c, (size_t)n);
     }
 }
 
@@ -539,28 +697,26 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
     c->write_since_ms = 0; /* all written */
     if (c->state == CONN_CLOSING)
         finish_closing(c);
+    else if (c->state == CONN_READING)
+        serve_input(c, 0); /* its requests waited for the output */
 }
 
-static void pause_listeners(bool paused)
+/* The serve_later() queue: the connections queued before this turn. */
+static void on_later(evutil_socket_t fd, short what, void *arg)
 {
-    for (int i = 0; i < cs.listener_count; i++) {
-        if (cs.listeners[i].readable == NULL)
-            continue;
-        if (paused)
-            event_del(cs.listeners[i].readable);
-        else
-            event_add(cs.listeners[i].readable, NULL);
-    }
-}
+    uint64_t turn = ++cs.later_turn;
 
-static void close_listeners(void)
-{
-    for (int i = 0; i < cs.listener_count; i++) {
-        if (cs.listeners[i].readable == NULL)
-            continue;
-        event_free(cs.listeners[i].readable);
-        close(cs.listeners[i].fd); /* this process's copy: the others keep theirs */
-        cs.listeners[i].readable = NULL;
+    (void)fd;
+    (void)what;
+    (void)arg;
+    while (cs.later_head != NULL && cs.later_head->later_turn != turn) {
+        struct conn *c = cs.later_head;
+
+        unqueue(c);
+        if (c->failed)
+            lost(c);
+        else if (c->state == CONN_READING)
+            serve_input(c, 0);
     }
 }
 
@@ -608,44 +764,6 @@ static void accept_conn(int fd, const struct sockaddr *addr, bool admin)
         region_count_request(cs.slot, ENDPOINT_OTHER, 503, 0);
         conn_send(c, &resp); /* keep_alive is false: it closes */
     }
-}
-
-static void on_listener_readable(evutil_socket_t fd, short what, void *arg)
-{
-    static const struct timeval pause = {0, 100000};
-    const struct listener *l = arg;
-    struct sockaddr_storage addr;
-    socklen_t addr_len = sizeof(addr);
-    int conn_fd;
-
-    (void)what;
-    conn_fd =
-        accept4(fd, (struct sockaddr *)&addr, &addr_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (conn_fd >= 0) {
-        accept_conn(conn_fd, (struct sockaddr *)&addr, l->admin);
-        return;
-    }
-    if (errno == EAGAIN || errno == ECONNABORTED || errno == EINTR)
-        return; /* another worker took it, or the client gave up while it waited */
-    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        /* Out of descriptors or memory: stop accepting for a moment (the
-         * connection waits in the queue, maybe for another worker) instead
-         * of spinning. */
-        log_warn(errno, "accept() failed; pausing for 100 ms");
-        pause_listeners(true);
-        evtimer_add(cs.resume, &pause);
-        return;
-    }
-    log_warn(errno, "accept() failed"); /* an error of that connection, passed on */
-}
-
-static void on_resume(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-    if (!cs.draining)
-        pause_listeners(false);
 }
 
 /* The load the master scales by: the CPU time this worker has used. */
@@ -702,35 +820,19 @@ int conn_server_start(struct event_base *base, const struct config *cfg,
     cs.on_gone = on_gone;
     cs.body = malloc(REQUEST_MAX_BODY + 1);
     cs.sweep = event_new(base, -1, EV_PERSIST, on_sweep, NULL);
-    cs.resume = evtimer_new(base, on_resume, NULL);
-    if (cs.body == NULL || cs.sweep == NULL || cs.resume == NULL ||
+    cs.later = evtimer_new(base, on_later, NULL);
+    if (cs.body == NULL || cs.sweep == NULL || cs.later == NULL ||
         event_add(cs.sweep, &second) != 0) {
         log_error(0, "cannot set up the HTTP server");
         return -1;
     }
-    for (int i = 0; i < ls->count; i++) {
-        struct listener *l = &cs.listeners[i];
-
-        l->fd = ls->fds[i];
-        l->admin = ls->admin[i];
-        l->readable =
-            event_new(base, l->fd, EV_READ | EV_PERSIST, on_listener_readable, l);
-        if (l->readable == NULL || event_add(l->readable, NULL) != 0) {
-            log_error(0, "cannot accept on %s:%u", ls->addrs[i].host, ls->addrs[i].port);
-            if (l->readable != NULL)
-                event_free(l->readable);
-            l->readable = NULL;
-            return -1;
-        }
-        cs.listener_count++;
-    }
-    return 0;
+    return accept_start(base, ls, accept_conn);
 }
 
 int conn_server_drain(void)
 {
     cs.draining = true;
-    close_listeners();
+    accept_stop();
     return cs.open;
 }
 
@@ -751,10 +853,18 @@ int conn_server_open(void)
     return cs.open;
 }
 
+size_t conn_server_buffered(void)
+{
+    size_t n = 0;
+
+    for (const struct conn *c = cs.all; c != NULL; c = c->next)
+        n += input_length(c) + output_length(c);
+    return n;
+}
+
 void conn_server_stop(void)
 {
-    close_listeners();
-    cs.listener_count = 0;
+    accept_stop();
     for (struct conn *c = cs.all, *next; c != NULL; c = next) {
         next = c->next;
         destroy_conn(c);
@@ -763,8 +873,8 @@ void conn_server_stop(void)
     cs.open = 0;
     if (cs.sweep)
         event_free(cs.sweep);
-    if (cs.resume)
-        event_free(cs.resume);
+    if (cs.later)
+        event_free(cs.later);
     free(cs.body);
     memset(&cs, 0, sizeof(cs));
 }

@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/uio.h>
 
 #include <event2/event.h>
 
@@ -27,6 +28,14 @@
 
 /* An event stream's socket send buffer (the kernel doubles it). */
 #define CONN_STREAM_SNDBUF (32 * 1024)
+/* A connection buffers at most one largest request of input. */
+#define CONN_MAX_INPUT REQUEST_MAX_BYTES
+/* At most this many pipelined requests of one connection are answered in
+ * one turn of the event loop; the next ones wait for the next turn. */
+#define CONN_PIPELINE_BATCH 16
+/* No request of a connection is parsed while more than this much of its
+ * output waits for the client to read it. */
+#define CONN_MAX_OUTPUT ((size_t)64 * 1024)
 
 struct conn;
 
@@ -40,7 +49,10 @@ typedef void (*conn_request_cb)(struct conn *c, const struct http_request *req,
                                 const struct http_request_view *view);
 
 /* Called when connection C closes while the worker holds on to it (a
- * parked request or an event stream), so the worker can forget it. */
+ * parked request or an event stream), so the worker can forget it: a
+ * reset, a failed write, a client that does not read; for a stream, also
+ * the client's EOF. (A parked request whose client half-closed is still
+ * answered: C stays until then.) */
 typedef void (*conn_gone_cb)(struct conn *c);
 
 /*
@@ -75,6 +87,11 @@ void conn_stream_start(struct conn *c, const struct http_response *resp);
  */
 int conn_stream_write(struct conn *c, const char *text, size_t len, size_t max_unsent);
 
+/* conn_stream_writev - conn_stream_write() of the IOVCNT pieces of IOV, in
+ * one write. */
+int conn_stream_writev(struct conn *c, const struct iovec *iov, int iovcnt,
+                       size_t max_unsent);
+
 /* conn_close - close C once what is queued for it is written (or at once,
  * when the client is not reading). ON_GONE is not called for it. */
 void conn_close(struct conn *c);
@@ -95,6 +112,11 @@ void conn_server_close_idle(int64_t grace_ms);
 
 /* conn_server_open - connections still open (streams included). */
 int conn_server_open(void);
+
+/* conn_server_buffered - bytes the connections hold in their input and
+ * output buffers, all together (what the bounds above bound; the fuzzer
+ * checks it). */
+size_t conn_server_buffered(void);
 
 /* conn_server_stop - close everything and free the server. */
 void conn_server_stop(void);

@@ -45,8 +45,8 @@ enum header_field {
 /* What a handler may know about a request. All strings are NUL-terminated. */
 struct http_request_view {
     enum request_method method;
-    const char *path;                       /* decoded, no query: "/api/waha/status" */
-    const char *query;                      /* raw query string without '?', or NULL */
+    const char *path;  /* decoded, no query: "/api/waha/status"; "*" for OPTIONS * */
+    const char *query; /* raw query string without '?', or NULL */
     const char *header[HEADER_FIELD_COUNT]; /* values, or NULL when absent */
     struct client_addr client;              /* who the request counts as (rate limits) */
     bool admin;                             /* arrived on a server.admin_listen socket */
@@ -104,6 +104,16 @@ void http_response_error(struct http_response *resp, int status, const char *cod
 const char *http_reason(int status);
 
 /*
+ * http_response_head - the status line and headers of RESP into OUT (SIZE
+ * bytes): Date, Content-Type, Content-Length BODY_LEN (not for a STREAM,
+ * whose body ends with the connection; not for a 204 or 304), RESP's
+ * headers, and Connection: close when CLOSE. Returns its length, or 0 when
+ * it does not fit.
+ */
+size_t http_response_head(char *out, size_t size, const struct http_response *resp,
+                          size_t body_len, bool stream, bool close);
+
+/*
  * http_query_param - the decoded value of the first KEY=value in the raw
  * query string QUERY (may be NULL) into OUT (OUT_SIZE bytes). Returns 0 when
  * found, -1 when absent, -2 when the value is too long for OUT (or for
@@ -111,6 +121,15 @@ const char *http_reason(int status);
  */
 #define HTTP_QUERY_VALUE_MAX 512
 int http_query_param(const char *query, const char *key, char *out, size_t out_size);
+
+/*
+ * http_query_redacted - the raw query string QUERY for a log line, into OUT
+ * (OUT_SIZE bytes, cut to fit): the value of each parameter whose name,
+ * percent-decoded and in any case, ends in "key", "token", "secret" or
+ * "password" (access_token, x-api-key, api_key...) becomes [REDACTED], so
+ * that no client key reaches the log, right or wrong.
+ */
+void http_query_redacted(char *out, size_t out_size, const char *query);
 
 /*
  * http_printable - TEXT for an error message: printable ASCII kept, any

@@ -166,6 +166,12 @@ const char *replica_session_name(int index)
     return rp.names[index].name;
 }
 
+uint64_t replica_names_generation(void)
+{
+    sync_names();
+    return rp.names_generation;
+}
+
 struct local_entry *replica_entry(int index)
 {
     struct region_entry *e = region_entry(rp.region, index);

@@ -67,6 +67,10 @@ bool replica_is_session(int index);
 /* The name of session entry INDEX (valid until the next replica call). */
 const char *replica_session_name(int index);
 
+/* The region's table_generation the worker's names are of (it moves when
+ * sessions come or go). */
+uint64_t replica_names_generation(void);
+
 /*
  * replica_entry - the up-to-date copy of entry INDEX. NULL only when the
  * lock is unusable and there is no earlier copy.

@@ -11,7 +11,9 @@
  * there. Before a handler runs, the request is charged to its client's
  * token bucket (ratelimit.*; a parked request was charged when it arrived
  * and shows that verdict); after it, an allowed Origin gets its CORS
- * headers. The handlers themselves live by subject in status.c,
+ * headers (rules_cors(): listed origins echoed with credentials, any other
+ * "*" when cors_origins has it, Vary: Origin on every answer when CORS is
+ * on). The handlers themselves live by subject in status.c,
  * sessions.c, webhook.c and admin.c (handlers.h), with the shared pieces
  * of answers defined here.
  *
@@ -270,30 +272,36 @@ static enum route_result dispatch(const struct http_request_view *req,
  * Cross-origin requests (server.cors_origins).
  */
 
-static bool origin_allowed(const char *origin)
-{
-    return rules_origin_allowed(rt.cfg, origin);
-}
-
-/* The origin is echoed, never "*": answers may carry credentials. */
+/*
+ * The Fetch standard's answer to ORIGIN (rules_cors()): listed origins are
+ * echoed with credentials; with `*`, any other gets "*" and no
+ * credentials (a browser never sends them to "*" anyway); "null" never
+ * gets anything. When CORS is on at all, every answer says Vary: Origin.
+ */
 static void cors_headers(const struct http_request_view *req, struct http_response *resp)
 {
-    if (!origin_allowed(req->header[HEADER_ORIGIN]))
+    const char *origin = req->header[HEADER_ORIGIN];
+    enum cors_grant grant = rules_cors(rt.cfg, origin);
+
+    if (rules_cors_varies(rt.cfg))
+        http_response_header(resp, "Vary", "Origin");
+    if (grant == CORS_NONE)
         return;
     http_response_header(resp, "Access-Control-Allow-Origin", "%s",
-                         req->header[HEADER_ORIGIN]);
-    http_response_header(resp, "Access-Control-Allow-Credentials", "true");
+                         grant == CORS_ANY ? "*" : origin);
+    if (grant == CORS_ORIGIN)
+        http_response_header(resp, "Access-Control-Allow-Credentials", "true");
     http_response_header(resp, "Access-Control-Expose-Headers", "ETag, Age, Retry-After");
-    http_response_header(resp, "Vary", "Origin");
 }
 
-/* OPTIONS: a browser's preflight before a cross-origin request. */
+/* OPTIONS: a browser's preflight before a cross-origin request (its CORS
+ * headers come from cors_headers()), or OPTIONS *. */
 static void preflight(const struct http_request_view *req, struct http_response *resp)
 {
     resp->status = 204;
     resp->content_type = NULL;
     http_response_header(resp, "Allow", "GET, HEAD, POST, OPTIONS");
-    if (!origin_allowed(req->header[HEADER_ORIGIN]))
+    if (rules_cors(rt.cfg, req->header[HEADER_ORIGIN]) == CORS_NONE)
         return;
     http_response_header(resp, "Access-Control-Allow-Methods",
                          "GET, HEAD, POST, OPTIONS");

@@ -9,16 +9,19 @@
 #include <string.h>
 #include <strings.h>
 
-bool rules_origin_allowed(const struct config *cfg, const char *origin)
+enum cors_grant rules_cors(const struct config *cfg, const char *origin)
 {
-    if (origin == NULL || cfg->server.cors_origin_count + cfg->server.cors_any == 0)
-        return false;
-    if (cfg->server.cors_any)
-        return true;
+    if (origin == NULL || origin[0] == '\0' || strcmp(origin, "null") == 0)
+        return CORS_NONE;
     for (int i = 0; i < cfg->server.cors_origin_count; i++)
         if (strcasecmp(origin, cfg->server.cors_origins[i]) == 0)
-            return true;
-    return false;
+            return CORS_ORIGIN;
+    return cfg->server.cors_any ? CORS_ANY : CORS_NONE;
+}
+
+bool rules_cors_varies(const struct config *cfg)
+{
+    return cfg->server.cors_any || cfg->server.cors_origin_count > 0;
 }
 
 int64_t rules_next_poll_ms(const struct config *cfg, const char *status, bool healthy,
@@ -47,12 +50,16 @@ uint64_t rules_stream_version(uint64_t transitions, const uint64_t *generations,
     return v;
 }
 
-bool rules_stream_resumes(const char *last_event_id, uint64_t version)
+void rules_stream_id(char *out, uint64_t instance, uint64_t table_generation,
+                     uint64_t version)
 {
-    char id[24];
+    snprintf(out, RULES_STREAM_ID_MAX, "%016llx-%llu-%llu", (unsigned long long)instance,
+             (unsigned long long)table_generation, (unsigned long long)version);
+}
 
-    /* The id as it was sent ("id: %llu"), byte for byte: anything else
-     * ("", "abc", "016", "16 ") is no id of ours, and gets the statuses. */
-    snprintf(id, sizeof(id), "%llu", (unsigned long long)version);
+bool rules_stream_resumes(const char *last_event_id, const char *id)
+{
+    /* Byte for byte: anything else ("", "abc", a number, a blank more) is
+     * no id of ours now, and gets the statuses. */
     return last_event_id != NULL && strcmp(last_event_id, id) == 0;
 }

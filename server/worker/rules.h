@@ -16,12 +16,29 @@
 #include "config.h"
 #include "region.h"
 
+/* What an answer says to a page of another origin (the Fetch standard). */
+enum cors_grant {
+    CORS_NONE,   /* nothing: the browser keeps the answer from the page */
+    CORS_ANY,    /* Access-Control-Allow-Origin: *, without credentials */
+    CORS_ORIGIN, /* the origin echoed, with Access-Control-Allow-Credentials */
+};
+
 /*
- * rules_origin_allowed - may a page of ORIGIN (the Origin header, NULL when
- * absent) call the API from a browser (server.cors_origins: a list, or
- * `*` for any)? The origin is compared whole, in any case.
+ * rules_cors - what a page of ORIGIN (the Origin header, NULL when absent)
+ * may do with an answer (server.cors_origins: listed origins, compared
+ * whole and in any case, get CORS_ORIGIN; with `*` any other gets
+ * CORS_ANY). "null" (sandboxed pages, file: URLs: anyone can send it)
+ * gets CORS_NONE, whatever the configuration.
  */
-bool rules_origin_allowed(const struct config *cfg, const char *origin);
+enum cors_grant rules_cors(const struct config *cfg, const char *origin);
+
+/*
+ * rules_cors_varies - whether answers depend on the Origin header at all
+ * (server.cors_origins is set): then every answer, to an origin refused
+ * or to none, carries Vary: Origin, so that no cache serves one origin's
+ * answer to another.
+ */
+bool rules_cors_varies(const struct config *cfg);
 
 /*
  * rules_next_poll_ms - the status object's poll.nextMs: the frontend's
@@ -34,22 +51,36 @@ int64_t rules_next_poll_ms(const struct config *cfg, const char *status, bool he
                            bool stale, enum circuit_state circuit);
 
 /*
- * rules_stream_version - the version of an event stream, its events' id:
- * the breaker's TRANSITIONS plus the sum of the COUNT GENERATIONS of the
- * sessions in the stream's scope. Each only grows, so the version grows
- * with every change a subscriber can see.
+ * rules_stream_version - the version of an event stream: the breaker's
+ * TRANSITIONS plus the sum of the COUNT GENERATIONS of the sessions in the
+ * stream's scope. Each only grows, so the version grows with every change
+ * a subscriber can see, as long as the set of sessions stays the same.
  */
 uint64_t rules_stream_version(uint64_t transitions, const uint64_t *generations,
                               int count);
 
+/* The longest event id, with its NUL. */
+#define RULES_STREAM_ID_MAX 64
+
+/*
+ * rules_stream_id - the event id of a stream in OUT (RULES_STREAM_ID_MAX
+ * bytes): the region's INSTANCE (16 hex digits: a restarted or another
+ * gateway counts anew), its TABLE_GENERATION (which moves when sessions
+ * come or go, when a sum of generations could come back to an old value)
+ * and the stream's VERSION, as "INSTANCE-TABLE-VERSION". So an id never
+ * stands for two different states; ids are compared whole, never as
+ * numbers.
+ */
+void rules_stream_id(char *out, uint64_t instance, uint64_t table_generation,
+                     uint64_t version);
+
 /*
  * rules_stream_resumes - true when a client reconnecting with
- * LAST_EVENT_ID (the Last-Event-ID header, NULL when absent) has seen
- * VERSION already, i.e. LAST_EVENT_ID is VERSION's id exactly as the
- * events carry it (decimal, no sign, no leading zero, no blanks): it gets
- * no initial events. Otherwise it gets the current status of every session
- * in scope.
+ * LAST_EVENT_ID (the Last-Event-ID header, NULL when absent) has seen the
+ * stream's current ID already, i.e. LAST_EVENT_ID is ID exactly, byte for
+ * byte as the events carry it: it gets no initial events. Otherwise it
+ * gets the current status of every session in scope.
  */
-bool rules_stream_resumes(const char *last_event_id, uint64_t version);
+bool rules_stream_resumes(const char *last_event_id, const char *id);
 
 #endif

@@ -12,11 +12,16 @@
  * subscribers within one tick of the region update.
  *
  * Event ids: a stream's version is the sum of the generations of the
- * sessions in its scope plus the breaker's transitions. Both only grow, so
- * the version grows with every change a subscriber can see. A client that
- * reconnects with Last-Event-ID equal to the current version has missed
+ * sessions in its scope (its session, or those its key may see) plus the
+ * breaker's transitions. Both only grow, so the version grows with every
+ * change a subscriber can see, and with no change outside its scope. Its
+ * id (rules_stream_id()) adds the region's instance and table_generation,
+ * which moves when sessions come or go (when a sum could come back to an
+ * old value), so an id never stands for two states. A client that
+ * reconnects with Last-Event-ID equal to the current id has missed
  * nothing and gets no initial events; otherwise it gets the current status
- * of every session in scope.
+ * of every session in scope. The event is rendered once per change; only
+ * its id line is written per stream (ids are computed once per scope).
  *
  * Bounds: at most server.max_connections streams per worker; a stream whose
  * connection holds more than SSE_MAX_BUFFERED unsent bytes is dropped
@@ -36,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "json.h"
 #include "log.h"
@@ -45,6 +51,10 @@
 #include "timeutil.h"
 
 #define EVENT_MAX (REPLICA_PREFIX_MAX + 512)
+/* "id: " RULES_STREAM_ID_MAX "\n" */
+#define ID_LINE_MAX (RULES_STREAM_ID_MAX + 8)
+/* Scopes (a session, or a key's sessions) whose id one broadcast keeps. */
+#define ID_CACHE_MAX 16
 
 struct stream {
     struct conn *conn;
@@ -64,7 +74,7 @@ static struct {
     int *watchers;             /* per entry: streams of that one session */
     int watchers_all;          /* streams of every session */
     uint64_t *sent_generation; /* per entry */
-    uint64_t *generations;     /* per entry: scratch of version_of() */
+    uint64_t *generations;     /* per entry: scratch of id_line() */
     uint64_t sent_transitions;
     int64_t last_heartbeat_ms;
 } s;
@@ -87,19 +97,54 @@ static bool in_scope(const struct stream *st, int index)
            config_key_allows(st->key, replica_session_name(index));
 }
 
-/* The version of a stream of scope SESSION (-1: all): see DESIGN. */
-static uint64_t version_of(int session)
+/* The id of stream ST now, as its "id: ...\n" line in OUT: its length. */
+static size_t id_line(const struct stream *st, char *out)
 {
     uint64_t *generations = s.generations;
+    char id[RULES_STREAM_ID_MAX];
     int count = 0;
 
-    if (session >= 0)
-        generations[count++] = generation_of(session);
-    else
-        for (int i = REGION_ENTRY_FIRST_SESSION; i < s.entries; i++)
-            if (replica_is_session(i))
-                generations[count++] = generation_of(i);
-    return rules_stream_version(transitions(), generations, count);
+    for (int i = REGION_ENTRY_FIRST_SESSION; i < s.entries; i++)
+        if (in_scope(st, i))
+            generations[count++] = generation_of(i);
+    rules_stream_id(id, region_header(s.region)->instance_id, replica_names_generation(),
+                    rules_stream_version(transitions(), generations, count));
+    return (size_t)snprintf(out, ID_LINE_MAX, "id: %s\n", id);
+}
+
+/* The id lines of the scopes seen in one broadcast, so each is computed
+ * once however many streams share it. */
+struct id_cache {
+    int count;
+    struct {
+        int session;
+        const struct auth_key *key;
+        size_t len;
+        char line[ID_LINE_MAX];
+    } scope[ID_CACHE_MAX];
+};
+
+static const char *cached_id_line(struct id_cache *cache, const struct stream *st,
+                                  size_t *len)
+{
+    static char line[ID_LINE_MAX];
+    int i;
+
+    for (i = 0; i < cache->count; i++)
+        if (cache->scope[i].session == st->session && cache->scope[i].key == st->key) {
+            *len = cache->scope[i].len;
+            return cache->scope[i].line;
+        }
+    if (cache->count == ID_CACHE_MAX) {
+        *len = id_line(st, line); /* not kept: many scopes at once */
+        return line;
+    }
+    i = cache->count++;
+    cache->scope[i].session = st->session;
+    cache->scope[i].key = st->key;
+    cache->scope[i].len = id_line(st, cache->scope[i].line);
+    *len = cache->scope[i].len;
+    return cache->scope[i].line;
 }
 
 static void publish_count(void)
@@ -143,54 +188,72 @@ static void end_stream(int i, const char *text)
         conn_close(c);
 }
 
-/* Write TEXT to stream I; false when the stream was dropped for being slow. */
-static bool send_text(int i, const char *text, size_t len)
+/* Write the COUNT pieces of IOV to stream I; false when the stream was
+ * dropped for being slow. */
+static bool send_iov(int i, const struct iovec *iov, int count)
 {
-    if (conn_stream_write(s.streams[i].conn, text, len, SSE_MAX_BUFFERED) == 0)
+    if (conn_stream_writev(s.streams[i].conn, iov, count, SSE_MAX_BUFFERED) == 0)
         return true;
     log_debug("dropped a slow event stream");
     remove_stream(i); /* conn.c closed it */
     return false;
 }
 
-/* "id: V\nevent: status\ndata: {...}\n\n" for session INDEX into OUT. */
-static size_t render_event(int index, uint64_t version, int64_t now, char *out,
-                           size_t size)
+static bool send_text(int i, const char *text, size_t len)
+{
+    struct iovec iov = {.iov_base = (void *)text, .iov_len = len};
+
+    return send_iov(i, &iov, 1);
+}
+
+/* Session INDEX's event without its id, "event: status\ndata: {...}\n\n",
+ * into OUT: its length, or 0. */
+static size_t render_event(int index, int64_t now, char *out, size_t size)
 {
     struct jbuf b;
 
     jbuf_init(&b, out, size);
-    jbuf_printf(&b, "id: %llu\nevent: status\ndata: ", (unsigned long long)version);
+    jbuf_raw(&b, "event: status\ndata: ");
     if (!routes_render_status(index, now, &b))
         return 0;
     jbuf_raw(&b, "\n\n");
     return b.overflow ? 0 : b.len;
 }
 
-/*
- * Send session INDEX's new status to every stream that watches it. The
- * event is rendered once for the streams of all sessions and once for the
- * streams of this session alone: only their ids differ.
- */
-static void broadcast(int index, uint64_t version_all, int64_t now)
+/* Send EVENT (LEN bytes) to stream I after the id line LINE (LINE_LEN). */
+static bool send_event(int i, const char *line, size_t line_len, const char *event,
+                       size_t len)
 {
-    static char all[EVENT_MAX], one[EVENT_MAX];
-    size_t all_len = 0, one_len = 0;
+    struct iovec iov[2] = {{.iov_base = (void *)line, .iov_len = line_len},
+                           {.iov_base = (void *)event, .iov_len = len}};
 
+    return send_iov(i, iov, 2);
+}
+
+/*
+ * Send session INDEX's new status to every stream that watches it: the
+ * event is rendered once, each stream gets it with its own id.
+ */
+static void broadcast(int index, int64_t now)
+{
+    static char event[EVENT_MAX];
+    static struct id_cache cache;
+    size_t len = 0;
+
+    cache.count = 0;
     for (int i = 0; i < s.count;) {
         const struct stream *st = &s.streams[i];
-        bool sent_ok = true;
+        const char *line;
+        size_t line_len;
 
-        if (st->session < 0 && in_scope(st, index)) {
-            if (all_len == 0)
-                all_len = render_event(index, version_all, now, all, sizeof(all));
-            sent_ok = all_len == 0 || send_text(i, all, all_len);
-        } else if (st->session == index) {
-            if (one_len == 0)
-                one_len = render_event(index, version_of(index), now, one, sizeof(one));
-            sent_ok = one_len == 0 || send_text(i, one, one_len);
+        if (!in_scope(st, index)) {
+            i++;
+            continue;
         }
-        if (sent_ok)
+        if (len == 0)
+            len = render_event(index, now, event, sizeof(event));
+        line = cached_id_line(&cache, st, &line_len);
+        if (len == 0 || send_event(i, line, line_len, event, len))
             i++; /* else stream I was dropped and another took its place */
     }
 }
@@ -199,7 +262,6 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 {
     uint64_t trans = transitions();
     bool breaker_moved = trans != s.sent_transitions;
-    uint64_t version_all = version_of(-1);
     int64_t now = time_mono_ms();
 
     (void)fd;
@@ -214,7 +276,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
         if (watched) /* subscribers are readers */
             routes_note_reader(index, s.watchers[index] > 0, now);
         if (watched && (gen != s.sent_generation[index] || breaker_moved))
-            broadcast(index, version_all, now);
+            broadcast(index, now);
         s.sent_generation[index] = gen;
     }
     s.sent_transitions = trans;
@@ -231,8 +293,8 @@ int sse_subscribe(struct conn *c, int session, const struct auth_key *key,
 {
     static char event[EVENT_MAX];
     struct http_response head = *resp;
-    uint64_t version = version_of(session);
-    char text[64];
+    char text[64], line[ID_LINE_MAX];
+    size_t line_len;
     int64_t now = time_mono_ms();
     int i;
 
@@ -251,15 +313,19 @@ int sse_subscribe(struct conn *c, int session, const struct auth_key *key,
     snprintf(text, sizeof(text), "retry: %ld\n\n", 1000 + random() % 2000);
     if (!send_text(i, text, strlen(text)))
         return 0;
-    if (rules_stream_resumes(last_event_id, version))
+    line_len = id_line(&s.streams[i], line);
+    /* The id without "id: " and its line end. */
+    line[line_len - 1] = '\0';
+    if (rules_stream_resumes(last_event_id, line + 4))
         return 0; /* nothing happened since the client's last event */
+    line[line_len - 1] = '\n';
     for (int index = REGION_ENTRY_FIRST_SESSION; index < s.entries; index++) {
         size_t len;
         if (!in_scope(&s.streams[i], index))
             continue;
         routes_note_reader(index, session >= 0, now);
-        len = render_event(index, version, now, event, sizeof(event));
-        if (len > 0 && !send_text(i, event, len))
+        len = render_event(index, now, event, sizeof(event));
+        if (len > 0 && !send_event(i, line, line_len, event, len))
             break;
     }
     return 0;

@@ -80,13 +80,17 @@ static void answer(struct conn *c, const struct http_request_view *view,
                    const struct http_response *resp, int64_t arrived_us)
 {
     int64_t latency_us = time_mono_us() - arrived_us;
+    char query[REQUEST_MAX_TARGET + 64];
 
     region_count(w.slot, COUNTER_BYTES_SENT, resp->body_len);
     region_count_request(w.slot, resp->endpoint, resp->status, latency_us);
-    if (w.cfg->log.access)
+    if (w.cfg->log.access) {
+        /* Client keys in the query (?access_token=) are left out. */
+        http_query_redacted(query, sizeof(query), view->query);
         log_msg(LOG_LEVEL_INFO, 0, "%s %s%s%s %d %zu %.3fms", method_names[view->method],
-                view->path, view->query ? "?" : "", view->query ? view->query : "",
-                resp->status, resp->body_len, latency_us / 1000.0);
+                view->path, view->query ? "?" : "", query, resp->status, resp->body_len,
+                latency_us / 1000.0);
+    }
     conn_send(c, resp);
 }
 

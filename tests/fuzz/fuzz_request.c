@@ -17,8 +17,9 @@
  * http_parser, the limits, the 400/413/414/431 answers.
  *
  * The request callback plays routes.c. It checks what conn.h promises
- * about the view (a path that starts with '/', strings within the target
- * limit, header values without CR or LF, a body of at most
+ * about the view (a path that starts with '/', or "*" for OPTIONS *,
+ * strings within the target limit, header values without CR or LF and
+ * without blanks at their end, a body of at most
  * REQUEST_MAX_BODY bytes, NUL-terminated), reads it with the helpers the
  * handlers use (http_query_param() for ?session=, ?access_token= and
  * ?format=, config_valid_session_name(), config_key_allows(),
@@ -97,16 +98,21 @@ static struct {
 
 static bool clean_header(const char *value)
 {
-    return value == NULL || (strchr(value, '\r') == NULL && strchr(value, '\n') == NULL);
+    size_t len = value != NULL ? strlen(value) : 0;
+
+    return value == NULL ||
+           (strchr(value, '\r') == NULL && strchr(value, '\n') == NULL &&
+            (len == 0 || (value[len - 1] != ' ' && value[len - 1] != '\t')));
 }
 
 static void check_view(const struct http_request_view *v)
 {
     FUZZ_CHECK(v->method >= METHOD_GET && v->method <= METHOD_OTHER);
-    FUZZ_CHECK(v->path != NULL && v->path[0] == '/');
+    FUZZ_CHECK(v->path != NULL && (v->path[0] == '/' || (strcmp(v->path, "*") == 0 &&
+                                                         v->method == METHOD_OPTIONS)));
     FUZZ_CHECK(strlen(v->path) <= REQUEST_MAX_TARGET);
     FUZZ_CHECK(v->query == NULL || strlen(v->query) <= REQUEST_MAX_TARGET);
-    FUZZ_CHECK(clean_header(v->query));
+    FUZZ_CHECK(v->query == NULL || strpbrk(v->query, "\r\n") == NULL);
     for (int f = 0; f < HEADER_FIELD_COUNT; f++)
         FUZZ_CHECK(
             clean_header(v->header[f]) &&

@@ -1126,6 +1126,15 @@ def keepalive_client(procs):
 
 # --------------------------------------------------------------------------- SSE client
 
+def event_id_key(event_id):
+    """An event id, "INSTANCE-TABLE-VERSION" (sse.c, rules_stream_id()), as
+    (instance, table, version): the ids of one gateway's stream only grow in
+    this order. Ids are otherwise compared whole, as strings."""
+    instance, table, version = event_id.split("-")
+    assert len(instance) == 16, event_id
+    return int(instance, 16), int(table), int(version)
+
+
 class Stream:
     """A Server-Sent Events client on a raw socket, as a browser's
     EventSource sees the stream: events() are (id, event, data dict).

@@ -14,7 +14,7 @@ import signal
 import socket
 import time
 
-from conftest import Stream, wait_until
+from conftest import Stream, event_id_key, wait_until
 
 # No scaling: a worker retired for being idle ends its streams (with a short
 # retry hint), which the tests of one stream's life must not mistake.
@@ -50,7 +50,7 @@ def test_stream_sends_each_session_on_connect_then_changes(simulator, gateway):
         assert took < 2.0, took  # webhook + one SSE tick; generous for a busy machine
         newer = s.events()[before:]
         assert all(e[2]["session"] == "shop" for e in newer), newer
-        ids = [int(e[0]) for e in s.events()]
+        ids = [event_id_key(e[0]) for e in s.events()]
         assert ids == sorted(ids), ids
     finally:
         s.close()
@@ -90,7 +90,7 @@ def test_last_event_id_resumes_without_duplicate(simulator, gateway):
     resumed = Stream(gw.port, last_event_id=last_id)
     try:
         got = resumed.wait_for(lambda e: e[2]["status"] == "STARTING", 10)
-        assert got and int(got[0][0]) > int(last_id), resumed.events()
+        assert got and event_id_key(got[0][0]) > event_id_key(last_id), resumed.events()
     finally:
         resumed.close()
 

@@ -668,6 +668,12 @@ static void test_cors_origins_bad(void **state)
                       "[server] cors_origins:");
     expect_only_error("[server]\ncors_origins = https://a.example,,https://b\n", 2,
                       "[server] cors_origins: empty item");
+    /* The opaque origin: any page can send it (issue 15). */
+    expect_only_error("[server]\ncors_origins = https://a.example, null\n", 2,
+                      "[server] cors_origins: the origin null (sandboxed pages, file: "
+                      "URLs) cannot be allowed");
+    expect_only_error("[server]\ncors_origins = NULL\n", 2,
+                      "[server] cors_origins: the origin null");
 }
 
 int main(void)

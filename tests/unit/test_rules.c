@@ -1,6 +1,6 @@
 /*
  * test_rules.c - unit tests for server/worker/rules.c, the pure rules of a
- * worker's answers: which Origin gets CORS headers (server.cors_origins),
+ * worker's answers: which Origin gets which CORS headers (server.cors_origins),
  * the status object's poll.nextMs (docs/design.md [frontend]), and the ids
  * of event streams (a stream's version, and whether a client that
  * reconnects with Last-Event-ID gets the current statuses again).
@@ -65,61 +65,81 @@ static void set(const char *section, const char *key, const char *value)
 }
 
 /*========================================================================
- * CORS: rules_origin_allowed
+ * CORS: rules_cors, rules_cors_varies
  */
 
 static void test_origin_nothing_configured(void **state)
 {
     (void)state;
-    /* The default: no cross-origin caller at all. */
+    /* The default: no cross-origin caller at all, and nothing varies. */
     assert_int_equal(cfg->server.cors_origin_count, 0);
     assert_false(cfg->server.cors_any);
-    assert_false(rules_origin_allowed(cfg, "https://app.example"));
-    assert_false(rules_origin_allowed(cfg, "null"));
-    assert_false(rules_origin_allowed(cfg, ""));
-    assert_false(rules_origin_allowed(cfg, NULL));
+    assert_int_equal(rules_cors(cfg, "https://app.example"), CORS_NONE);
+    assert_int_equal(rules_cors(cfg, "null"), CORS_NONE);
+    assert_int_equal(rules_cors(cfg, ""), CORS_NONE);
+    assert_int_equal(rules_cors(cfg, NULL), CORS_NONE);
+    assert_false(rules_cors_varies(cfg));
 }
 
 static void test_origin_listed(void **state)
 {
+    static const char *const others[] = {
+        /* Anything else is another origin: compared whole, not as a prefix,
+         * a suffix or a substring. */
+        "https://app.example.evil.test",
+        "https://evil.test/https://app.example",
+        "https://evil-app.example",
+        "https://app.exampl",
+        "https://app.example/",
+        "https://app.example:8443",
+        "http://app.example",
+        "http://localhost",
+        "https://localhost:8080",
+        "null",
+        "",
+    };
+
     (void)state;
     set("server", "cors_origins", "https://app.example, http://localhost:8080/");
-    assert_true(rules_origin_allowed(cfg, "https://app.example"));
+    assert_true(rules_cors_varies(cfg));
+    /* Listed: echoed, with credentials. */
+    assert_int_equal(rules_cors(cfg, "https://app.example"), CORS_ORIGIN);
     /* The list's trailing slash is not part of the origin. */
-    assert_true(rules_origin_allowed(cfg, "http://localhost:8080"));
+    assert_int_equal(rules_cors(cfg, "http://localhost:8080"), CORS_ORIGIN);
     /* Scheme and host in any case. */
-    assert_true(rules_origin_allowed(cfg, "HTTPS://App.Example"));
-    /* Anything else is another origin: compared whole, not as a prefix,
-     * a suffix or a substring. */
-    assert_false(rules_origin_allowed(cfg, "https://app.example.evil.test"));
-    assert_false(rules_origin_allowed(cfg, "https://evil.test/https://app.example"));
-    assert_false(rules_origin_allowed(cfg, "https://evil-app.example"));
-    assert_false(rules_origin_allowed(cfg, "https://app.exampl"));
-    assert_false(rules_origin_allowed(cfg, "https://app.example/"));
-    assert_false(rules_origin_allowed(cfg, "https://app.example:8443"));
-    assert_false(rules_origin_allowed(cfg, "http://app.example"));
-    assert_false(rules_origin_allowed(cfg, "http://localhost"));
-    assert_false(rules_origin_allowed(cfg, "https://localhost:8080"));
-    assert_false(rules_origin_allowed(cfg, "null"));
-    assert_false(rules_origin_allowed(cfg, ""));
+    assert_int_equal(rules_cors(cfg, "HTTPS://App.Example"), CORS_ORIGIN);
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+        if (rules_cors(cfg, others[i]) != CORS_NONE)
+            fail_msg("\"%s\" is allowed", others[i]);
     /* No Origin: not a cross-origin request from a browser. */
-    assert_false(rules_origin_allowed(cfg, NULL));
+    assert_int_equal(rules_cors(cfg, NULL), CORS_NONE);
 }
 
 static void test_origin_any(void **state)
 {
     (void)state;
+    /* With *, any origin may read answers, without credentials: "*", never
+     * the origin echoed with Access-Control-Allow-Credentials (the Fetch
+     * standard; a page of any site could read a user's data with the
+     * user's cookies or key otherwise). */
     set("server", "cors_origins", "*");
-    assert_true(rules_origin_allowed(cfg, "https://app.example"));
-    assert_true(rules_origin_allowed(cfg, "http://127.0.0.1:5173"));
-    assert_false(rules_origin_allowed(cfg, NULL));
-    /* A star among listed origins allows any as well. */
+    assert_true(rules_cors_varies(cfg));
+    assert_int_equal(rules_cors(cfg, "https://app.example"), CORS_ANY);
+    assert_int_equal(rules_cors(cfg, "http://127.0.0.1:5173"), CORS_ANY);
+    assert_int_equal(rules_cors(cfg, NULL), CORS_NONE);
+    /* "null" (sandboxed pages, file: URLs) is anyone: never. */
+    assert_int_equal(rules_cors(cfg, "null"), CORS_NONE);
+    assert_int_equal(rules_cors(cfg, ""), CORS_NONE);
+    /* A star among listed origins: the listed ones with credentials, any
+     * other without. */
     set("server", "cors_origins", "https://app.example, *");
-    assert_true(rules_origin_allowed(cfg, "https://other.example"));
+    assert_int_equal(rules_cors(cfg, "https://app.example"), CORS_ORIGIN);
+    assert_int_equal(rules_cors(cfg, "https://other.example"), CORS_ANY);
+    assert_int_equal(rules_cors(cfg, "null"), CORS_NONE);
     /* Setting the key again replaces the list. */
     set("server", "cors_origins", "https://other.example");
-    assert_false(rules_origin_allowed(cfg, "https://app.example"));
-    assert_true(rules_origin_allowed(cfg, "https://other.example"));
+    assert_int_equal(rules_cors(cfg, "https://app.example"), CORS_NONE);
+    assert_int_equal(rules_cors(cfg, "https://other.example"), CORS_ORIGIN);
 }
 
 /*========================================================================
@@ -212,7 +232,7 @@ static void test_next_poll_capped_at_max(void **state)
 }
 
 /*========================================================================
- * Event stream ids: rules_stream_version, rules_stream_resumes
+ * Event stream ids: rules_stream_version, rules_stream_id, rules_stream_resumes
  */
 
 static void test_stream_version_is_the_sum(void **state)
@@ -253,44 +273,77 @@ static void test_stream_version_grows_with_every_change(void **state)
     }
 }
 
-static void test_stream_resume_same_version(void **state)
+/* The id of (INSTANCE, TABLE, VERSION) (static; the last one returned). */
+static const char *id_of(uint64_t instance, uint64_t table, uint64_t version)
 {
+    static char id[RULES_STREAM_ID_MAX];
+
+    rules_stream_id(id, instance, table, version);
+    return id;
+}
+
+static void test_stream_id(void **state)
+{
+    char a[RULES_STREAM_ID_MAX];
+
     (void)state;
-    /* The client saw this version: nothing to send again. */
-    assert_true(rules_stream_resumes("16", 16));
-    assert_true(rules_stream_resumes("0", 0));
-    assert_true(rules_stream_resumes("18446744073709551615", UINT64_MAX));
-    /* It saw an older one (it missed changes), or one from the future (a
-     * restarted gateway counts from 0 again): the current statuses. */
-    assert_false(rules_stream_resumes("15", 16));
-    assert_false(rules_stream_resumes("17", 16));
-    assert_false(rules_stream_resumes("160", 16));
+    assert_string_equal(id_of(0x1234abcd, 0, 16), "000000001234abcd-0-16");
+    assert_string_equal(id_of(UINT64_MAX, UINT64_MAX, UINT64_MAX),
+                        "ffffffffffffffff-18446744073709551615-18446744073709551615");
+    /* The same version after sessions came or went, or in another
+     * instance (a restarted gateway, another host), is another id: when
+     * sessions go, a sum of generations can come back to an old value for
+     * another state. */
+    strcpy(a, id_of(7, 3, 16));
+    assert_string_not_equal(a, id_of(7, 4, 16));
+    assert_string_not_equal(a, id_of(8, 3, 16));
+    assert_string_not_equal(a, id_of(7, 3, 17));
+    assert_string_equal(a, id_of(7, 3, 16));
+    /* No two (table, version) pairs print alike. */
+    strcpy(a, id_of(7, 1, 23));
+    assert_string_not_equal(a, id_of(7, 12, 3));
+}
+
+static void test_stream_resume_same_id(void **state)
+{
+    char id[RULES_STREAM_ID_MAX];
+
+    (void)state;
+    strcpy(id, id_of(0xbeef, 2, 16));
+    /* The client saw this id: nothing to send again. */
+    assert_true(rules_stream_resumes("000000000000beef-2-16", id));
+    /* An older or a newer version, the same version of another table or
+     * another instance: the current statuses. */
+    assert_false(rules_stream_resumes("000000000000beef-2-15", id));
+    assert_false(rules_stream_resumes("000000000000beef-2-17", id));
+    assert_false(rules_stream_resumes("000000000000beef-1-16", id));
+    assert_false(rules_stream_resumes("000000000000beee-2-16", id));
     /* A first connection. */
-    assert_false(rules_stream_resumes(NULL, 16));
-    assert_false(rules_stream_resumes(NULL, 0));
+    assert_false(rules_stream_resumes(NULL, id));
 }
 
 static void test_stream_resume_only_our_ids(void **state)
 {
+    char id[RULES_STREAM_ID_MAX];
+
     (void)state;
+    strcpy(id, id_of(0xbeef, 2, 16));
     /*
      * EventSource sends back the id it was given, byte for byte; anything
-     * else is no id of ours and gets the current statuses. In particular
-     * text that a number parser would read as the version: "" or "abc" as
-     * 0, "16abc" or " 16" or "+16" or "016" as 16, a number too large as
-     * the largest one.
+     * else is no id of ours and gets the current statuses: the version
+     * alone (the ids of an older gateway), other case, blanks, signs,
+     * zeros, a prefix or more.
      */
-    assert_false(rules_stream_resumes("", 0));
-    assert_false(rules_stream_resumes("abc", 0));
-    assert_false(rules_stream_resumes("-0", 0));
-    assert_false(rules_stream_resumes("16abc", 16));
-    assert_false(rules_stream_resumes(" 16", 16));
-    assert_false(rules_stream_resumes("16 ", 16));
-    assert_false(rules_stream_resumes("+16", 16));
-    assert_false(rules_stream_resumes("016", 16));
-    assert_false(rules_stream_resumes("0x10", 16));
-    assert_false(rules_stream_resumes("99999999999999999999999", UINT64_MAX));
-    assert_false(rules_stream_resumes("-1", UINT64_MAX));
+    assert_false(rules_stream_resumes("", id));
+    assert_false(rules_stream_resumes("16", id));
+    assert_false(rules_stream_resumes("000000000000BEEF-2-16", id));
+    assert_false(rules_stream_resumes(" 000000000000beef-2-16", id));
+    assert_false(rules_stream_resumes("000000000000beef-2-16 ", id));
+    assert_false(rules_stream_resumes("000000000000beef-2-016", id));
+    assert_false(rules_stream_resumes("000000000000beef-+2-16", id));
+    assert_false(rules_stream_resumes("000000000000beef-2-1", id));
+    assert_false(rules_stream_resumes("000000000000beef-2-160", id));
+    assert_false(rules_stream_resumes("beef-2-16", id));
 }
 
 int main(void)
@@ -305,7 +358,8 @@ int main(void)
         T(test_next_poll_capped_at_max),
         T(test_stream_version_is_the_sum),
         T(test_stream_version_grows_with_every_change),
-        T(test_stream_resume_same_version),
+        T(test_stream_id),
+        T(test_stream_resume_same_id),
         T(test_stream_resume_only_our_ids),
 #undef T
     };
