@@ -323,10 +323,11 @@ valgrind: $(BUILD)/wahagate $(UNIT_BIN) faults
 	$(PYTHON) scripts/valgrind.py $(BUILD)
 # ---- end of soak and valgrind
 
-# ---- events-probe: the fetcher's WebSocket client on its own (server/fetcher/events.c)
+# ---- events-probe: the fetcher's WebSocket client on its own (server/fetcher/events.c
+#      and events_ws.c)
 #
 #   make events-probe    build $(BUILD)/events_probe (tests/tools/events_probe.c):
-#                        events.c against a URL given on its command line, one
+#                        the client against a URL given on its command line, one
 #                        line per state change and per message; the integration
 #                        tests (tests/integration/test_events_probe.py) run it
 #                        against the simulator's /ws. SANITIZE=1 builds it with
@@ -338,7 +339,8 @@ events-probe: $(BUILD)/events_probe
 # make integration builds it too (an extra prerequisite, no recipe).
 integration: $(BUILD)/events_probe
 
-$(BUILD)/events_probe: tests/tools/events_probe.c $(BUILD)/server/fetcher/events.o $(COMMON_OBJ)
+$(BUILD)/events_probe: tests/tools/events_probe.c $(BUILD)/server/fetcher/events.o \
+                        $(BUILD)/server/fetcher/events_ws.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(WG_CFLAGS) $(INCLUDES_tests) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS) \

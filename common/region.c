@@ -1,5 +1,17 @@
 /*
- * region.c - create, attach and lock the shared-memory region.
+ * region.c - create, attach and lock the shared-memory region: its layout
+ * and accessors, the instance lock, the robust mutex and the repair of what
+ * a dead writer left torn, the write protocol of entries and QR slots, the
+ * rules of an entry's data (reset, copies, flap smoothing), demand, the
+ * digests of recent event ids, the per-process counters and the names of
+ * region.h's enums.
+ *
+ * region.h's other functions live in two more files: region_sessions.c,
+ * the session table (region_set_sessions(), the name hash index,
+ * region_find_session()), and region_qr.c, the pool of QR slots lent to
+ * sessions. Both use region.h only; this file calls one function of
+ * region_sessions.c, rebuild_name_index(), after a repair discarded torn
+ * entries (region_internal.h).
  *
  * DESIGN
  * The master creates the region before it forks anything, so every child
@@ -37,6 +49,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "region_internal.h"
 #include "timeutil.h"
 
 const char *const entry_kind_names[ENTRY_KIND_COUNT] = {
@@ -183,7 +196,8 @@ int region_qr_count(const struct region *r)
 
 struct ratelimit_table *region_ratelimit(const struct region *r)
 {
-    return (struct ratelimit_table *)((char *)r->base + region_header(r)->ratelimit_offset);
+    return (struct ratelimit_table *)((char *)r->base +
+                                      region_header(r)->ratelimit_offset);
 }
 
 struct region_entry *region_entry(const struct region *r, int index)
@@ -218,12 +232,6 @@ struct region_proc *region_proc(const struct region *r, int slot)
     assert(slot >= 0 && slot < REGION_MAX_PROCS);
     return (struct region_proc *)((char *)r->base + region_header(r)->procs_offset +
                                   align_up(sizeof(struct region_proc)) * (size_t)slot);
-}
-
-/* The name index: entry index + 1 per slot, 0 empty (so zeroed is empty). */
-static int32_t *name_index(const struct region *r)
-{
-    return (int32_t *)((char *)r->base + region_header(r)->index_offset);
 }
 
 struct demand *region_demand(const struct region *r, int index, enum demand_kind kind)
@@ -276,24 +284,6 @@ void region_entry_reset(struct region_entry *e, enum entry_kind kind, const char
     snprintf(d->status, sizeof(d->status), "UNKNOWN");
     snprintf(d->raw_status, sizeof(d->raw_status), "UNKNOWN");
     snprintf(d->me_json, sizeof(d->me_json), "null");
-}
-
-/* Forget what entry E's readers asked for (a new owner starts afresh). */
-static void reset_demand(struct region_entry *e)
-{
-    for (int k = 0; k < DEMAND_COUNT; k++) {
-        atomic_store(&e->demand[k].last_read_ms, 0);
-        atomic_store(&e->demand[k].wanted_ms, 0);
-        atomic_store(&e->demand[k].attempt_done_ms, 0);
-    }
-}
-
-void qr_data_copy(struct qr_data *dst, const struct qr_data *src)
-{
-    size_t png_len = src->png_len < REGION_QR_PNG_MAX ? src->png_len : REGION_QR_PNG_MAX;
-
-    memcpy(dst, src, offsetof(struct qr_data, png) + png_len);
-    dst->png_len = (uint32_t)png_len;
 }
 
 bool entry_observe_status(struct entry_data *d, const char *raw, int64_t now_mono,
@@ -448,9 +438,9 @@ static int open_exclusive(const char *name, bool *leftover)
 int region_create(struct region *r, const char *name, int max_sessions)
 {
     uint32_t sessions = (uint32_t)(max_sessions < 1 ? 1 : max_sessions);
-    struct layout l = layout_for(REGION_ENTRY_FIRST_SESSION + sessions,
-                                 sessions < REGION_QR_SLOTS_MAX ? sessions
-                                                                : REGION_QR_SLOTS_MAX);
+    struct layout l =
+        layout_for(REGION_ENTRY_FIRST_SESSION + sessions,
+                   sessions < REGION_QR_SLOTS_MAX ? sessions : REGION_QR_SLOTS_MAX);
     bool leftover = false;
     int fd, rc;
 
@@ -581,8 +571,6 @@ static void refetch(struct region *r, int index, enum demand_kind kind)
     atomic_store(&dm->wanted_ms, time_mono_ms());
 }
 
-static void rebuild_name_index(struct region *r);
-
 /* Discard every entry and QR slot a dead writer left half-written. Lock
  * held. Returns how many. */
 static int repair_torn_entries(struct region *r)
@@ -703,193 +691,9 @@ void region_qr_end_write(struct region *r, struct region_qr *q, bool content_cha
     atomic_fetch_add(&q->seq, 1);
 }
 
-struct region_qr *region_qr_of(struct region *r, int index)
-{
-    int32_t slot = region_entry(r, index)->d.qr_slot - 1;
-    struct region_qr *q;
-
-    region_assert_held(r);
-    if (slot < 0 || slot >= region_qr_count(r))
-        return NULL;
-    q = region_qr_slot(r, slot);
-    return q->entry == index ? q : NULL;
-}
-
-/* Set entry INDEX's qr_slot to SLOT + 1 (0: none), inside a write. */
-static void point_to_slot(struct region *r, int index, int32_t slot_plus_one)
-{
-    struct region_entry *e = region_entry(r, index);
-
-    if (e->d.qr_slot == slot_plus_one)
-        return;
-    region_entry_begin_write(r, e);
-    e->d.qr_slot = slot_plus_one;
-    region_entry_end_write(r, e, false);
-}
-
-void region_qr_release(struct region *r, int index)
-{
-    struct region_qr *q = region_qr_of(r, index);
-
-    if (q != NULL) {
-        region_qr_begin_write(r, q);
-        memset(&q->d, 0, offsetof(struct qr_data, png));
-        q->entry = 0;
-        region_qr_end_write(r, q, true);
-    }
-    point_to_slot(r, index, 0);
-}
-
-struct region_qr *region_qr_claim(struct region *r, int index)
-{
-    struct region_qr *q = region_qr_of(r, index);
-    int64_t oldest = INT64_MAX;
-    int pick = -1;
-
-    if (q != NULL)
-        return q;
-    for (int s = 0; s < region_qr_count(r) && oldest >= 0; s++) {
-        int owner = region_qr_slot(r, s)->entry;
-        /* A free slot (-1: before any read, even a session's never read,
-         * 0), or the one whose code was read longest ago. */
-        int64_t read = owner > 0 && owner < region_entry_count(r)
-                           ? atomic_load(&region_demand(r, owner, DEMAND_QR)->last_read_ms)
-                           : -1;
-        if (read < oldest) {
-            oldest = read;
-            pick = s;
-        }
-    }
-    if (pick < 0)
-        return NULL;
-    q = region_qr_slot(r, pick);
-    if (q->entry > 0 && q->entry < region_entry_count(r))
-        region_qr_release(r, q->entry);
-    region_qr_begin_write(r, q);
-    memset(&q->d, 0, offsetof(struct qr_data, png));
-    q->entry = index;
-    region_qr_end_write(r, q, true);
-    point_to_slot(r, index, pick + 1);
-    return q;
-}
-
-uint32_t region_name_hash(const char *name)
-{
-    uint32_t h = 2166136261u;
-
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return h;
-}
-
-static uint32_t index_size(const struct region *r)
-{
-    return region_header(r)->index_size;
-}
-
-/* Add session entry INDEX to the name index (at most half full). */
-static void index_insert(struct region *r, int index)
-{
-    int32_t *ix = name_index(r);
-    uint32_t mask = index_size(r) - 1;
-    uint32_t at = region_name_hash(region_entry(r, index)->d.name) & mask;
-
-    while (ix[at] != 0)
-        at = (at + 1) & mask;
-    ix[at] = index + 1;
-}
-
-/* The name index again, from the session entries. Lock held. */
-static void rebuild_name_index(struct region *r)
-{
-    memset(name_index(r), 0, sizeof(int32_t) * index_size(r));
-    for (int i = REGION_ENTRY_FIRST_SESSION; i < region_entry_count(r); i++)
-        if (region_entry(r, i)->d.kind == ENTRY_SESSION)
-            index_insert(r, i);
-}
-
-int region_find_session(const struct region *r, const char *name)
-{
-    const int32_t *ix = name_index(r);
-    uint32_t mask = index_size(r) - 1;
-
-    for (uint32_t at = region_name_hash(name) & mask; ix[at] != 0; at = (at + 1) & mask) {
-        const struct region_entry *e = region_entry(r, ix[at] - 1);
-        if (e->d.kind == ENTRY_SESSION && strcmp(e->d.name, name) == 0)
-            return ix[at] - 1;
-    }
-    return -1;
-}
-
-/* Free session entry INDEX (its session is no longer tracked). */
-static void free_session(struct region *r, int index)
-{
-    struct region_entry *e = region_entry(r, index);
-
-    region_qr_release(r, index);
-    region_entry_begin_write(r, e);
-    region_entry_reset(e, ENTRY_FREE, "");
-    region_entry_end_write(r, e, true);
-}
-
-/* Give free entry INDEX to session NAME, with no data yet. */
-static void take_entry(struct region *r, int index, const char *name)
-{
-    struct region_entry *e = region_entry(r, index);
-
-    region_entry_begin_write(r, e);
-    region_entry_reset(e, ENTRY_SESSION, name);
-    reset_demand(e);
-    region_entry_end_write(r, e, true);
-}
-
-int region_set_sessions(struct region *r, const char (*names)[REGION_NAME_MAX], int count,
-                        int *index_out, bool *listed)
-{
-    int missing = 0, next_free = REGION_ENTRY_FIRST_SESSION;
-    bool changed = false;
-
-    region_assert_held(r);
-    memset(listed, 0, sizeof(bool) * (size_t)region_entry_count(r));
-    for (int n = 0; n < count; n++) {
-        int index = region_find_session(r, names[n]);
-        if (index >= 0)
-            listed[index] = true;
-        if (index_out != NULL)
-            index_out[n] = index;
-    }
-    for (int i = REGION_ENTRY_FIRST_SESSION; i < region_entry_count(r); i++) {
-        if (region_entry(r, i)->d.kind == ENTRY_SESSION && !listed[i]) {
-            free_session(r, i);
-            changed = true;
-        }
-    }
-    if (changed)
-        rebuild_name_index(r); /* without the names that went */
-    for (int n = 0; n < count; n++) {
-        int kept = region_find_session(r, names[n]);
-        if (kept >= 0) {
-            if (index_out != NULL)
-                index_out[n] = kept; /* kept, or listed twice */
-            continue;
-        }
-        while (next_free < region_entry_count(r) &&
-               region_entry(r, next_free)->d.kind != ENTRY_FREE)
-            next_free++;
-        if (next_free == region_entry_count(r)) {
-            missing++;
-            continue;
-        }
-        take_entry(r, next_free, names[n]);
-        index_insert(r, next_free);
-        if (index_out != NULL)
-            index_out[n] = next_free;
-        changed = true;
-    }
-    if (changed)
-        atomic_fetch_add(&region_header(r)->table_generation, 1);
-    return missing;
-}
+/*========================================================================
+ * Recent event ids, and the per-process counters.
+ */
 
 bool region_event_seen(struct region *r, const uint8_t digest[REGION_DIGEST_LEN])
 {

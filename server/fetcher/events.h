@@ -1,6 +1,7 @@
 /*
  * events.h - the fetcher's one WebSocket to WAHA's /ws, subscribed to
- * session.status, so status changes arrive as they happen (see events.c).
+ * session.status, so status changes arrive as they happen (see events.c,
+ * the connection's life, and events_ws.c, the protocol spoken on it).
  *
  * The module owns one connection and its reconnection; it hands each text
  * message to the caller unparsed and reports every change of its state.

@@ -1,6 +1,6 @@
 /*
- * events_probe.c - server/fetcher/events.c on its own, for the tests
- * (tests/integration/test_events_probe.py).
+ * events_probe.c - server/fetcher/events.c (and events_ws.c) on its own, for
+ * the tests (tests/integration/test_events_probe.py).
  *
  *   events_probe [--ping-ms N] [--silence-ms N] [--backoff-first-ms N]
  *                [--backoff-max-ms N] [--connect-timeout-ms N]

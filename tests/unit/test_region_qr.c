@@ -1,12 +1,12 @@
 /*
- * test_region_qr.c - unit tests for the QR slots of common/region.c: a pool
- * of min(server.max_sessions, REGION_QR_SLOTS_MAX) slots lent to sessions
- * waiting for a scan. Their place in the layout, qr_data_copy(),
- * region_qr_claim() (the session's own slot, else a free one, else the one
- * whose code was read longest ago), region_qr_release(), region_qr_of()
- * (entry and slot must name each other), their return when
- * region_set_sessions() frees an entry, and their repair when a writer died
- * holding the lock in the middle of a QR write.
+ * test_region_qr.c - unit tests for the QR slots of common/region_qr.c: a
+ * pool of min(server.max_sessions, REGION_QR_SLOTS_MAX) slots lent to
+ * sessions waiting for a scan. Their place in the layout (region.c),
+ * qr_data_copy(), region_qr_claim() (the session's own slot, else a free
+ * one, else the one whose code was read longest ago), region_qr_release(),
+ * region_qr_of() (entry and slot must name each other), their return when
+ * region_set_sessions() frees an entry, and their repair (region.c) when a
+ * writer died holding the lock in the middle of a QR write.
  *
  * Why: a slot that overlaps an entry or a stat slot corrupts both; a QR
  * inherited by the session that takes a freed entry, a slot taken from a

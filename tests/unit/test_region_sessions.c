@@ -1,11 +1,12 @@
 /*
  * test_region_sessions.c - unit tests for the session table of
- * common/region.c: region_set_sessions() (names kept with their data, freed,
- * added with no data and no demand, INDEX_OUT, room for server.max_sessions
- * and the count of names beyond it), region_find_session() through the
- * name index (names with spaces, dots and UTF-8, colliding hashes, a
- * thousand sessions), region_name_hash(), and region_event_seen(), the ring
- * of the digests of recent event ids that drops WAHA's retried deliveries.
+ * common/region_sessions.c: region_set_sessions() (names kept with their
+ * data, freed, added with no data and no demand, INDEX_OUT, room for
+ * server.max_sessions and the count of names beyond it),
+ * region_find_session() through the name index (names with spaces, dots
+ * and UTF-8, colliding hashes, a thousand sessions), region_name_hash(),
+ * and region_event_seen() (common/region.c), the ring of the digests of
+ * recent event ids that drops WAHA's retried deliveries.
  *
  * Why: every worker request and every WAHA answer finds its session through
  * the index; a name that is not found, or found in another session's entry,
