@@ -347,18 +347,8 @@ static int add_origin_item(const char *text, void *ctx, char *why)
         cfg->server.cors_any = true;
         return 0;
     }
-    if (strcasecmp(text, "null") == 0) {
-        config_why(why,
-                   "the origin null (sandboxed pages, file: URLs) cannot be allowed: "
-                   "any page can send it");
+    if (config_parse_origin(text, url, sizeof(url), why) != 0)
         return -1;
-    }
-    if (config_parse_http_url(text, url, sizeof(url), why) != 0)
-        return -1;
-    if (strchr(strstr(url, "://") + 3, '/') != NULL) {
-        config_why(why, "origin \"%s\" must not have a path", text);
-        return -1;
-    }
     if (cfg->server.cors_origin_count == CONFIG_MAX_ORIGINS) {
         config_why(why, "at most %d origins", CONFIG_MAX_ORIGINS);
         return -1;

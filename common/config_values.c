@@ -250,6 +250,23 @@ int config_parse_http_url(const char *text, char *out, size_t out_size, char *wh
     return 0;
 }
 
+int config_parse_origin(const char *text, char *out, size_t out_size, char *why)
+{
+    if (strcasecmp(text, "null") == 0) {
+        config_why(why,
+                   "the origin null (sandboxed pages, file: URLs) cannot be allowed: "
+                   "any page can send it");
+        return -1;
+    }
+    if (config_parse_http_url(text, out, out_size, why) != 0)
+        return -1;
+    if (strchr(strstr(out, "://") + 3, '/') != NULL) {
+        config_why(why, "origin \"%s\" must not have a path", text);
+        return -1;
+    }
+    return 0;
+}
+
 /* TEXT as a struct redis_address, or -1 with WHY. */
 int config_parse_redis_url(const char *text, struct redis_address *out, char *why)
 {

@@ -45,6 +45,9 @@ int config_parse_cidr(const char *text, struct cidr *out, char *why);
 /* http:// or https:// and a host, into OUT without trailing slashes. */
 int config_parse_http_url(const char *text, char *out, size_t out_size, char *why);
 
+/* A browser origin: http:// or https:// and a host, no path; never "null". */
+int config_parse_origin(const char *text, char *out, size_t out_size, char *why);
+
 /* redis://[:password@]host[:port][/db] or unix:/path. */
 int config_parse_redis_url(const char *text, struct redis_address *out, char *why);
 
