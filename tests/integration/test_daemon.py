@@ -139,13 +139,17 @@ def test_scaling_up_under_load_and_down_when_quiet(simulator, gateway, poller, k
     def holder(client):
         held = server_connections(gw.port, two)
         return next((pid for pid, ports in held.items() if client.local_port in ports), None)
+    # They come in bursts: a worker takes one connection per wakeup, so a
+    # burst wakes both, where one connection at a time may always find the
+    # same worker idle first.
     owners = {}
-    for _ in range(12):
-        c = keepalive_client(gw.port, path="/api/waha/status")
-        clients.append(c)
-        owner = wait_until(lambda: holder(c), 5)
-        assert owner, "a keep-alive connection that no worker holds"
-        owners[c] = owner
+    for _ in range(5):
+        burst = [keepalive_client(gw.port, path="/api/waha/status") for _ in range(6)]
+        clients.extend(burst)
+        for c in burst:
+            owner = wait_until(lambda: holder(c), 5)
+            assert owner, "a keep-alive connection that no worker holds"
+            owners[c] = owner
         if set(owners.values()) == set(two):
             break
     assert set(owners.values()) == set(two), owners
