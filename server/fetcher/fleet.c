@@ -8,7 +8,7 @@
  *   <prefix>lease     the leader's token, SET NX PX redis.lock_ttl
  *   <prefix>entries   a hash: entry name -> its JSON record (the last one)
  *   <prefix>changes   channel: every record, as it is stored
- *   <prefix>demand    channel: "want|read session|health|list|qr NAME"
+ *   <prefix>demand    channel: "want|read health|list|details|qr|server NAME"
  *
  * Election: every lock_ttl/5 a follower tries SET NX PX; the leader renews
  * with a script that extends the lease only while it still holds its token,
@@ -121,11 +121,14 @@ bool fleet_may_fetch(void)
  * Records: an entry as JSON.
  */
 
-/* The hash field of entry D: its session name, or @health / @list. */
+/* The hash field of entry D: its session name, @health, @list, or
+ * @server/api/server/... */
 static const char *record_name(const struct entry_data *d, char *out, size_t size)
 {
     if (d->kind == ENTRY_SESSION)
         snprintf(out, size, "%s", d->name);
+    else if (d->kind == ENTRY_SERVER)
+        snprintf(out, size, "@server%s", d->name);
     else
         snprintf(out, size, "@%s", entry_kind_names[d->kind]);
     return out;
@@ -408,6 +411,14 @@ static enum entry_kind kind_of_word(const char *word)
     return ENTRY_FREE;
 }
 
+/* The server entry of WAHA's path PATH, or -1. */
+static int server_entry(const char *path)
+{
+    if (strcmp(path, "/api/server/version") == 0)
+        return REGION_ENTRY_VERSION;
+    return strcmp(path, "/api/server/status") == 0 ? REGION_ENTRY_SERVER : -1;
+}
+
 /*
  * Take RECORD (from another gateway, or loaded at start) if it is newer.
  * NULL, or why it is not a record at all.
@@ -439,6 +450,8 @@ static const char *take(struct json_object *record)
         index = take_list_names(record);
         if (index == -2)
             return "a session list without names";
+    } else if (kind == ENTRY_SERVER) {
+        index = server_entry(name);
     } else {
         if (region_lock(fl.region) != 0)
             return NULL;
@@ -533,7 +546,7 @@ void fleet_forward(enum target_kind target, int index, bool wanted, int64_t now)
         now - fl.forwarded_ms[index][target] < FORWARD_EVERY_MS)
         return;
     fl.forwarded_ms[index][target] = now;
-    if (target == TARGET_DETAILS || target == TARGET_QR) {
+    if (target == TARGET_DETAILS || target == TARGET_QR || target == TARGET_SERVER) {
         if (region_lock(fl.region) != 0)
             return;
         snprintf(fl.copy.name, sizeof(fl.copy.name), "%s",
@@ -556,7 +569,8 @@ static void take_demand(const char *text)
         const char *word;
         enum demand_kind kind;
     } kinds[] = {{"health", DEMAND_DATA}, {"list", DEMAND_DATA},
-                 {"details", DEMAND_DETAILS}, {"qr", DEMAND_QR}};
+                 {"details", DEMAND_DETAILS}, {"qr", DEMAND_QR},
+                 {"server", DEMAND_DATA}};
     char verb[8], word[16];
     int64_t now = time_mono_ms();
     int index = -1, at = 0;
@@ -572,6 +586,8 @@ static void take_demand(const char *text)
         return;
     if (k == 0 || k == 1) {
         index = k == 0 ? REGION_ENTRY_HEALTH : REGION_ENTRY_LIST;
+    } else if (k == 4) {
+        index = server_entry(text + at);
     } else if (region_lock(fl.region) == 0) {
         index = region_find_session(fl.region, text + at);
         region_unlock(fl.region);
