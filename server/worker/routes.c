@@ -8,7 +8,8 @@
  * whether it serves session data, which [auth] protects; the paths under
  * /api/waha/sessions/ and the static assets are matched after it. With
  * server.admin_listen the stats and metrics are served there and only
- * there. Before a handler runs, the request is charged to its client's
+ * there. WAHA's own read paths and the original backend's routes come
+ * last ([compat]: compat_waha.c, compat_seed.c). Before a handler runs, the request is charged to its client's
  * token bucket (ratelimit.*; a parked request was charged when it arrived
  * and shows that verdict); after it, an allowed Origin gets its CORS
  * headers. The handlers themselves live by subject in status.c,
@@ -258,6 +259,11 @@ static enum route_result dispatch(const struct http_request_view *req,
         enum route_result result;
         if (dispatch_session_path(req, resp, path + sizeof(sessions_prefix) - 1,
                                   read_method, &result))
+            return result;
+    }
+    {
+        enum route_result result; /* WAHA's own paths, the seed's ([compat]) */
+        if (compat_dispatch(req, resp, &result))
             return result;
     }
     http_printable(shown, sizeof(shown), path);
