@@ -43,6 +43,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include "ratelimit.h"
@@ -522,6 +523,15 @@ int region_set_sessions(struct region *r, const char (*names)[REGION_NAME_MAX], 
  * session list changes (and then bumps table_generation).
  */
 int region_find_session(const struct region *r, const char *name);
+
+/* region_server_entry - the server entry (REGION_ENTRY_VERSION or
+ * REGION_ENTRY_SERVER) of WAHA's path PATH, or -1. */
+static inline int region_server_entry(const char *path)
+{
+    if (strcmp(path, "/api/server/version") == 0)
+        return REGION_ENTRY_VERSION;
+    return strcmp(path, "/api/server/status") == 0 ? REGION_ENTRY_SERVER : -1;
+}
 
 /* region_name_hash - the hash of session names (FNV-1a), for the region's
  * index and the workers' tables. */

@@ -127,10 +127,9 @@ static const char *record_name(const struct entry_data *d, char *out, size_t siz
 {
     if (d->kind == ENTRY_SESSION)
         snprintf(out, size, "%s", d->name);
-    else if (d->kind == ENTRY_SERVER)
-        snprintf(out, size, "@server%s", d->name);
     else
-        snprintf(out, size, "@%s", entry_kind_names[d->kind]);
+        snprintf(out, size, "@%s%s", entry_kind_names[d->kind],
+                 d->kind == ENTRY_SERVER ? d->name : "");
     return out;
 }
 
@@ -411,14 +410,6 @@ static enum entry_kind kind_of_word(const char *word)
     return ENTRY_FREE;
 }
 
-/* The server entry of WAHA's path PATH, or -1. */
-static int server_entry(const char *path)
-{
-    if (strcmp(path, "/api/server/version") == 0)
-        return REGION_ENTRY_VERSION;
-    return strcmp(path, "/api/server/status") == 0 ? REGION_ENTRY_SERVER : -1;
-}
-
 /*
  * Take RECORD (from another gateway, or loaded at start) if it is newer.
  * NULL, or why it is not a record at all.
@@ -451,7 +442,7 @@ static const char *take(struct json_object *record)
         if (index == -2)
             return "a session list without names";
     } else if (kind == ENTRY_SERVER) {
-        index = server_entry(name);
+        index = region_server_entry(name);
     } else {
         if (region_lock(fl.region) != 0)
             return NULL;
@@ -587,7 +578,7 @@ static void take_demand(const char *text)
     if (k == 0 || k == 1) {
         index = k == 0 ? REGION_ENTRY_HEALTH : REGION_ENTRY_LIST;
     } else if (k == 4) {
-        index = server_entry(text + at);
+        index = region_server_entry(text + at);
     } else if (region_lock(fl.region) == 0) {
         index = region_find_session(fl.region, text + at);
         region_unlock(fl.region);
