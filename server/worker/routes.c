@@ -9,12 +9,13 @@
  * /api/waha/sessions/ and the static assets are matched after it. With
  * server.admin_listen the stats and metrics are served there and only
  * there. WAHA's own read paths and the original backend's routes come
- * last ([compat]: compat_waha.c, compat_seed.c). Before a handler runs, the request is charged to its client's
- * token bucket (ratelimit.*; a parked request was charged when it arrived
- * and shows that verdict); after it, an allowed Origin gets its CORS
- * headers. The handlers themselves live by subject in status.c,
- * sessions.c, webhook.c and admin.c (handlers.h), with the shared pieces
- * of answers defined here.
+ * last ([compat]: compat_waha.c, compat_seed.c). Before a handler runs,
+ * the request is charged to its client's token bucket (ratelimit.*; a
+ * parked request was charged when it arrived and shows that verdict);
+ * after it, an allowed Origin gets its CORS headers. The handlers
+ * themselves live by subject in status.c, sessions.c, webhook.c, admin.c
+ * and compat_*.c (handlers.h), with the shared pieces of answers defined
+ * here.
  *
  * Everything here runs in one worker process, single-threaded.
  */
@@ -289,7 +290,8 @@ static void cors_headers(const struct http_request_view *req, struct http_respon
     http_response_header(resp, "Access-Control-Allow-Origin", "%s",
                          req->header[HEADER_ORIGIN]);
     http_response_header(resp, "Access-Control-Allow-Credentials", "true");
-    http_response_header(resp, "Access-Control-Expose-Headers", "ETag, Age, Retry-After");
+    http_response_header(resp, "Access-Control-Expose-Headers",
+                         "ETag, Age, Retry-After, X-Cache");
     http_response_header(resp, "Vary", "Origin");
 }
 
