@@ -74,7 +74,8 @@ ASSETS      := $(wildcard server/worker/assets/*)
 # Role objects the unit tests may link (what has no event loop of its own).
 TESTABLE_SERVER_OBJ := $(BUILD)/server/worker/http.o $(BUILD)/server/worker/request.o \
                        $(BUILD)/server/worker/rules.o $(BUILD)/server/fetcher/backoff.o \
-                       $(BUILD)/server/fetcher/schedule.o $(BUILD)/server/fetcher/answers.o
+                       $(BUILD)/server/fetcher/schedule.o $(BUILD)/server/fetcher/answers.o \
+                       $(BUILD)/server/worker/compat_render.o
 
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)

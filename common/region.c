@@ -57,6 +57,7 @@ const char *const entry_kind_names[ENTRY_KIND_COUNT] = {
     [ENTRY_HEALTH] = "health",
     [ENTRY_SESSION_LIST] = "list",
     [ENTRY_SESSION] = "session",
+    [ENTRY_SERVER] = "server",
 };
 
 const char *const entry_source_names[SOURCE_COUNT] = {
@@ -134,7 +135,7 @@ const int64_t latency_bucket_us[LATENCY_BUCKETS - 1] = {
 const char *const upstream_endpoint_names[UPSTREAM_ENDPOINT_COUNT] = {
     [UPSTREAM_SESSION] = "session", [UPSTREAM_SESSIONS] = "sessions",
     [UPSTREAM_HEALTH] = "health",   [UPSTREAM_PING] = "ping",
-    [UPSTREAM_QR] = "qr",
+    [UPSTREAM_QR] = "qr",           [UPSTREAM_SERVER] = "server",
 };
 
 const char *const upstream_result_names[RESULT_COUNT] = {
@@ -366,6 +367,10 @@ static void lay_out(struct region *r, const struct layout *l)
     h->started_mono_ms = time_mono_ms();
     region_entry_reset(region_entry(r, REGION_ENTRY_HEALTH), ENTRY_HEALTH, "");
     region_entry_reset(region_entry(r, REGION_ENTRY_LIST), ENTRY_FREE, "");
+    region_entry_reset(region_entry(r, REGION_ENTRY_VERSION), ENTRY_SERVER,
+                       "/api/server/version");
+    region_entry_reset(region_entry(r, REGION_ENTRY_SERVER), ENTRY_SERVER,
+                       "/api/server/status");
     /* The magic goes last: a reader that sees it sees a laid-out region. */
     atomic_thread_fence(memory_order_release);
     h->magic = REGION_MAGIC;

@@ -8,8 +8,9 @@
  *                             instance id, the robust mutex and its
  *                             bookkeeping, the circuit breaker, the fetcher's
  *                             published states, digests of recent event ids
- *   struct region_entry[]     2 + max_sessions cached WAHA answers:
- *                             [0] health, [1] session list, [2..] sessions
+ *   struct region_entry[]     4 + max_sessions cached WAHA answers:
+ *                             [0] health, [1] session list, [2] server
+ *                             version, [3] server status, [4..] sessions
  *   struct entry_body[]       the bodies of those entries (objects, engine)
  *   struct region_qr[]        QR slots, lent to sessions waiting for a scan
  *   int32_t name_index[]      open-addressing hash of session names
@@ -42,18 +43,23 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include "ratelimit.h"
 
 #define REGION_MAGIC 0x4554414741484157ull /* "WAHAGATE", little endian */
-#define REGION_LAYOUT_VERSION 5
+#define REGION_LAYOUT_VERSION 6
 
-/* Entries: [0] WAHA's health, [1] the session list, then server.max_sessions
- * sessions (REGION_SESSIONS_MAX at most). */
+/* Entries: [0] WAHA's health, [1] the session list, [2] and [3] WAHA's
+ * /api/server/version and /api/server/status (read by WAHA's own clients
+ * through the compat paths), then server.max_sessions sessions
+ * (REGION_SESSIONS_MAX at most). */
 #define REGION_ENTRY_HEALTH 0
 #define REGION_ENTRY_LIST 1
-#define REGION_ENTRY_FIRST_SESSION 2
+#define REGION_ENTRY_VERSION 2
+#define REGION_ENTRY_SERVER 3
+#define REGION_ENTRY_FIRST_SESSION 4
 #define REGION_SESSIONS_MAX 100000
 /* QR slots: one for each session that waits for a scan while it is read. */
 #define REGION_QR_SLOTS_MAX 64
@@ -77,6 +83,7 @@ enum entry_kind {
     ENTRY_HEALTH,
     ENTRY_SESSION_LIST,
     ENTRY_SESSION,
+    ENTRY_SERVER, /* WAHA's /api/server/version or /status (name: the path) */
     ENTRY_KIND_COUNT
 };
 
@@ -111,7 +118,8 @@ struct entry_data {
     uint32_t kind;              /* enum entry_kind */
     uint32_t source;            /* enum entry_source */
     char name[REGION_NAME_MAX]; /* session name; for the health entry the
-                                   endpoint that answered ("/health") */
+                                   endpoint that answered ("/health"), for
+                                   a server entry WAHA's path */
     bool has_data;              /* a good answer was stored */
     bool healthy;               /* the last refresh attempt succeeded */
     bool exists;                /* WAHA knows the session */
@@ -298,6 +306,7 @@ enum upstream_endpoint {
     UPSTREAM_HEALTH,
     UPSTREAM_PING,
     UPSTREAM_QR,
+    UPSTREAM_SERVER, /* /api/server/version and /api/server/status */
     UPSTREAM_ENDPOINT_COUNT
 };
 
@@ -342,7 +351,7 @@ struct region_proc {
 struct region_header {
     uint64_t magic;
     uint32_t layout_version;
-    uint32_t entry_count; /* 2 + server.max_sessions */
+    uint32_t entry_count; /* 4 + server.max_sessions */
     uint32_t qr_count;
     uint32_t proc_count;
     uint64_t size;
@@ -425,7 +434,7 @@ struct region_header *region_header(const struct region *r);
 struct ratelimit_table *region_ratelimit(const struct region *r);
 struct region_proc *region_proc(const struct region *r, int slot);
 
-/* The number of entries (2 + server.max_sessions) and of QR slots. */
+/* The number of entries (4 + server.max_sessions) and of QR slots. */
 int region_entry_count(const struct region *r);
 int region_qr_count(const struct region *r);
 
@@ -514,6 +523,15 @@ int region_set_sessions(struct region *r, const char (*names)[REGION_NAME_MAX], 
  * session list changes (and then bumps table_generation).
  */
 int region_find_session(const struct region *r, const char *name);
+
+/* region_server_entry - the server entry (REGION_ENTRY_VERSION or
+ * REGION_ENTRY_SERVER) of WAHA's path PATH, or -1. */
+static inline int region_server_entry(const char *path)
+{
+    if (strcmp(path, "/api/server/version") == 0)
+        return REGION_ENTRY_VERSION;
+    return strcmp(path, "/api/server/status") == 0 ? REGION_ENTRY_SERVER : -1;
+}
 
 /* region_name_hash - the hash of session names (FNV-1a), for the region's
  * index and the workers' tables. */

@@ -217,6 +217,48 @@ void store_health(struct region *r, bool ping, const char *status, const char *b
     region_unlock(r);
 }
 
+void store_health_refused(struct region *r, const char *body, size_t len)
+{
+    struct region_entry *e = region_entry(r, REGION_ENTRY_HEALTH);
+    struct entry_body *b = region_body(r, REGION_ENTRY_HEALTH);
+    bool changed;
+
+    if (region_lock(r) != 0)
+        return;
+    region_entry_begin_write(r, e);
+    changed = e->d.engine_len != len || memcmp(b->engine_json, body, len) != 0;
+    /* The details part: fleet.c shares it with the entry. */
+    set_details(r, REGION_ENTRY_HEALTH, &e->d, body, len, time_real_ms(), time_mono_ms());
+    region_entry_end_write(r, e, changed);
+    region_unlock(r);
+}
+
+void store_server(struct region *r, int index, const char *body, size_t len)
+{
+    struct region_entry *e = region_entry(r, index);
+    struct entry_data *d = &e->d;
+    bool changed;
+
+    if (region_lock(r) != 0)
+        return;
+    region_entry_begin_write(r, e);
+    changed = !d->has_data || !d->healthy || d->body_len != len ||
+              memcmp(region_body(r, index)->body, body, len) != 0;
+    d->kind = ENTRY_SERVER;
+    d->has_data = true;
+    d->healthy = true;
+    d->exists = true;
+    d->source = SOURCE_POLL;
+    d->fetched_real_ms = time_real_ms();
+    d->fetched_mono_ms = time_mono_ms();
+    d->last_success_real_ms = d->fetched_real_ms;
+    snprintf(d->status, sizeof(d->status), "ok");
+    d->last_error[0] = '\0';
+    set_body(r, index, d, body, len);
+    region_entry_end_write(r, e, changed);
+    region_unlock(r);
+}
+
 void store_list(struct region *r, int count)
 {
     struct region_entry *list = region_entry(r, REGION_ENTRY_LIST);

@@ -49,6 +49,20 @@ void store_unlisted(struct region *r, const struct config *cfg, int index, const
 void store_health(struct region *r, bool ping, const char *status, const char *body,
                   size_t len);
 
+/*
+ * store_health_refused - WAHA refused /health with BODY (LEN bytes; WAHA
+ * Core's 422, or a 401/403/404): kept with the health entry's details, so
+ * that GET /health on the gateway answers what WAHA answers, while the
+ * fetcher checks /ping instead.
+ */
+void store_health_refused(struct region *r, const char *body, size_t len);
+
+/*
+ * store_server - WAHA's answer BODY (LEN bytes, a JSON object) to the
+ * server entry INDEX's path (REGION_ENTRY_VERSION, REGION_ENTRY_SERVER).
+ */
+void store_server(struct region *r, int index, const char *body, size_t len);
+
 /* store_list - the session list was fetched: COUNT sessions. */
 void store_list(struct region *r, int count);
 

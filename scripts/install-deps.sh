@@ -3,7 +3,8 @@
 # build, test, run the demo and the benchmark (prometheus: its promtool
 # checks our /metrics in the tests, its service is not used; redis-server:
 # the fleet tests start their own; chromium: the
-# browser tests drive it). Idempotent: installs only what
+# browser tests drive it; nginx-light: test_compat_nginx.py runs
+# packaging/nginx/wahagate.conf in front of the gateway). Idempotent: installs only what
 # is missing, and does nothing (not even apt-get update) when all is there.
 # Run as root, or as a user with sudo.
 #
@@ -28,7 +29,7 @@ BUILD_PACKAGES="
 
 # Tests, benchmark and package (make test, bench, soak, deb).
 TEST_PACKAGES="
-  redis-server
+  redis-server nginx-light
   libcmocka-dev
   python3-pytest
   wrk procps

@@ -51,6 +51,7 @@ WAHA routes:
     POST /api/sessions/{name}/start|stop|restart|logout
     POST /api/sessions/start|stop|logout              (deprecated, name in the body)
     GET  /api/{name}/auth/qr?format=image|raw         POST /api/{name}/auth/request-code
+    POST /api/sendText {session, chatId, text}        (201, WEBJS's message; 422 unless WORKING)
 List items are SessionInfo (no `engine`); GET /api/sessions/{name} adds `engine`, `{}` when the
 session is STOPPED (Plus and Core). --core: only `default` (422 with WAHA's text otherwise),
 `default` STOPPED from boot, /health 422, start of a running session 422.
@@ -82,6 +83,7 @@ Test controls (no auth, JSON in and out, never counted, never faulted; names per
                                always records the status and emits the webhook, even if unchanged)
     DELETE /_sim/sessions/{name}
     GET  /_sim/webhooks        last 100 session.status envelopes emitted (as sent)
+    GET  /_sim/messages        last 1000 texts POST /api/sendText sent: {"session","chatId","text"}
     GET  /_sim/deliveries      last 200 webhook attempts: {"delivery","attempt","url","requestId",
                                "status","error","startedMs","ms","session","sessionStatus","legacy"}
     GET|POST /_sim/config      read/change knobs at run time: apiKey (null = no auth; may be
@@ -145,6 +147,7 @@ class Simulator:
         self.timer_seq = itertools.count()
         self.fault = {"mode": "none"}
         self.webhook_log = deque(maxlen=WEBHOOK_LOG_MAX)
+        self.sent_messages = deque(maxlen=1000)  # POST /api/sendText, for /_sim/messages
         self.sender = webhooks.WebhookSender(verbose=self.verbose, max_in_flight=opts.webhook_max_in_flight)
         self.in_flight = 0
         self.ws = waha_sim_ws.Hub(self, opts)

@@ -27,6 +27,9 @@ def handle_control(sim, req):
     if p == "/_sim/webhooks" and m == "GET":
         with sim.lock:
             return resp_json(200, list(sim.webhook_log))
+    if p == "/_sim/messages" and m == "GET":
+        with sim.lock:
+            return resp_json(200, list(sim.sent_messages))
     if p == "/_sim/deliveries" and m == "GET":
         return resp_json(200, sim.sender.attempts_log())
     if p == "/_sim/config" and m in ("GET", "POST"):

@@ -321,6 +321,49 @@ def r_auth_request_code(sim, req):
     return resp_json(201, {"code": letters[:4] + "-" + letters[4:]})
 
 
+@route("POST", "/api/sendText")
+def r_send_text(sim, req):
+    """src/api/chatting.controller.ts sendText (2024.10.8, github:devlikeapro/waha branch core):
+    getWorkingSession(request.session) is manager.abc.ts waitUntilStatus(name, ['WORKING']):
+    getSession() first (404 "We didn't find a session..." when not running), then the wait for
+    WORKING, then 422 {error, session, status, expected:["WORKING"]}; `session` defaults to
+    "default" (structures/base.dto.ts SessionBaseRequest), `text` to "Hi there!"
+    (chatting.dto.ts MessageTextRequest). The answer is the engine's message, 201 (a POST): for
+    WEBJS whatsapp-web.js's Message, of which these are the fields clients read
+    (structures/responses.dto.ts WAMessage: id, timestamp, from, fromMe, to, body, hasMedia, ack)."""
+    body = req.json()
+    name = body.get("session") or "default"
+    chat_id, text = body.get("chatId"), body.get("text", "Hi there!")
+    if not isinstance(name, str) or not isinstance(chat_id, str) or not isinstance(text, str):
+        return bad_request(["chatId must be a string"])
+    check_scope(req, name)
+    core_guard(sim, name)
+    with sim.lock:
+        if name not in sim.sessions or not sim.sessions[name].running:
+            return not_running(name)
+    _, wait_status, poll = sim.gate_timing()
+    sim.wait_for(lambda: name not in sim.sessions or sim.sessions[name].status == "WORKING",
+                 wait_status, poll)
+    with sim.lock:
+        s = sim.sessions.get(name)
+        if s is None or not s.running:
+            return not_running(name)
+        if s.status != "WORKING":
+            return resp_json(422, {"error": "Session status is not as expected. Try again later or restart "
+                                            "the session", "session": name, "status": s.status,
+                                   "expected": ["WORKING"]})
+        me = (s.me or {}).get("id", "")
+        sim.sent_messages.append({"session": name, "chatId": chat_id, "text": text})
+    to = chat_id if "@" in chat_id else chat_id + "@c.us"  # ensureSuffix()
+    key = os.urandom(10).hex().upper()
+    return resp_json(201, {
+        "id": {"fromMe": True, "remote": to, "id": key, "_serialized": f"true_{to}_{key}"},
+        "ack": 0, "hasMedia": False, "body": text, "type": "chat", "timestamp": now_ms() // 1000,
+        "from": me, "to": to, "deviceType": "web", "isForwarded": False, "forwardingScore": 0,
+        "isStatus": False, "isStarred": False, "fromMe": True, "hasQuotedMsg": False,
+        "hasReaction": False, "vCards": [], "mentionedIds": [], "links": []})
+
+
 def match_route(method, path):
     for m, regex, key, fn in ROUTES:
         if m == method:

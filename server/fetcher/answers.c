@@ -19,6 +19,10 @@
  * the session is not available there, which readers are told in WAHA's
  * words.
  *
+ * WAHA's /api/server/version and /api/server/status (for the clients of
+ * the compat paths, which serve them) are kept as WAHA sent them, once
+ * they are known to be JSON objects; so is WAHA's refusal of /health.
+ *
  * The QR endpoint waits up to 15 s before its 422 when the session is no
  * longer waiting for a scan (4, 9): that 422 is an answer too (the status
  * moved on), and asks for the session's data at once instead of failing
@@ -254,6 +258,8 @@ enum outcome answers_health(struct answers *a, const struct answer *ans, bool *u
      * (health.controller.ts needs server rights); an old WAHA has none. */
     if (!ans->ping && (ans->http == 401 || ans->http == 403 || ans->http == 404 ||
                        ans->http == 422)) {
+        /* Kept: GET /health on the gateway answers what WAHA answered. */
+        store_health_refused(a->region, ans->body, ans->len);
         *use_ping = true;
         return OUTCOME_NONE;
     }
@@ -263,6 +269,29 @@ enum outcome answers_health(struct answers *a, const struct answer *ans, bool *u
         return OUTCOME_OK;
     }
     return ans->http == 200 ? OUTCOME_RETRYABLE : answers_http_error(ans->http);
+}
+
+enum outcome answers_server(struct answers *a, const struct answer *ans, char *why)
+{
+    struct json_object *obj;
+    bool object;
+
+    if (ans->http != 200) {
+        waha_describe_error(ans->http, ans->body, ans->len, why);
+        return answers_http_error(ans->http);
+    }
+    if ((obj = json_parse_bounded(ans->body, ans->len, why, WAHA_WHY_MAX)) == NULL)
+        return OUTCOME_RETRYABLE;
+    object = json_object_is_type(obj, json_type_object);
+    json_object_put(obj);
+    if (!object || ans->len >= REGION_BODY_MAX) {
+        snprintf(why, WAHA_WHY_MAX, "%s is not a JSON object of at most %d bytes",
+                 ans->name, REGION_BODY_MAX - 1);
+        return OUTCOME_RETRYABLE;
+    }
+    /* Kept as WAHA sent it: clients get WAHA's bytes. */
+    store_server(a->region, ans->entry, ans->body, ans->len);
+    return OUTCOME_OK;
 }
 
 static enum outcome qr_image(struct answers *a, const struct answer *ans, char *why)

@@ -70,6 +70,9 @@ enum outcome answers_details(struct answers *a, const struct answer *ans, char *
 enum outcome answers_health(struct answers *a, const struct answer *ans, bool *use_ping,
                             char *why);
 
+/* GET /api/server/version or /api/server/status (ANS->name: the path). */
+enum outcome answers_server(struct answers *a, const struct answer *ans, char *why);
+
 /* GET /api/{name}/auth/qr?format=raw (IMAGE false) or the PNG (IMAGE true). */
 enum outcome answers_qr(struct answers *a, const struct answer *ans, bool image, char *why);
 

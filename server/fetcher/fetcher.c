@@ -15,7 +15,9 @@
  *     its whole object is read, at most once per session_cache_duration;
  *   - a session's QR code only while WAHA says SCAN_QR_CODE and the
  *     session is read;
- *   - WAHA's health, on its own period.
+ *   - WAHA's health, on its own period;
+ *   - WAHA's /api/server/version and /api/server/status (served by the
+ *     compat paths), on the health's period, only while they are read.
  * Due retries go first, then what readers wait for, then refresh-ahead. A
  * target nobody reads is never due: no calls to WAHA when no one looks.
  * Periods: a session min(status_cache_duration, session_cache_duration),
@@ -68,12 +70,12 @@
 #include "transfers.h"
 #include "waha.h"
 
-enum job_kind { JOB_HEALTH, JOB_LIST, JOB_DETAILS, JOB_QR_VALUE, JOB_QR_IMAGE };
+enum job_kind { JOB_HEALTH, JOB_LIST, JOB_DETAILS, JOB_QR_VALUE, JOB_QR_IMAGE, JOB_SERVER };
 
 static const enum target_kind job_target[] = {
     [JOB_HEALTH] = TARGET_HEALTH,   [JOB_LIST] = TARGET_LIST,
     [JOB_DETAILS] = TARGET_DETAILS, [JOB_QR_VALUE] = TARGET_QR,
-    [JOB_QR_IMAGE] = TARGET_QR,
+    [JOB_QR_IMAGE] = TARGET_QR, [JOB_SERVER] = TARGET_SERVER,
 };
 
 struct job {
@@ -124,6 +126,7 @@ static struct {
     struct breaker breaker;
     int entries; /* region_entry_count() */
     struct refresh health, list;
+    struct refresh server[2]; /* REGION_ENTRY_VERSION, REGION_ENTRY_SERVER */
     struct refresh *details, *qr; /* per entry */
     struct snapshot *snap;        /* per entry */
     struct candidate *candidates; /* 2 + 2 per entry */
@@ -138,6 +141,7 @@ static struct refresh *refresh_of(enum target_kind target, int entry)
     case TARGET_HEALTH: return &f.health;
     case TARGET_LIST: return &f.list;
     case TARGET_DETAILS: return &f.details[entry];
+    case TARGET_SERVER: return &f.server[entry == REGION_ENTRY_SERVER];
     case TARGET_QR:
     default: return &f.qr[entry];
     }
@@ -156,7 +160,8 @@ static int64_t session_period(int index, int64_t now)
 static int64_t period_of(enum target_kind target, int entry, int64_t now)
 {
     switch (target) {
-    case TARGET_HEALTH: return f.cfg->backend.health_check_cache_duration;
+    case TARGET_HEALTH:
+    case TARGET_SERVER: return f.cfg->backend.health_check_cache_duration;
     case TARGET_LIST:
     case TARGET_DETAILS: return f.cfg->backend.session_cache_duration;
     case TARGET_QR:
@@ -182,9 +187,11 @@ static void mark_attempt_done(const struct job *j)
     case TARGET_HEALTH: attempt_done(REGION_ENTRY_HEALTH, DEMAND_DATA, now); break;
     case TARGET_LIST:
         /* One list answers for every session. */
-        for (int i = REGION_ENTRY_LIST; i < f.entries; i++)
+        attempt_done(REGION_ENTRY_LIST, DEMAND_DATA, now);
+        for (int i = REGION_ENTRY_FIRST_SESSION; i < f.entries; i++)
             attempt_done(i, DEMAND_DATA, now);
         break;
+    case TARGET_SERVER: attempt_done(j->entry, DEMAND_DATA, now); break;
     case TARGET_DETAILS:
         attempt_done(j->entry, DEMAND_DETAILS, now);
         attempt_done(j->entry, DEMAND_DATA, now);
@@ -201,6 +208,7 @@ static const char *target_name(const struct job *j, char *out, size_t size)
     case JOB_HEALTH: snprintf(out, size, "GET %s", j->ping ? "/ping" : "/health"); break;
     case JOB_LIST: snprintf(out, size, "GET /api/sessions"); break;
     case JOB_DETAILS: snprintf(out, size, "GET /api/sessions/%.64s", name); break;
+    case JOB_SERVER: snprintf(out, size, "GET %.64s", name); break;
     default: snprintf(out, size, "GET /api/%.64s/auth/qr", name); break;
     }
     return out;
@@ -212,7 +220,7 @@ static void record_failure(const struct job *j, const char *why)
 {
     if (j->kind == JOB_HEALTH) {
         store_failure(f.region, REGION_ENTRY_HEALTH, why);
-    } else if (j->kind == JOB_DETAILS) {
+    } else if (j->kind == JOB_DETAILS || j->kind == JOB_SERVER) {
         store_failure(f.region, j->entry, why);
     } else if (j->kind == JOB_LIST) {
         store_failure(f.region, REGION_ENTRY_LIST, why);
@@ -288,7 +296,7 @@ static void count_call(const struct job *j, CURLcode code, long http,
     static const enum upstream_endpoint endpoints[] = {
         [JOB_DETAILS] = UPSTREAM_SESSION, [JOB_HEALTH] = UPSTREAM_HEALTH,
         [JOB_LIST] = UPSTREAM_SESSIONS,   [JOB_QR_VALUE] = UPSTREAM_QR,
-        [JOB_QR_IMAGE] = UPSTREAM_QR,
+        [JOB_QR_IMAGE] = UPSTREAM_QR,     [JOB_SERVER] = UPSTREAM_SERVER,
     };
     enum upstream_endpoint endpoint = j->ping ? UPSTREAM_PING : endpoints[j->kind];
     enum upstream_result result;
@@ -323,6 +331,7 @@ static enum outcome interpret(struct job *j, long http, char *why)
     switch (j->kind) {
     case JOB_LIST: return answers_list(&f.answers, &ans, why);
     case JOB_DETAILS: return answers_details(&f.answers, &ans, why);
+    case JOB_SERVER: return answers_server(&f.answers, &ans, why);
     case JOB_QR_VALUE:
     case JOB_QR_IMAGE: return answers_qr(&f.answers, &ans, j->kind == JOB_QR_IMAGE, why);
     case JOB_HEALTH:
@@ -421,11 +430,15 @@ static void url_of(enum job_kind kind, int index, bool ping, char *url, size_t s
 
     /* Session names are percent-encoded: WAHA holds names like "sales.team"
      * or "a b" (docs/waha-api.md, 9). */
-    if (kind != JOB_HEALTH && kind != JOB_LIST)
+    if (kind != JOB_HEALTH && kind != JOB_LIST && kind != JOB_SERVER)
         name = curl_easy_escape(NULL, f.snap[index].name, 0);
     switch (kind) {
     case JOB_HEALTH: snprintf(url, size, "%s%s", base, ping ? "/ping" : "/health"); break;
     case JOB_LIST: snprintf(url, size, "%s/api/sessions?all=true", base); break;
+    case JOB_SERVER:
+        snprintf(url, size, "%s%s", base,
+                 index == REGION_ENTRY_SERVER ? "/api/server/status" : "/api/server/version");
+        break;
     case JOB_DETAILS:
         snprintf(url, size, "%s/api/sessions/%s", base, name ? name : "");
         break;
@@ -623,6 +636,14 @@ static int gather_candidates(int64_t now)
                                   f.snap[REGION_ENTRY_LIST].fetched_mono_ms, &dm,
                                   f.cfg->backend.session_cache_duration, now));
     add(&n, TARGET_LIST, REGION_ENTRY_LIST, schedule_gate(&f.list, list, now));
+    for (int i = REGION_ENTRY_VERSION; i <= REGION_ENTRY_SERVER; i++) {
+        dm = demand_of(i, DEMAND_DATA);
+        add(&n, TARGET_SERVER, i,
+            schedule_gate(&f.server[i == REGION_ENTRY_SERVER],
+                          schedule_demand_due(f.snap[i].has_data, f.snap[i].fetched_mono_ms,
+                                              &dm, period_of(TARGET_SERVER, i, now), now),
+                          now));
+    }
     return n;
 }
 
@@ -641,6 +662,7 @@ static enum job_kind job_kind_of(const struct candidate *c)
     case TARGET_HEALTH: return JOB_HEALTH;
     case TARGET_LIST: return JOB_LIST;
     case TARGET_DETAILS: return JOB_DETAILS;
+    case TARGET_SERVER: return JOB_SERVER;
     case TARGET_QR:
     default: return s->qr.has_value && !s->qr.png_current ? JOB_QR_IMAGE : JOB_QR_VALUE;
     }

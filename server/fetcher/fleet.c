@@ -8,7 +8,7 @@
  *   <prefix>lease     the leader's token, SET NX PX redis.lock_ttl
  *   <prefix>entries   a hash: entry name -> its JSON record (the last one)
  *   <prefix>changes   channel: every record, as it is stored
- *   <prefix>demand    channel: "want|read session|health|list|qr NAME"
+ *   <prefix>demand    channel: "want|read health|list|details|qr|server NAME"
  *
  * Election: every lock_ttl/5 a follower tries SET NX PX; the leader renews
  * with a script that extends the lease only while it still holds its token,
@@ -121,13 +121,15 @@ bool fleet_may_fetch(void)
  * Records: an entry as JSON.
  */
 
-/* The hash field of entry D: its session name, or @health / @list. */
+/* The hash field of entry D: its session name, @health, @list, or
+ * @server/api/server/... */
 static const char *record_name(const struct entry_data *d, char *out, size_t size)
 {
     if (d->kind == ENTRY_SESSION)
         snprintf(out, size, "%s", d->name);
     else
-        snprintf(out, size, "@%s", entry_kind_names[d->kind]);
+        snprintf(out, size, "@%s%s", entry_kind_names[d->kind],
+                 d->kind == ENTRY_SERVER ? d->name : "");
     return out;
 }
 
@@ -439,6 +441,8 @@ static const char *take(struct json_object *record)
         index = take_list_names(record);
         if (index == -2)
             return "a session list without names";
+    } else if (kind == ENTRY_SERVER) {
+        index = region_server_entry(name);
     } else {
         if (region_lock(fl.region) != 0)
             return NULL;
@@ -533,7 +537,7 @@ void fleet_forward(enum target_kind target, int index, bool wanted, int64_t now)
         now - fl.forwarded_ms[index][target] < FORWARD_EVERY_MS)
         return;
     fl.forwarded_ms[index][target] = now;
-    if (target == TARGET_DETAILS || target == TARGET_QR) {
+    if (target == TARGET_DETAILS || target == TARGET_QR || target == TARGET_SERVER) {
         if (region_lock(fl.region) != 0)
             return;
         snprintf(fl.copy.name, sizeof(fl.copy.name), "%s",
@@ -556,7 +560,8 @@ static void take_demand(const char *text)
         const char *word;
         enum demand_kind kind;
     } kinds[] = {{"health", DEMAND_DATA}, {"list", DEMAND_DATA},
-                 {"details", DEMAND_DETAILS}, {"qr", DEMAND_QR}};
+                 {"details", DEMAND_DETAILS}, {"qr", DEMAND_QR},
+                 {"server", DEMAND_DATA}};
     char verb[8], word[16];
     int64_t now = time_mono_ms();
     int index = -1, at = 0;
@@ -572,6 +577,8 @@ static void take_demand(const char *text)
         return;
     if (k == 0 || k == 1) {
         index = k == 0 ? REGION_ENTRY_HEALTH : REGION_ENTRY_LIST;
+    } else if (k == 4) {
+        index = region_server_entry(text + at);
     } else if (region_lock(fl.region) == 0) {
         index = region_find_session(fl.region, text + at);
         region_unlock(fl.region);

@@ -13,6 +13,7 @@ const char *const target_kind_names[TARGET_KIND_COUNT] = {
     [TARGET_LIST] = "list",
     [TARGET_DETAILS] = "details",
     [TARGET_QR] = "qr",
+    [TARGET_SERVER] = "server",
 };
 
 enum due schedule_demand_due(bool has_data, int64_t fetched_ms, const struct demand_view *dm,

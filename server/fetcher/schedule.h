@@ -2,10 +2,11 @@
  * schedule.h - the fetcher's rules for what to ask WAHA next, as pure
  * functions (no region, no clock, no event loop), pinned by unit tests.
  *
- * WAHA is asked four kinds of things (targets): its health; the session
+ * WAHA is asked five kinds of things (targets): its health; the session
  * list, one GET /api/sessions?all=true that brings the status, me and
  * object of every session at once; one session's details (its engine, which
- * only GET /api/sessions/{name} gives); one session's QR code. A target is
+ * only GET /api/sessions/{name} gives); one session's QR code; WAHA's
+ * /api/server/version or /api/server/status (for the compat paths). A target is
  * due when a reader waits for it, or when readers keep reading it and it
  * has reached 80% of its period (refresh ahead, so readers never wait).
  * The list stands for all the sessions: it is due when any session's data
@@ -25,6 +26,7 @@ enum target_kind {
     TARGET_LIST,       /* GET /api/sessions?all=true: every session's data */
     TARGET_DETAILS,    /* GET /api/sessions/{name}: one session's engine */
     TARGET_QR,         /* GET /api/{name}/auth/qr: one session's QR code */
+    TARGET_SERVER,     /* GET /api/server/version or /status: a server entry */
     TARGET_KIND_COUNT
 };
 

@@ -13,6 +13,12 @@
  * may see (config_key_allows()); a refusal is counted and logged without
  * the secret. server.stats_token protects the stats and the metrics the
  * same way.
+ *
+ * WAHA's own paths (compat_waha.c) have WAHA's doors: without
+ * auth.required, upstream.api_key is the key a client must present, as
+ * WAHA's clients do (X-Api-Key); it is hashed like a client key and the
+ * digests compared with CRYPTO_memcmp(), so the time taken tells nothing
+ * of how much of it matched.
  */
 #include <stdio.h>
 #include <string.h>
@@ -41,8 +47,7 @@ static const char *bearer_token(const char *authorization)
 }
 
 /* The key REQ presents (Bearer, X-Api-Key or ?access_token=), or NULL. */
-static const struct auth_key *presented_key(const struct http_request_view *req,
-                                            bool *presented)
+const struct auth_key *auth_key_of(const struct http_request_view *req, bool *presented)
 {
     char token[256];
     const char *secret = bearer_token(req->header[HEADER_AUTHORIZATION]);
@@ -72,20 +77,42 @@ bool auth_client(const struct http_request_view *req, struct http_response *resp
     rt.key = NULL;
     if (!rt.cfg->auth.required)
         return true;
-    rt.key = presented_key(req, &presented);
+    rt.key = auth_key_of(req, &presented);
     if (rt.key != NULL)
         return true;
-    if (!req->parked) {
-        /* One line per kind, so that repeats collapse in the log. */
-        route_count(COUNTER_AUTH_FAILURES);
-        log_warn(0, "refused a request without a valid client key (%s)",
-                 presented ? "unknown key" : "no key");
-    }
+    auth_refused(req, presented);
     http_response_error(resp, 401, "unauthorized",
                         "this resource needs a client key: Authorization: Bearer <key>, "
                         "X-Api-Key: <key> or ?access_token=<key>");
     http_response_header(resp, "WWW-Authenticate", "Bearer realm=\"wahagate\"");
     return false;
+}
+
+void auth_refused(const struct http_request_view *req, bool presented)
+{
+    if (req->parked)
+        return; /* counted at its first look */
+    /* One line per kind, so that repeats collapse in the log. */
+    route_count(COUNTER_AUTH_FAILURES);
+    log_warn(0, "refused a request without a valid client key (%s)",
+             presented ? "unknown key" : "no key");
+}
+
+bool auth_upstream_key(const struct http_request_view *req, bool *presented)
+{
+    const char *secret = req->header[HEADER_X_API_KEY];
+    const char *key = rt.cfg->upstream.api_key;
+    unsigned char got[32], want[32];
+    char token[256];
+
+    if (secret == NULL && http_query_param(req->query, "x-api-key", token, sizeof(token)) == 0)
+        secret = token;
+    *presented = secret != NULL && secret[0] != '\0';
+    if (!*presented)
+        return false;
+    EVP_Digest(secret, strlen(secret), got, NULL, EVP_sha256(), NULL);
+    EVP_Digest(key, strlen(key), want, NULL, EVP_sha256(), NULL);
+    return CRYPTO_memcmp(got, want, sizeof(got)) == 0;
 }
 
 bool auth_allows(const char *session)

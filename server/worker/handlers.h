@@ -96,6 +96,23 @@ int64_t route_session_max_age(const struct entry_data *d, int64_t base, int64_t 
  */
 bool auth_client(const struct http_request_view *req, struct http_response *resp);
 
+/*
+ * auth_key_of - the client key REQ presents (Authorization: Bearer,
+ * X-Api-Key or ?access_token=) among [auth]'s, or NULL; *PRESENTED says
+ * whether it presented one at all.
+ */
+const struct auth_key *auth_key_of(const struct http_request_view *req, bool *presented);
+
+/*
+ * auth_upstream_key - does REQ present upstream.api_key, as WAHA's clients
+ * send it (X-Api-Key, or ?x-api-key= since WAHA 2026.4.3)? Compared in
+ * constant time. *PRESENTED as above.
+ */
+bool auth_upstream_key(const struct http_request_view *req, bool *presented);
+
+/* auth_refused - count and log (without the secret) a refused request. */
+void auth_refused(const struct http_request_view *req, bool presented);
+
 /* auth_allows - may the request's key (rt.key) see SESSION? */
 bool auth_allows(const char *session);
 
@@ -141,6 +158,28 @@ enum route_result serve_events(const struct http_request_view *req,
                                struct http_response *resp);
 int status_init(void);
 
+/*
+ * sessions.c: what the compat paths (compat_waha.c, compat_seed.c) share
+ * with /api/waha/sessions...: with upstream.sessions = *, the session list
+ * must be there (session_list_judge(): LOOKUP_FOUND when it may be used);
+ * a session's object is data once the fetcher brought it
+ * (session_has_object()); the verdict on an object and its details
+ * (session_judge_object()) and the object as WAHA's GET
+ * /api/sessions/{name} has it (session_render_object()); the verdict on
+ * every session in the key's scope, true when one must be waited for
+ * (session_judge_all()); QR code LQ of entry INDEX in the form REQ asks
+ * for, as WAHA answers (qr_send()).
+ */
+enum lookup session_list_judge(const struct http_request_view *req,
+                               struct http_response *resp);
+bool session_has_object(const struct entry_data *d);
+enum cache_verdict session_judge_object(int index, const struct local_entry *le,
+                                        const struct http_request_view *req);
+bool session_render_object(const struct local_entry *le, struct jbuf *b);
+bool session_judge_all(const struct http_request_view *req, bool *any_miss);
+enum route_result qr_send(const struct http_request_view *req, struct http_response *resp,
+                          int index, struct local_qr *lq);
+
 /* sessions.c: the list, and NAME's object or QR code */
 enum route_result serve_sessions(const struct http_request_view *req,
                                  struct http_response *resp);
@@ -148,6 +187,17 @@ enum route_result serve_session(const struct http_request_view *req,
                                 struct http_response *resp, const char *name);
 enum route_result serve_qr(const struct http_request_view *req,
                            struct http_response *resp, const char *name);
+
+/*
+ * compat_waha.c, compat_seed.c: WAHA's own read paths ([compat] waha_api)
+ * and the original backend's routes ([compat] seed_api). compat_dispatch()
+ * answers REQ when its path is one of theirs and the family is on (true,
+ * with *RESULT); false otherwise, and the request is routes.c's 404.
+ */
+bool compat_dispatch(const struct http_request_view *req, struct http_response *resp,
+                     enum route_result *result);
+bool seed_dispatch(const struct http_request_view *req, struct http_response *resp,
+                   enum route_result *result);
 
 /* webhook.c */
 enum route_result serve_webhook(const struct http_request_view *req,

@@ -8,14 +8,16 @@
  * whether it serves session data, which [auth] protects; the paths under
  * /api/waha/sessions/ and the static assets are matched after it. With
  * server.admin_listen the stats and metrics are served there and only
- * there. Before a handler runs, the request is charged to its client's
- * token bucket (ratelimit.*; a parked request was charged when it arrived
- * and shows that verdict); after it, an allowed Origin gets its CORS
- * headers (rules_cors(): listed origins echoed with credentials, any other
- * "*" when cors_origins has it, Vary: Origin on every answer when CORS is
- * on). The handlers themselves live by subject in status.c,
- * sessions.c, webhook.c and admin.c (handlers.h), with the shared pieces
- * of answers defined here.
+ * there. WAHA's own read paths and the original backend's routes come
+ * last ([compat]: compat_waha.c, compat_seed.c). Before a handler runs,
+ * the request is charged to its client's token bucket (ratelimit.*; a
+ * parked request was charged when it arrived and shows that verdict);
+ * after it, an allowed Origin gets its CORS headers (rules_cors(): listed
+ * origins echoed with credentials, any other "*" when cors_origins has
+ * it, Vary: Origin on every answer when CORS is on). The handlers
+ * themselves live by subject in status.c, sessions.c, webhook.c, admin.c
+ * and compat_*.c (handlers.h), with the shared pieces of answers defined
+ * here.
  *
  * Everything here runs in one worker process, single-threaded.
  */
@@ -262,6 +264,11 @@ static enum route_result dispatch(const struct http_request_view *req,
                                   read_method, &result))
             return result;
     }
+    {
+        enum route_result result; /* WAHA's own paths, the seed's ([compat]) */
+        if (compat_dispatch(req, resp, &result))
+            return result;
+    }
     http_printable(shown, sizeof(shown), path);
     snprintf(message, sizeof(message), "no resource at %s", shown);
     http_response_error(resp, 404, "not_found", message);
@@ -291,7 +298,7 @@ static void cors_headers(const struct http_request_view *req, struct http_respon
                          grant == CORS_ANY ? "*" : origin);
     if (grant == CORS_ORIGIN)
         http_response_header(resp, "Access-Control-Allow-Credentials", "true");
-    http_response_header(resp, "Access-Control-Expose-Headers", "ETag, Age, Retry-After");
+    http_response_header(resp, "Access-Control-Expose-Headers", "ETag, Age, Retry-After, X-Cache");
 }
 
 /* OPTIONS: a browser's preflight before a cross-origin request (its CORS

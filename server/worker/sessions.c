@@ -51,7 +51,7 @@ static int first_session_in_scope(void)
  * are: it must be there (or be waited for). LOOKUP_FOUND when it may be
  * used, even stale.
  */
-static enum lookup judge_session_list(const struct http_request_view *req,
+enum lookup session_list_judge(const struct http_request_view *req,
                                       struct http_response *resp)
 {
     struct local_entry *list = replica_entry(REGION_ENTRY_LIST);
@@ -92,7 +92,7 @@ enum lookup lookup_session(const char *name, const struct http_request_view *req
     if (*index >= 0)
         return LOOKUP_FOUND;
     if (rt.cfg->upstream.all_sessions &&
-        (list = judge_session_list(req, resp)) != LOOKUP_FOUND)
+        (list = session_list_judge(req, resp)) != LOOKUP_FOUND)
         return list;
     if (name == NULL) {
         http_response_error(resp, 503, "no_session", "WAHA lists no session");
@@ -151,7 +151,7 @@ static enum route_result route_of(enum lookup found)
 /* The list item of a session is data once the fetcher brought it, or
  * learned that WAHA has no such session (a webhook brings a status, not
  * the object). */
-static bool has_object(const struct entry_data *d)
+bool session_has_object(const struct entry_data *d)
 {
     return d->has_data && (d->body_len > 0 || !d->exists);
 }
@@ -174,14 +174,14 @@ static enum route_result absent(struct http_response *resp, const struct entry_d
 
 /* Judge the data and the details of session INDEX's object: the verdict
  * that decides (the worse of the two). */
-static enum cache_verdict judge_object(int index, const struct local_entry *le,
+enum cache_verdict session_judge_object(int index, const struct local_entry *le,
                                        const struct http_request_view *req)
 {
     int64_t now = req->now_mono_ms, period = rt.cfg->backend.session_cache_duration;
     enum cache_verdict data, details;
 
     replica_mark_read(index, DEMAND_DETAILS, now);
-    data = replica_judge(index, DEMAND_DATA, has_object(&le->d), le->d.fetched_mono_ms,
+    data = replica_judge(index, DEMAND_DATA, session_has_object(&le->d), le->d.fetched_mono_ms,
                          route_session_max_age(&le->d, period, now),
                          rt.cfg->backend.stale_if_error, now, req->may_wait);
     /* The details of a session WAHA has; of one its list lacks, WAHA's
@@ -198,7 +198,7 @@ static enum cache_verdict judge_object(int index, const struct local_entry *le,
 
 /* The object: the list item, with the details' "engine" last, as WAHA's
  * GET /api/sessions/{name} has it ({...session, engine}). */
-static bool render_object(const struct local_entry *le, struct jbuf *b)
+bool session_render_object(const struct local_entry *le, struct jbuf *b)
 {
     const struct entry_data *d = &le->d;
 
@@ -230,7 +230,7 @@ enum route_result serve_session(const struct http_request_view *req,
     found = named_session(name, req, resp, &index, &le);
     if (found != LOOKUP_FOUND)
         return route_of(found);
-    v = judge_object(index, le, req);
+    v = session_judge_object(index, le, req);
     if (v == CACHE_WAIT)
         return ROUTE_WAIT;
     route_count_verdict(v, req);
@@ -245,7 +245,7 @@ enum route_result serve_session(const struct http_request_view *req,
                             cache_age_ms(le->d.fetched_mono_ms, now), req))
         return ROUTE_DONE;
     jbuf_init(&b, rt.scratch, rt.scratch_size);
-    if ((le = replica_body(index)) == NULL || !render_object(le, &b)) {
+    if ((le = replica_body(index)) == NULL || !session_render_object(le, &b)) {
         http_response_error(resp, 500, "internal", "the session does not fit the buffer");
         return ROUTE_DONE;
     }
@@ -254,7 +254,7 @@ enum route_result serve_session(const struct http_request_view *req,
 }
 
 /* Judge every session in scope; true when one of them must be waited for. */
-static bool judge_sessions(const struct http_request_view *req, bool *any_miss)
+bool session_judge_all(const struct http_request_view *req, bool *any_miss)
 {
     int64_t now = req->now_mono_ms;
     bool wait = false;
@@ -269,7 +269,7 @@ static bool judge_sessions(const struct http_request_view *req, bool *any_miss)
             continue;
         replica_mark_read(i, DEMAND_DATA, now);
         v = replica_judge(
-            i, DEMAND_DATA, has_object(&le->d), le->d.fetched_mono_ms,
+            i, DEMAND_DATA, session_has_object(&le->d), le->d.fetched_mono_ms,
             route_session_max_age(&le->d, rt.cfg->backend.session_cache_duration, now),
             rt.cfg->backend.stale_if_error, now, req->may_wait);
         wait |= v == CACHE_WAIT;
@@ -326,9 +326,9 @@ enum route_result serve_sessions(const struct http_request_view *req,
     struct jbuf b;
 
     if (rt.cfg->upstream.all_sessions &&
-        (list = judge_session_list(req, resp)) != LOOKUP_FOUND)
+        (list = session_list_judge(req, resp)) != LOOKUP_FOUND)
         return route_of(list);
-    if (judge_sessions(req, &any_miss))
+    if (session_judge_all(req, &any_miss))
         return ROUTE_WAIT;
     route_count(any_miss || req->parked ? COUNTER_CACHE_MISSES : COUNTER_CACHE_HITS);
 
@@ -361,9 +361,8 @@ static bool render_qr_json(struct local_qr *lq)
 }
 
 /* The QR LQ of entry INDEX in the form REQ asks for. */
-static enum route_result send_qr(const struct http_request_view *req,
-                                 struct http_response *resp, int index,
-                                 struct local_qr *lq)
+enum route_result qr_send(const struct http_request_view *req, struct http_response *resp,
+                         int index, struct local_qr *lq)
 {
     char format[16], etag[CACHE_ETAG_MAX];
     const char *accept = req->header[HEADER_ACCEPT];
@@ -451,5 +450,5 @@ enum route_result serve_qr(const struct http_request_view *req,
         http_response_header(resp, "Retry-After", "1");
         return ROUTE_DONE;
     }
-    return send_qr(req, resp, index, lq);
+    return qr_send(req, resp, index, lq);
 }

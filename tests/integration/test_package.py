@@ -40,8 +40,11 @@ WANTS_LINK = "/etc/systemd/system/multi-user.target.wants/wahagate.service"
 MAN_PAGES = ["/usr/share/man/man8/wahagate.8.gz", "/usr/share/man/man5/waha.ini.5.gz"]
 DOCS = ["/usr/share/doc/wahagate/README.md.gz", "/usr/share/doc/wahagate/changelog.gz",
         "/usr/share/doc/wahagate/copyright"]
+# The nginx front (README: "Put it in front of existing clients"), as shipped.
+NGINX_EXAMPLE = "/usr/share/doc/wahagate/examples/wahagate.conf"
+NGINX_SOURCE = REPO / "packaging" / "nginx" / "wahagate.conf"
 # Everything the package or its maintainer scripts may create.
-INSTALLED_PATHS = [SBIN, CONFFILE, UNIT, WANTS_LINK, *MAN_PAGES, *DOCS]
+INSTALLED_PATHS = [SBIN, CONFFILE, UNIT, WANTS_LINK, *MAN_PAGES, *DOCS, NGINX_EXAMPLE]
 LEFTOVER_PATHS = [SBIN, "/etc/wahagate", UNIT, WANTS_LINK, *MAN_PAGES,
                   "/usr/share/doc/wahagate",
                   "/var/lib/systemd/deb-systemd-helper-enabled/wahagate.service.dsh-also",
@@ -182,6 +185,7 @@ def check_installed():
 
     code, out = run([SBIN, "-V"])
     assert code == 0 and out.strip() == f"wahagate {VERSION}", out
+    check_nginx_example()
 
     # The packaged configuration: what the service needs, and it passes -t,
     # also as the user wahagate (as ExecStartPre= runs it).
@@ -199,6 +203,23 @@ def check_installed():
     code, out = run(["setpriv", "--reuid=wahagate", "--regid=wahagate", "--clear-groups",
                      SBIN, "-t", "-c", CONFFILE], env=clean_env())
     assert code == 0 and "configuration OK" in out, out
+
+
+def check_nginx_example():
+    """The nginx example is the tree's file, uncompressed, and nginx -t takes
+    it as it is, included in an http block as /etc/nginx/conf.d/ files are."""
+    assert Path(NGINX_EXAMPLE).read_bytes() == NGINX_SOURCE.read_bytes()
+    assert stat.S_IMODE(os.stat(NGINX_EXAMPLE).st_mode) == 0o644
+    prefix = Path(tempfile.mkdtemp(prefix="wahagate-nginx-"))
+    try:
+        (prefix / "nginx.conf").write_text(
+            "pid nginx.pid;\nerror_log error.log;\nevents {}\n"
+            f"http {{ access_log off; include {NGINX_EXAMPLE}; }}\n")
+        code, out = run(["/usr/sbin/nginx", "-t", "-p", f"{prefix}/", "-c", "nginx.conf",
+                         "-e", "error.log"])
+        assert code == 0 and "test is successful" in out, out
+    finally:
+        shutil.rmtree(prefix, ignore_errors=True)
 
 
 def check_run_as_wahagate(sim, workdir):

@@ -161,12 +161,18 @@ static void test_create_layout(void **state)
     close(fd);
     assert_int_equal((size_t)st.st_size, reg.size);
 
-    /* Entry 0 is health; the list entry (1) and the sessions are free and
+    /* Entry 0 is health, 2 and 3 WAHA's server version and status (named
+     * by their paths); the list entry (1) and the sessions are free and
      * empty; no QR slot is lent; the name index is empty. */
     assert_int_equal(region_entry(&reg, REGION_ENTRY_HEALTH)->d.kind, ENTRY_HEALTH);
+    assert_int_equal(region_entry(&reg, REGION_ENTRY_VERSION)->d.kind, ENTRY_SERVER);
+    assert_string_equal(region_entry(&reg, REGION_ENTRY_VERSION)->d.name,
+                        "/api/server/version");
+    assert_int_equal(region_entry(&reg, REGION_ENTRY_SERVER)->d.kind, ENTRY_SERVER);
+    assert_string_equal(region_entry(&reg, REGION_ENTRY_SERVER)->d.name, "/api/server/status");
     for (int i = 0; i < region_entry_count(&reg); i++) {
         struct region_entry *e = region_entry(&reg, i);
-        if (i != REGION_ENTRY_HEALTH)
+        if (i != REGION_ENTRY_HEALTH && i != REGION_ENTRY_VERSION && i != REGION_ENTRY_SERVER)
             assert_int_equal(e->d.kind, ENTRY_FREE);
         assert_false(e->d.has_data);
         assert_int_equal(e->seq % 2, 0);

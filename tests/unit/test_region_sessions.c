@@ -283,7 +283,7 @@ static void test_find_at_scale(void **state)
     enum { N = 1000 };
     static char list[N][REGION_NAME_MAX];
     static int out[N];
-    static bool used[2 + N];
+    static bool used[REGION_ENTRY_FIRST_SESSION + N];
 
     (void)state;
     for (int i = 0; i < N; i++)
@@ -293,7 +293,7 @@ static void test_find_at_scale(void **state)
     assert_int_equal(set_sessions((const char(*)[REGION_NAME_MAX])list, N, out), 0);
     memset(used, 0, sizeof(used));
     for (int i = 0; i < N; i++) {
-        assert_true(out[i] >= REGION_ENTRY_FIRST_SESSION && out[i] < 2 + N);
+        assert_true(out[i] >= REGION_ENTRY_FIRST_SESSION && out[i] < REGION_ENTRY_FIRST_SESSION + N);
         assert_false(used[out[i]]);
         used[out[i]] = true;
         if (region_find_session(&reg, list[i]) != out[i])
