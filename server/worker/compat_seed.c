@@ -57,7 +57,8 @@ static void seed_headers(struct http_response *resp, enum cache_verdict v,
     bool stale = v != CACHE_FRESH && !req->parked;
 
     http_response_header(resp, "Cache-Control", "max-age=%lld",
-                         stale ? 0LL : (long long)cache_max_age_seconds(max_age_ms, age_ms));
+                         stale ? 0LL
+                               : (long long)cache_max_age_seconds(max_age_ms, age_ms));
     route_header_int(resp, "Age", age_ms / 1000);
     http_response_header(resp, "X-Cache", "%s",
                          v == CACHE_FRESH && !req->parked ? "HIT"
@@ -83,8 +84,8 @@ static void status_figures(const struct local_entry *le, enum cache_verdict v,
                            struct seed_status *s)
 {
     bool data = le != NULL && le->d.has_data && v != CACHE_EMPTY && v != CACHE_TOO_OLD;
-    bool reachable = data && v == CACHE_FRESH && le->d.healthy &&
-                     replica_circuit() == CIRCUIT_CLOSED;
+    bool reachable =
+        data && v == CACHE_FRESH && le->d.healthy && replica_circuit() == CIRCUIT_CLOSED;
 
     memset(s, 0, sizeof(*s));
     s->now_real_ms = time_real_ms();
@@ -118,15 +119,16 @@ static enum route_result serve_seed_status(const struct http_request_view *req,
         replica_mark_read(index, DEMAND_DATA, now);
         replica_mark_read(index, DEMAND_QR, now); /* its QR code is asked next */
         max_age = route_session_max_age(&le->d, max_age, now);
-        v = replica_judge(index, DEMAND_DATA, le->d.has_data, le->d.fetched_mono_ms, max_age,
-                          rt.cfg->backend.stale_if_error, now, req->may_wait);
+        v = replica_judge(index, DEMAND_DATA, le->d.has_data, le->d.fetched_mono_ms,
+                          max_age, rt.cfg->backend.stale_if_error, now, req->may_wait);
         if (v == CACHE_WAIT)
             return ROUTE_WAIT;
     }
     route_count_verdict(v, req);
     status_figures(le, v, &s);
     seed_headers(resp, v, req, max_age,
-                 le != NULL && le->d.has_data ? cache_age_ms(le->d.fetched_mono_ms, now) : 0);
+                 le != NULL && le->d.has_data ? cache_age_ms(le->d.fetched_mono_ms, now)
+                                              : 0);
     jbuf_init(&b, rt.scratch, rt.scratch_size);
     compat_seed_status(&b, &s);
     seed_json(resp, &b);
@@ -150,23 +152,21 @@ static enum route_result serve_seed_qr(const struct http_request_view *req,
 
     switch (lookup_session(NULL, req, resp, &index)) {
     case LOOKUP_WAIT: return ROUTE_WAIT;
-    case LOOKUP_ANSWERED: return seed_error(resp, 500, "No WhatsApp session to show a QR code of");
+    case LOOKUP_ANSWERED:
+        return seed_error(resp, 500, "No WhatsApp session to show a QR code of");
     case LOOKUP_FOUND: break;
     }
     if ((le = replica_entry(index)) == NULL)
         return seed_error(resp, 500, "Failed to read the cache");
-    replica_mark_read(index, DEMAND_DATA, now);
-    replica_mark_read(index, DEMAND_QR, now);
-    v = replica_judge(
-        index, DEMAND_DATA, le->d.has_data, le->d.fetched_mono_ms,
-        route_session_max_age(&le->d, rt.cfg->backend.status_cache_duration, now),
-        rt.cfg->backend.stale_if_error, now, req->may_wait);
+    v = session_judge_qr_status(index, le, req);
     if (v == CACHE_WAIT)
         return ROUTE_WAIT;
-    if (v == CACHE_EMPTY || v == CACHE_TOO_OLD || strcmp(le->d.raw_status, "SCAN_QR_CODE") != 0) {
+    if (v == CACHE_EMPTY || v == CACHE_TOO_OLD ||
+        strcmp(le->d.raw_status, "SCAN_QR_CODE") != 0) {
         route_count_verdict(v, req);
         snprintf(message, sizeof(message), "QR code not available (session status: %s)",
-                 v == CACHE_EMPTY || v == CACHE_TOO_OLD ? "disconnected" : le->d.raw_status);
+                 v == CACHE_EMPTY || v == CACHE_TOO_OLD ? "disconnected"
+                                                        : le->d.raw_status);
         return seed_error(resp, 500, message);
     }
     lq = replica_qr(index);
@@ -267,7 +267,8 @@ bool seed_dispatch(const struct http_request_view *req, struct http_response *re
     for (size_t m = 0; m < sizeof(mounts) / sizeof(mounts[0]) && rest == NULL; m++)
         if (strncmp(req->path, mounts[m], strlen(mounts[m])) == 0)
             rest = req->path + strlen(mounts[m]);
-    for (size_t i = 0; rest != NULL && i < sizeof(seed_routes) / sizeof(seed_routes[0]); i++) {
+    for (size_t i = 0; rest != NULL && i < sizeof(seed_routes) / sizeof(seed_routes[0]);
+         i++) {
         bool post = strcmp(seed_routes[i].path, "auth/qr") == 0;
         if (strcmp(rest, seed_routes[i].path) != 0)
             continue;

@@ -60,7 +60,8 @@ static enum route_result waha_error(struct http_response *resp, int status,
     return ROUTE_DONE;
 }
 
-static void waha_json(struct http_response *resp, int status, const char *body, size_t len)
+static void waha_json(struct http_response *resp, int status, const char *body,
+                      size_t len)
 {
     route_json(resp, body, len);
     resp->status = status;
@@ -71,7 +72,7 @@ static void x_cache(struct http_response *resp, enum cache_verdict v,
                     const struct http_request_view *req)
 {
     http_response_header(resp, "X-Cache", "%s",
-                         v == CACHE_STALE                  ? "STALE"
+                         v == CACHE_STALE                   ? "STALE"
                          : v == CACHE_FRESH && !req->parked ? "HIT"
                                                             : "MISS");
 }
@@ -82,7 +83,8 @@ static void freshness(struct http_response *resp, bool stale, int64_t max_age_ms
 {
     http_response_header(resp, "Cache-Control",
                          "max-age=%lld, stale-while-revalidate=%lld, stale-if-error=%lld",
-                         stale ? 0LL : (long long)cache_max_age_seconds(max_age_ms, age_ms),
+                         stale ? 0LL
+                               : (long long)cache_max_age_seconds(max_age_ms, age_ms),
                          (long long)(max_age_ms / 1000),
                          (long long)(rt.cfg->backend.stale_if_error / 1000));
     route_header_int(resp, "Age", age_ms / 1000);
@@ -97,8 +99,9 @@ static enum route_result unavailable(struct http_response *resp, enum cache_verd
 
     route_unavailable(resp, v, d, "this", now); /* status and Retry-After */
     snprintf(message, sizeof(message), "%s%s%s",
-             v == CACHE_TOO_OLD ? "wahagate: WAHA's last answer is older than stale_if_error"
-                                : "wahagate: no answer from WAHA yet",
+             v == CACHE_TOO_OLD
+                 ? "wahagate: WAHA's last answer is older than stale_if_error"
+                 : "wahagate: no answer from WAHA yet",
              d->last_error[0] ? ": " : "", d->last_error);
     waha_error(resp, 503, message, false);
     http_response_header(resp, "X-Cache", "MISS");
@@ -111,7 +114,8 @@ static enum route_result unavailable(struct http_response *resp, enum cache_verd
 
 /* May REQ pass WAHA's door (SERVER: a server endpoint, which needs an
  * admin's key)? Else RESP is WAHA's 401 or 403. */
-static bool door(const struct http_request_view *req, struct http_response *resp, bool server)
+static bool door(const struct http_request_view *req, struct http_response *resp,
+                 bool server)
 {
     bool presented;
 
@@ -166,59 +170,27 @@ static enum lookup find(const char *name, const struct http_request_view *req,
  * Sessions.
  */
 
-/* The sessions in scope as WAHA lists them, running ones only unless ALL,
- * into B over SIZE bytes of the scratch buffer (SIZE 0: measure, *NEED). */
-static bool list_bodies(struct jbuf *b, size_t size, size_t *need, bool all,
-                        int64_t *oldest, int64_t now)
-{
-    char *out = size > 0 ? route_scratch(size) : NULL;
-
-    *need = 2;
-    if (size > 0 && out == NULL)
-        return false;
-    jbuf_init(b, out, size);
-    jbuf_raw(b, "[");
-    for (int i = REGION_ENTRY_FIRST_SESSION; i < replica_entry_count(); i++) {
-        const struct local_entry *le =
-            replica_is_session(i) && auth_allows(replica_session_name(i)) ? replica_body(i)
-                                                                           : NULL;
-        if (le == NULL || !le->d.has_data || !le->d.exists || le->d.body_len == 0 ||
-            (!all && strcmp(le->d.raw_status, "STOPPED") == 0))
-            continue;
-        *need += le->d.body_len + 1;
-        if (cache_age_ms(le->d.fetched_mono_ms, now) > *oldest)
-            *oldest = cache_age_ms(le->d.fetched_mono_ms, now);
-        if (b->len > 1)
-            jbuf_raw(b, ",");
-        jbuf_mem(b, le->body, le->d.body_len);
-    }
-    jbuf_raw(b, "]");
-    return size > 0 && !b->overflow;
-}
-
 static enum route_result serve_list(const struct http_request_view *req,
                                     struct http_response *resp)
 {
     char value[16];
-    bool all = false, any_miss, done = false;
+    bool all = false, any_miss;
     int64_t oldest = 0;
-    size_t need = 0;
     enum lookup list;
     struct jbuf b;
     int param = http_query_param(req->query, "all", value, sizeof(value));
 
     if (param == -2 || (param == 0 && compat_bool_param(value, &all) != 0))
         return waha_error(resp, 400, "all must be a boolean value", true);
-    if (rt.cfg->upstream.all_sessions && (list = session_list_judge(req, resp)) != LOOKUP_FOUND)
+    if (rt.cfg->upstream.all_sessions &&
+        (list = session_list_judge(req, resp)) != LOOKUP_FOUND)
         return list == LOOKUP_WAIT ? ROUTE_WAIT : ROUTE_DONE;
     if (session_judge_all(req, &any_miss))
         return ROUTE_WAIT;
     route_count(any_miss || req->parked ? COUNTER_CACHE_MISSES : COUNTER_CACHE_HITS);
-    list_bodies(&b, 0, &need, all, &oldest, req->now_mono_ms);
-    for (int attempt = 0; attempt < 4 && !done; attempt++, need *= 2)
-        done = list_bodies(&b, need, &need, all, &oldest, req->now_mono_ms);
-    if (!done)
-        return waha_error(resp, 500, "wahagate: out of memory for the session list", false);
+    if (!session_list_render(&b, !all, &oldest, req->now_mono_ms))
+        return waha_error(resp, 500, "wahagate: out of memory for the session list",
+                          false);
     freshness(resp, false, rt.cfg->backend.session_cache_duration, oldest);
     x_cache(resp, any_miss ? CACHE_STALE : CACHE_FRESH, req);
     waha_json(resp, 200, b.data, b.len);
@@ -240,13 +212,15 @@ static enum cache_verdict judge_item(int index, const struct local_entry *le,
 
 /* Entry INDEX at its sequence number: validators, freshness, X-Cache;
  * true when RESP is now a 304. */
-static bool entry_headers(struct http_response *resp, int index, const struct local_entry *le,
-                          enum cache_verdict v, const struct http_request_view *req)
+static bool entry_headers(struct http_response *resp, int index,
+                          const struct local_entry *le, enum cache_verdict v,
+                          const struct http_request_view *req)
 {
     x_cache(resp, v, req);
     return route_cache_headers(resp, index, le->seq / 2, v == CACHE_STALE,
                                rt.cfg->backend.session_cache_duration,
-                               cache_age_ms(le->d.fetched_mono_ms, req->now_mono_ms), req);
+                               cache_age_ms(le->d.fetched_mono_ms, req->now_mono_ms),
+                               req);
 }
 
 /* GET /api/sessions/{name}: the list item with "engine" (sessions.c). */
@@ -277,7 +251,8 @@ static enum route_result serve_object(const struct http_request_view *req,
         return ROUTE_DONE;
     jbuf_init(&b, rt.scratch, rt.scratch_size);
     if ((le = replica_body(index)) == NULL || !session_render_object(le, &b))
-        return waha_error(resp, 500, "wahagate: the session does not fit the buffer", false);
+        return waha_error(resp, 500, "wahagate: the session does not fit the buffer",
+                          false);
     waha_json(resp, 200, b.data, b.len);
     return ROUTE_DONE;
 }
@@ -351,13 +326,15 @@ static enum route_result send_code(const struct http_request_view *req,
                       lq ? lq->d.fetched_mono_ms : 0, INT64_MAX / 4, INT64_MAX / 4, now,
                       req->may_wait);
     if (v == CACHE_WAIT) {
-        if (le != NULL && cache_age_ms(le->d.fetched_mono_ms, now) >= QR_STATUS_RECHECK_MS)
+        if (le != NULL &&
+            cache_age_ms(le->d.fetched_mono_ms, now) >= QR_STATUS_RECHECK_MS)
             replica_want(index, DEMAND_DATA, now); /* see serve_qr() */
         return ROUTE_WAIT;
     }
     route_count_verdict(v, req);
     if (lq == NULL || !lq->d.has_qr) {
-        waha_error(resp, 503, "wahagate: WAHA has not given this session's QR code yet", false);
+        waha_error(resp, 503, "wahagate: WAHA has not given this session's QR code yet",
+                   false);
         http_response_header(resp, "Retry-After", "1");
         return ROUTE_DONE;
     }
@@ -382,19 +359,15 @@ static enum route_result serve_code(const struct http_request_view *req,
 
     int param = http_query_param(req->query, "format", format, sizeof(format));
 
-    if (param == -2 || (param == 0 && strcmp(format, "image") != 0 && strcmp(format, "raw") != 0))
-        return waha_error(resp, 400, "format must be one of the following values: image, raw",
-                          true);
+    if (param == -2 ||
+        (param == 0 && strcmp(format, "image") != 0 && strcmp(format, "raw") != 0))
+        return waha_error(resp, 400,
+                          "format must be one of the following values: image, raw", true);
     if ((found = find(name, req, resp, &index)) != LOOKUP_FOUND)
         return found == LOOKUP_WAIT ? ROUTE_WAIT : ROUTE_DONE;
     if (index < 0 || (le = replica_entry(index)) == NULL)
         return qr_gate(resp, name, NULL);
-    replica_mark_read(index, DEMAND_DATA, now);
-    replica_mark_read(index, DEMAND_QR, now);
-    v = replica_judge(
-        index, DEMAND_DATA, le->d.has_data, le->d.fetched_mono_ms,
-        route_session_max_age(&le->d, rt.cfg->backend.status_cache_duration, now),
-        rt.cfg->backend.stale_if_error, now, req->may_wait);
+    v = session_judge_qr_status(index, le, req);
     if (v == CACHE_WAIT)
         return ROUTE_WAIT;
     if (v == CACHE_EMPTY || v == CACHE_TOO_OLD) {
@@ -503,7 +476,17 @@ static enum route_result serve_server(const struct http_request_view *req,
  * Dispatch.
  */
 
-enum waha_path { P_NONE, P_PING, P_HEALTH, P_VERSION, P_STATUS, P_LIST, P_OBJECT, P_ME, P_QR };
+enum waha_path {
+    P_NONE,
+    P_PING,
+    P_HEALTH,
+    P_VERSION,
+    P_STATUS,
+    P_LIST,
+    P_OBJECT,
+    P_ME,
+    P_QR
+};
 
 /* Which WAHA path PATH is; the session it names into NAME. */
 static enum waha_path waha_path_of(const char *path, char *name, size_t size)
@@ -592,7 +575,8 @@ bool compat_dispatch(const struct http_request_view *req, struct http_response *
         return false;
     resp->endpoint = endpoints[p];
     if (req->method != METHOD_GET && req->method != METHOD_HEAD) {
-        waha_error(resp, 405, "wahagate serves WAHA's reads only: send this to WAHA", false);
+        waha_error(resp, 405, "wahagate serves WAHA's reads only: send this to WAHA",
+                   false);
         http_response_header(resp, "Allow", "GET, HEAD");
         *result = ROUTE_DONE;
         return true;

@@ -167,8 +167,13 @@ int status_init(void);
  * (session_judge_object()) and the object as WAHA's GET
  * /api/sessions/{name} has it (session_render_object()); the verdict on
  * every session in the key's scope, true when one must be waited for
- * (session_judge_all()); QR code LQ of entry INDEX in the form REQ asks
- * for, as WAHA answers (qr_send()).
+ * (session_judge_all()); the sessions in scope as WAHA's GET
+ * /api/sessions lists them, without the STOPPED ones when RUNNING_ONLY,
+ * *OLDEST the age of the oldest (session_list_render(), in the scratch
+ * buffer; false when memory is short); the verdict on the status of a
+ * session whose QR code is read, marking both read
+ * (session_judge_qr_status()); QR code LQ of entry INDEX in the form REQ
+ * asks for, as WAHA answers (qr_send()).
  */
 enum lookup session_list_judge(const struct http_request_view *req,
                                struct http_response *resp);
@@ -177,6 +182,9 @@ enum cache_verdict session_judge_object(int index, const struct local_entry *le,
                                         const struct http_request_view *req);
 bool session_render_object(const struct local_entry *le, struct jbuf *b);
 bool session_judge_all(const struct http_request_view *req, bool *any_miss);
+bool session_list_render(struct jbuf *b, bool running_only, int64_t *oldest, int64_t now);
+enum cache_verdict session_judge_qr_status(int index, const struct local_entry *le,
+                                           const struct http_request_view *req);
 enum route_result qr_send(const struct http_request_view *req, struct http_response *resp,
                           int index, struct local_qr *lq);
 

@@ -52,7 +52,7 @@ static int first_session_in_scope(void)
  * used, even stale.
  */
 enum lookup session_list_judge(const struct http_request_view *req,
-                                      struct http_response *resp)
+                               struct http_response *resp)
 {
     struct local_entry *list = replica_entry(REGION_ENTRY_LIST);
     enum cache_verdict v;
@@ -63,8 +63,7 @@ enum lookup session_list_judge(const struct http_request_view *req,
     }
     replica_mark_read(REGION_ENTRY_LIST, DEMAND_DATA, req->now_mono_ms);
     v = replica_judge(REGION_ENTRY_LIST, DEMAND_DATA, list->d.has_data,
-                      list->d.fetched_mono_ms,
-                      rt.cfg->backend.session_cache_duration,
+                      list->d.fetched_mono_ms, rt.cfg->backend.session_cache_duration,
                       rt.cfg->backend.stale_if_error, req->now_mono_ms, req->may_wait);
     if (v == CACHE_WAIT)
         return LOOKUP_WAIT;
@@ -175,15 +174,16 @@ static enum route_result absent(struct http_response *resp, const struct entry_d
 /* Judge the data and the details of session INDEX's object: the verdict
  * that decides (the worse of the two). */
 enum cache_verdict session_judge_object(int index, const struct local_entry *le,
-                                       const struct http_request_view *req)
+                                        const struct http_request_view *req)
 {
     int64_t now = req->now_mono_ms, period = rt.cfg->backend.session_cache_duration;
     enum cache_verdict data, details;
 
     replica_mark_read(index, DEMAND_DETAILS, now);
-    data = replica_judge(index, DEMAND_DATA, session_has_object(&le->d), le->d.fetched_mono_ms,
-                         route_session_max_age(&le->d, period, now),
-                         rt.cfg->backend.stale_if_error, now, req->may_wait);
+    data =
+        replica_judge(index, DEMAND_DATA, session_has_object(&le->d),
+                      le->d.fetched_mono_ms, route_session_max_age(&le->d, period, now),
+                      rt.cfg->backend.stale_if_error, now, req->may_wait);
     /* The details of a session WAHA has; of one its list lacks, WAHA's
      * word on why (store_unlisted()). */
     details = !le->d.has_data
@@ -279,9 +279,11 @@ bool session_judge_all(const struct http_request_view *req, bool *any_miss)
 }
 
 /* The sessions in scope as WAHA lists them (without "engine", as WAHA's
- * GET /api/sessions), into B over at most SIZE bytes of the scratch
- * buffer; with SIZE 0, only the size it takes (*NEED). */
-static bool list_bodies(struct jbuf *b, size_t size, size_t *need)
+ * GET /api/sessions; without the STOPPED ones when RUNNING_ONLY), into B
+ * over at most SIZE bytes of the scratch buffer; with SIZE 0, only the
+ * size it takes (*NEED). *OLDEST grows to the age of the oldest item. */
+static bool list_bodies(struct jbuf *b, size_t size, size_t *need, bool running_only,
+                        int64_t *oldest, int64_t now)
 {
     char *out = size > 0 ? route_scratch(size) : NULL;
 
@@ -292,11 +294,15 @@ static bool list_bodies(struct jbuf *b, size_t size, size_t *need)
     jbuf_raw(b, "[");
     for (int i = REGION_ENTRY_FIRST_SESSION; i < replica_entry_count(); i++) {
         const struct local_entry *le =
-            replica_is_session(i) && auth_allows(replica_session_name(i)) ? replica_body(i)
-                                                                           : NULL;
-        if (le == NULL || !le->d.has_data || !le->d.exists || le->d.body_len == 0)
+            replica_is_session(i) && auth_allows(replica_session_name(i))
+                ? replica_body(i)
+                : NULL;
+        if (le == NULL || !le->d.has_data || !le->d.exists || le->d.body_len == 0 ||
+            (running_only && strcmp(le->d.raw_status, "STOPPED") == 0))
             continue;
         *need += le->d.body_len + 1;
+        if (cache_age_ms(le->d.fetched_mono_ms, now) > *oldest)
+            *oldest = cache_age_ms(le->d.fetched_mono_ms, now);
         if (b->len > 1)
             jbuf_raw(b, ",");
         jbuf_mem(b, le->body, le->d.body_len);
@@ -305,15 +311,15 @@ static bool list_bodies(struct jbuf *b, size_t size, size_t *need)
     return size > 0 && !b->overflow;
 }
 
-/* The list into B: measured, then written (again, larger, should an entry
- * have grown in between). */
-static bool render_list(struct jbuf *b)
+bool session_list_render(struct jbuf *b, bool running_only, int64_t *oldest, int64_t now)
 {
     size_t need = 0;
 
-    list_bodies(b, 0, &need);
+    /* Measured, then written (again, larger, should an entry have grown in
+     * between). */
+    list_bodies(b, 0, &need, running_only, oldest, now);
     for (int attempt = 0; attempt < 4; attempt++, need *= 2)
-        if (list_bodies(b, need, &need))
+        if (list_bodies(b, need, &need, running_only, oldest, now))
             return true;
     return false;
 }
@@ -322,6 +328,7 @@ enum route_result serve_sessions(const struct http_request_view *req,
                                  struct http_response *resp)
 {
     bool any_miss;
+    int64_t oldest = 0;
     enum lookup list;
     struct jbuf b;
 
@@ -332,7 +339,7 @@ enum route_result serve_sessions(const struct http_request_view *req,
         return ROUTE_WAIT;
     route_count(any_miss || req->parked ? COUNTER_CACHE_MISSES : COUNTER_CACHE_HITS);
 
-    if (!render_list(&b)) {
+    if (!session_list_render(&b, false, &oldest, req->now_mono_ms)) {
         http_response_error(resp, 500, "internal", "out of memory for the session list");
         return ROUTE_DONE;
     }
@@ -360,9 +367,24 @@ static bool render_qr_json(struct local_qr *lq)
     return true;
 }
 
+enum cache_verdict session_judge_qr_status(int index, const struct local_entry *le,
+                                           const struct http_request_view *req)
+{
+    int64_t now = req->now_mono_ms;
+
+    /* The status decides whether there is a QR: it must be current. The
+     * code is read too: it is fetched ahead while WAHA waits for a scan. */
+    replica_mark_read(index, DEMAND_DATA, now);
+    replica_mark_read(index, DEMAND_QR, now);
+    return replica_judge(
+        index, DEMAND_DATA, le->d.has_data, le->d.fetched_mono_ms,
+        route_session_max_age(&le->d, rt.cfg->backend.status_cache_duration, now),
+        rt.cfg->backend.stale_if_error, now, req->may_wait);
+}
+
 /* The QR LQ of entry INDEX in the form REQ asks for. */
 enum route_result qr_send(const struct http_request_view *req, struct http_response *resp,
-                         int index, struct local_qr *lq)
+                          int index, struct local_qr *lq)
 {
     char format[16], etag[CACHE_ETAG_MAX];
     const char *accept = req->header[HEADER_ACCEPT];
@@ -412,12 +434,7 @@ enum route_result serve_qr(const struct http_request_view *req,
     found = named_session(name, req, resp, &index, &le);
     if (found != LOOKUP_FOUND)
         return route_of(found);
-    /* The status decides whether there is a QR: it must be current. */
-    replica_mark_read(index, DEMAND_QR, now);
-    v = replica_judge(
-        index, DEMAND_DATA, le->d.has_data, le->d.fetched_mono_ms,
-        route_session_max_age(&le->d, rt.cfg->backend.status_cache_duration, now),
-        rt.cfg->backend.stale_if_error, now, req->may_wait);
+    v = session_judge_qr_status(index, le, req);
     if (v == CACHE_WAIT)
         return ROUTE_WAIT;
     if (v == CACHE_EMPTY) {

@@ -25,6 +25,20 @@
 #include "log.h"
 #include "rules.h"
 
+/* The end of the "upstream" member and the start of "cache" that the
+ * status object and the health object share: D's last success and error,
+ * and where and when its data came from. */
+static void render_sources(struct jbuf *b, const struct entry_data *d)
+{
+    jbuf_time(b, d->last_success_real_ms);
+    jbuf_raw(b, ",\"lastError\":");
+    jbuf_string(b, d->last_error[0] ? d->last_error : NULL);
+    jbuf_raw(b, "},\"cache\":{\"source\":");
+    jbuf_string(b, entry_source_names[d->source < SOURCE_COUNT ? d->source : 0]);
+    jbuf_raw(b, ",\"fetchedAt\":");
+    jbuf_time(b, d->fetched_real_ms);
+}
+
 /* The [frontend] values as JSON, rendered once (status_init()). */
 static char config_body[256];
 static size_t config_body_len;
@@ -49,13 +63,7 @@ static void render_status_prefix(struct local_entry *le, enum circuit_state circ
     jbuf_printf(&b, ",\"upstream\":{\"healthy\":%s,\"circuit\":\"%s\",\"lastSuccessAt\":",
                 d->healthy && circuit == CIRCUIT_CLOSED ? "true" : "false",
                 circuit_state_names[circuit]);
-    jbuf_time(&b, d->last_success_real_ms);
-    jbuf_raw(&b, ",\"lastError\":");
-    jbuf_string(&b, d->last_error[0] ? d->last_error : NULL);
-    jbuf_raw(&b, "},\"cache\":{\"source\":");
-    jbuf_string(&b, entry_source_names[d->source < SOURCE_COUNT ? d->source : 0]);
-    jbuf_raw(&b, ",\"fetchedAt\":");
-    jbuf_time(&b, d->fetched_real_ms);
+    render_sources(&b, d);
     jbuf_raw(&b, ",\"ageMs\":");
     le->prefix_len = b.overflow ? 0 : b.len;
     le->rendered_seq = le->seq;
@@ -208,13 +216,7 @@ enum route_result serve_health(const struct http_request_view *req,
     jbuf_string(&b, d->status);
     jbuf_printf(&b, ",\"circuit\":\"%s\",\"events\":\"%s\",\"lastSuccessAt\":",
                 circuit_state_names[circuit], events_state_names[replica_events()]);
-    jbuf_time(&b, d->last_success_real_ms);
-    jbuf_raw(&b, ",\"lastError\":");
-    jbuf_string(&b, d->last_error[0] ? d->last_error : NULL);
-    jbuf_raw(&b, "},\"cache\":{\"source\":");
-    jbuf_string(&b, entry_source_names[d->source < SOURCE_COUNT ? d->source : 0]);
-    jbuf_raw(&b, ",\"fetchedAt\":");
-    jbuf_time(&b, d->fetched_real_ms);
+    render_sources(&b, d);
     jbuf_printf(&b, ",\"ageMs\":%lld,\"maxAgeMs\":%lld,\"stale\":%s}}", (long long)age,
                 (long long)max_age, stale ? "true" : "false");
     route_json(resp, b.data, b.len);
