@@ -39,7 +39,6 @@
 #include "waha.h"
 
 #define WAHA_JSON "application/json; charset=utf-8"
-#define QR_STATUS_RECHECK_MS 1000 /* as sessions.c */
 
 /*========================================================================
  * Answers in WAHA's shapes.
@@ -315,22 +314,15 @@ static enum route_result qr_gate(struct http_response *resp, const char *name,
 
 /* The QR code of session INDEX (LE), which waits for a scan. */
 static enum route_result send_code(const struct http_request_view *req,
-                                   struct http_response *resp, int index)
+                                   struct http_response *resp, int index,
+                                   const struct local_entry *le)
 {
-    int64_t now = req->now_mono_ms;
-    struct local_qr *lq = replica_qr(index);
-    struct local_entry *le = replica_entry(index);
+    struct local_qr *lq;
     enum cache_verdict v;
 
-    v = replica_judge(index, DEMAND_QR, lq != NULL && lq->d.has_qr,
-                      lq ? lq->d.fetched_mono_ms : 0, INT64_MAX / 4, INT64_MAX / 4, now,
-                      req->may_wait);
-    if (v == CACHE_WAIT) {
-        if (le != NULL &&
-            cache_age_ms(le->d.fetched_mono_ms, now) >= QR_STATUS_RECHECK_MS)
-            replica_want(index, DEMAND_DATA, now); /* see serve_qr() */
+    v = session_judge_qr_code(index, le, req, &lq);
+    if (v == CACHE_WAIT)
         return ROUTE_WAIT;
-    }
     route_count_verdict(v, req);
     if (lq == NULL || !lq->d.has_qr) {
         waha_error(resp, 503, "wahagate: WAHA has not given this session's QR code yet",
@@ -380,7 +372,7 @@ static enum route_result serve_code(const struct http_request_view *req,
         route_count_verdict(v, req);
         return qr_gate(resp, name, le->d.raw_status);
     }
-    return send_code(req, resp, index);
+    return send_code(req, resp, index, le);
 }
 
 /*========================================================================

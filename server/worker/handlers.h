@@ -172,8 +172,9 @@ int status_init(void);
  * *OLDEST the age of the oldest (session_list_render(), in the scratch
  * buffer; false when memory is short); the verdict on the status of a
  * session whose QR code is read, marking both read
- * (session_judge_qr_status()); QR code LQ of entry INDEX in the form REQ
- * asks for, as WAHA answers (qr_send()).
+ * (session_judge_qr_status()), and on its code, *LQ (a reader waiting
+ * for it asks for the status too: session_judge_qr_code()); QR code LQ of
+ * entry INDEX in the form REQ asks for, as WAHA answers (qr_send()).
  */
 enum lookup session_list_judge(const struct http_request_view *req,
                                struct http_response *resp);
@@ -185,6 +186,9 @@ bool session_judge_all(const struct http_request_view *req, bool *any_miss);
 bool session_list_render(struct jbuf *b, bool running_only, int64_t *oldest, int64_t now);
 enum cache_verdict session_judge_qr_status(int index, const struct local_entry *le,
                                            const struct http_request_view *req);
+enum cache_verdict session_judge_qr_code(int index, const struct local_entry *le,
+                                         const struct http_request_view *req,
+                                         struct local_qr **lq);
 enum route_result qr_send(const struct http_request_view *req, struct http_response *resp,
                           int index, struct local_qr *lq);
 

@@ -367,6 +367,26 @@ static bool render_qr_json(struct local_qr *lq)
     return true;
 }
 
+enum cache_verdict session_judge_qr_code(int index, const struct local_entry *le,
+                                         const struct http_request_view *req,
+                                         struct local_qr **lq)
+{
+    int64_t now = req->now_mono_ms;
+    enum cache_verdict v;
+
+    *lq = replica_qr(index); /* NULL: no code fetched yet */
+    v = replica_judge(index, DEMAND_QR, *lq != NULL && (*lq)->d.has_qr,
+                      *lq ? (*lq)->d.fetched_mono_ms : 0, INT64_MAX / 4, INT64_MAX / 4,
+                      now, req->may_wait);
+    /* After a scan WAHA's QR call takes 10-15 s to say the session moved
+     * on (docs/waha-api.md, 9): its status, asked meanwhile, says it at
+     * once, and this reader is answered then. */
+    if (v == CACHE_WAIT &&
+        cache_age_ms(le->d.fetched_mono_ms, now) >= QR_STATUS_RECHECK_MS)
+        replica_want(index, DEMAND_DATA, now);
+    return v;
+}
+
 enum cache_verdict session_judge_qr_status(int index, const struct local_entry *le,
                                            const struct http_request_view *req)
 {
@@ -448,18 +468,9 @@ enum route_result serve_qr(const struct http_request_view *req,
         http_response_error(resp, 404, "no_qr", message);
         return ROUTE_DONE;
     }
-    lq = replica_qr(index); /* NULL: no code fetched yet */
-    v = replica_judge(index, DEMAND_QR, lq != NULL && lq->d.has_qr,
-                      lq ? lq->d.fetched_mono_ms : 0, INT64_MAX / 4, INT64_MAX / 4, now,
-                      req->may_wait);
-    if (v == CACHE_WAIT) {
-        /* After a scan WAHA's QR call takes 10-15 s to say the session moved
-         * on (docs/waha-api.md, 9): its status, asked meanwhile, says it at
-         * once, and this reader is answered then. */
-        if (cache_age_ms(le->d.fetched_mono_ms, now) >= QR_STATUS_RECHECK_MS)
-            replica_want(index, DEMAND_DATA, now);
+    v = session_judge_qr_code(index, le, req, &lq);
+    if (v == CACHE_WAIT)
         return ROUTE_WAIT;
-    }
     route_count_verdict(v, req);
     if (lq == NULL || !lq->d.has_qr) {
         http_response_error(resp, 503, "qr_not_ready",
