@@ -186,6 +186,19 @@ void store_unlisted(struct region *r, const struct config *cfg, int index, const
     mark_absent(r, cfg, index, name, NULL);
 }
 
+/* D was just fetched, and WAHA answered well (inside a write). */
+static void mark_answered(struct entry_data *d)
+{
+    d->has_data = true;
+    d->healthy = true;
+    d->exists = true;
+    d->source = SOURCE_POLL;
+    d->fetched_real_ms = time_real_ms();
+    d->fetched_mono_ms = time_mono_ms();
+    d->last_success_real_ms = d->fetched_real_ms;
+    d->last_error[0] = '\0';
+}
+
 void store_health(struct region *r, bool ping, const char *status, const char *body,
                   size_t len)
 {
@@ -199,18 +212,11 @@ void store_health(struct region *r, bool ping, const char *status, const char *b
     region_entry_begin_write(r, e);
     changed = !d->has_data || !d->healthy || strcmp(d->status, status) != 0 ||
               strcmp(d->name, endpoint) != 0;
-    d->has_data = true;
-    d->healthy = true;
-    d->exists = true;
-    d->source = SOURCE_POLL;
-    d->fetched_real_ms = time_real_ms();
-    d->fetched_mono_ms = time_mono_ms();
-    d->last_success_real_ms = d->fetched_real_ms;
+    mark_answered(d);
     fault_point("store_health"); /* test builds: die with the entry torn */
     snprintf(d->name, sizeof(d->name), "%s", endpoint);
     snprintf(d->status, sizeof(d->status), "%s", status);
     snprintf(d->raw_status, sizeof(d->raw_status), "%s", status);
-    d->last_error[0] = '\0';
     /* The verdict is what matters; a huge body is not kept. */
     set_body(r, REGION_ENTRY_HEALTH, d, body, len);
     region_entry_end_write(r, e, changed);
@@ -245,15 +251,8 @@ void store_server(struct region *r, int index, const char *body, size_t len)
     changed = !d->has_data || !d->healthy || d->body_len != len ||
               memcmp(region_body(r, index)->body, body, len) != 0;
     d->kind = ENTRY_SERVER;
-    d->has_data = true;
-    d->healthy = true;
-    d->exists = true;
-    d->source = SOURCE_POLL;
-    d->fetched_real_ms = time_real_ms();
-    d->fetched_mono_ms = time_mono_ms();
-    d->last_success_real_ms = d->fetched_real_ms;
+    mark_answered(d);
     snprintf(d->status, sizeof(d->status), "ok");
-    d->last_error[0] = '\0';
     set_body(r, index, d, body, len);
     region_entry_end_write(r, e, changed);
     region_unlock(r);
