@@ -186,6 +186,25 @@ int config_set(struct config *cfg, const char *section, const char *key,
 bool config_tracks_session(const struct config *cfg, const char *name);
 
 /*
+ * config_figures_open - auth.required, yet neither server.stats_token nor
+ * server.admin_listen keeps the stats and the metrics from anyone. /metrics
+ * then shows a session's series only to a reader whose client key allows
+ * that session, /api/waha/health shows WAHA's error text only to a reader
+ * with a client key, and the master (at start and at reload) and -t warn
+ * with CONFIG_FIGURES_OPEN_WARNING.
+ */
+static inline bool config_figures_open(const struct config *cfg)
+{
+    return cfg->auth.required && cfg->server.stats_token[0] == '\0' &&
+           cfg->server.admin_listen_count == 0;
+}
+
+#define CONFIG_FIGURES_OPEN_WARNING                                                      \
+    "[auth] required is true, but neither server.stats_token nor "                       \
+    "server.admin_listen is set: the stats and /metrics are open to anyone "             \
+    "(session series only for a reader with a client key); set one of them"
+
+/*
  * config_key_allows - may a client holding KEY see SESSION? A NULL KEY (no
  * key needed: auth.required is false) may see every session.
  */

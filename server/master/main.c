@@ -96,6 +96,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "configuration test failed\n");
         rc = 1;
     } else if (test) {
+        if (config_figures_open(cfg))
+            fprintf(stderr, "wahagate: warning: %s: %s\n", path,
+                    CONFIG_FIGURES_OPEN_WARNING);
         printf("configuration OK\n");
         rc = 0;
     } else if (stats) {

@@ -514,6 +514,8 @@ static void reload(void)
         goto done;
     }
     keep_restart_only_settings(fresh);
+    if (config_figures_open(fresh))
+        log_warn(0, "reload: %s", CONFIG_FIGURES_OPEN_WARNING);
     if (listeners_open(fresh, &m.heritage.listeners, &next) != 0) {
         log_error(0, "reload: cannot listen on the new addresses; keeping the "
                      "running configuration");
@@ -624,6 +626,8 @@ static int start(void)
     if (getuid() == 0 && m.cfg->server.user[0] == '\0')
         log_warn(0, "running as root without server.user; set it to drop "
                     "privileges after binding");
+    if (config_figures_open(m.cfg))
+        log_warn(0, "%s", CONFIG_FIGURES_OPEN_WARNING);
     raise_file_limit();
     if (region_create(&m.region, m.cfg->server.shm_name, (int)m.cfg->server.max_sessions) !=
         0)

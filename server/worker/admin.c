@@ -7,7 +7,9 @@
  * every process keeps in its own stat slot; this file only checks who may
  * ask (server.stats_token; server.admin_listen is routes.c's) and hands
  * stats.c the per-session figures this worker's copies hold, so that all
- * Prometheus text is written in one place.
+ * Prometheus text is written in one place. Under auth.required with the
+ * figures open to anyone, a session's series are shown only to a reader
+ * whose client key allows that session (session_figures()).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -29,18 +31,28 @@ enum route_result serve_stats(const struct http_request_view *req,
     return ROUTE_DONE;
 }
 
-/* The sessions this worker's copies hold, for the per-session gauges. */
-static int session_figures(struct stats_session *out, int64_t now)
+/*
+ * The sessions this worker's copies hold that REQ's reader may see, for the
+ * per-session gauges: all of them, unless the figures are open to anyone
+ * under auth.required (config_figures_open()); then those of the client key
+ * REQ presents, and none without one, so that a session's name and status
+ * are not shown to a reader that could not read them at /api/waha/status.
+ */
+static int session_figures(const struct http_request_view *req, struct stats_session *out)
 {
+    const struct auth_key *key = NULL;
+    bool presented;
     int n = 0;
 
+    if (config_figures_open(rt.cfg) && (key = auth_key_of(req, &presented)) == NULL)
+        return 0;
     for (int i = REGION_ENTRY_FIRST_SESSION; i < replica_entry_count(); i++) {
         const struct local_entry *le = replica_is_session(i) ? replica_entry(i) : NULL;
-        if (le == NULL || !le->d.has_data)
+        if (le == NULL || !le->d.has_data || !config_key_allows(key, le->d.name))
             continue;
         out[n].name = le->d.name;
         out[n].status = le->d.status;
-        out[n].age_ms = cache_age_ms(le->d.fetched_mono_ms, now);
+        out[n].age_ms = cache_age_ms(le->d.fetched_mono_ms, req->now_mono_ms);
         n++;
     }
     return n;
@@ -65,7 +77,7 @@ enum route_result serve_metrics(const struct http_request_view *req,
         return ROUTE_DONE;
     if (sessions == NULL)
         sessions = calloc((size_t)replica_entry_count(), sizeof(*sessions));
-    count = sessions ? session_figures(sessions, req->now_mono_ms) : 0;
+    count = sessions ? session_figures(req, sessions) : 0;
     if (sessions == NULL || (out = route_scratch(metrics_size(count))) == NULL) {
         http_response_error(resp, 500, "internal", "out of memory for the metrics");
         return ROUTE_DONE;

@@ -96,7 +96,7 @@ static enum route_result unavailable(struct http_response *resp, enum cache_verd
 {
     char message[REGION_ERROR_MAX + 96];
 
-    route_unavailable(resp, v, d, "this", now); /* status and Retry-After */
+    route_unavailable(resp, v, d->last_error, "this", now); /* status and Retry-After */
     snprintf(message, sizeof(message), "%s%s%s",
              v == CACHE_TOO_OLD
                  ? "wahagate: WAHA's last answer is older than stale_if_error"

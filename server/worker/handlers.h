@@ -66,9 +66,10 @@ void route_count_verdict(enum cache_verdict v, const struct http_request_view *r
 /* A 200 with the JSON BODY (LEN bytes), which must outlive the answer. */
 void route_json(struct http_response *resp, const char *body, size_t len);
 
-/* The 503 of the EMPTY and TOO_OLD verdicts, about WHAT (D says why). */
-void route_unavailable(struct http_response *resp, enum cache_verdict v,
-                       const struct entry_data *d, const char *what, int64_t now);
+/* The 503 of the EMPTY and TOO_OLD verdicts, about WHAT; WHY is the last
+ * error ("" for none). */
+void route_unavailable(struct http_response *resp, enum cache_verdict v, const char *why,
+                       const char *what, int64_t now);
 
 /* Header NAME with the number VALUE (no printf: on every answer's path). */
 void route_header_int(struct http_response *resp, const char *name, long long value);

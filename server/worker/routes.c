@@ -76,8 +76,8 @@ static long long retry_after_seconds(int64_t now)
     return until > now ? (until - now + 999) / 1000 : 1;
 }
 
-void route_unavailable(struct http_response *resp, enum cache_verdict v,
-                       const struct entry_data *d, const char *what, int64_t now)
+void route_unavailable(struct http_response *resp, enum cache_verdict v, const char *why,
+                       const char *what, int64_t now)
 {
     char message[REGION_ERROR_MAX + 160];
 
@@ -85,10 +85,10 @@ void route_unavailable(struct http_response *resp, enum cache_verdict v,
         snprintf(message, sizeof(message),
                  "the last data from WAHA for %s is older than backend.stale_if_error"
                  "%s%s",
-                 what, d->last_error[0] ? ": " : "", d->last_error);
+                 what, why[0] ? ": " : "", why);
     else
         snprintf(message, sizeof(message), "no data from WAHA for %s yet%s%s", what,
-                 d->last_error[0] ? ": " : "", d->last_error);
+                 why[0] ? ": " : "", why);
     http_response_error(resp, 503, v == CACHE_TOO_OLD ? "stale" : "no_data", message);
     http_response_header(resp, "Retry-After", "%lld", retry_after_seconds(now));
 }

@@ -68,7 +68,8 @@ enum lookup session_list_judge(const struct http_request_view *req,
     if (v == CACHE_WAIT)
         return LOOKUP_WAIT;
     if (v == CACHE_EMPTY) {
-        route_unavailable(resp, v, &list->d, "the session list", req->now_mono_ms);
+        route_unavailable(resp, v, list->d.last_error, "the session list",
+                          req->now_mono_ms);
         return LOOKUP_ANSWERED;
     }
     return LOOKUP_FOUND;
@@ -235,7 +236,7 @@ enum route_result serve_session(const struct http_request_view *req,
         return ROUTE_WAIT;
     route_count_verdict(v, req);
     if (v == CACHE_EMPTY || v == CACHE_TOO_OLD) {
-        route_unavailable(resp, v, &le->d, "this session", now);
+        route_unavailable(resp, v, le->d.last_error, "this session", now);
         return ROUTE_DONE;
     }
     if (!le->d.exists)
@@ -458,7 +459,7 @@ enum route_result serve_qr(const struct http_request_view *req,
     if (v == CACHE_WAIT)
         return ROUTE_WAIT;
     if (v == CACHE_EMPTY) {
-        route_unavailable(resp, v, &le->d, "this session", now);
+        route_unavailable(resp, v, le->d.last_error, "this session", now);
         return ROUTE_DONE;
     }
     if (strcmp(le->d.raw_status, "SCAN_QR_CODE") != 0) {

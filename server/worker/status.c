@@ -25,14 +25,20 @@
 #include "log.h"
 #include "rules.h"
 
+/* What the health object says in place of WAHA's error text to a reader
+ * that may not see it (health_error_shown()). */
+static const char error_hidden[] = "WAHA's last call failed; a client key shows why";
+
 /* The end of the "upstream" member and the start of "cache" that the
- * status object and the health object share: D's last success and error,
- * and where and when its data came from. */
-static void render_sources(struct jbuf *b, const struct entry_data *d)
+ * status object and the health object share: D's last success, its last
+ * error as LAST_ERROR says it ("": none), and where and when its data came
+ * from. */
+static void render_sources(struct jbuf *b, const struct entry_data *d,
+                           const char *last_error)
 {
     jbuf_time(b, d->last_success_real_ms);
     jbuf_raw(b, ",\"lastError\":");
-    jbuf_string(b, d->last_error[0] ? d->last_error : NULL);
+    jbuf_string(b, last_error[0] ? last_error : NULL);
     jbuf_raw(b, "},\"cache\":{\"source\":");
     jbuf_string(b, entry_source_names[d->source < SOURCE_COUNT ? d->source : 0]);
     jbuf_raw(b, ",\"fetchedAt\":");
@@ -63,7 +69,7 @@ static void render_status_prefix(struct local_entry *le, enum circuit_state circ
     jbuf_printf(&b, ",\"upstream\":{\"healthy\":%s,\"circuit\":\"%s\",\"lastSuccessAt\":",
                 d->healthy && circuit == CIRCUIT_CLOSED ? "true" : "false",
                 circuit_state_names[circuit]);
-    render_sources(&b, d);
+    render_sources(&b, d, d->last_error);
     jbuf_raw(&b, ",\"ageMs\":");
     le->prefix_len = b.overflow ? 0 : b.len;
     le->rendered_seq = le->seq;
@@ -122,7 +128,7 @@ enum route_result serve_status(const struct http_request_view *req,
         return ROUTE_WAIT;
     route_count_verdict(v, req);
     if (v == CACHE_EMPTY || v == CACHE_TOO_OLD) {
-        route_unavailable(resp, v, &le->d, "this session", now);
+        route_unavailable(resp, v, le->d.last_error, "this session", now);
         return ROUTE_DONE;
     }
     stale = v == CACHE_STALE;
@@ -172,6 +178,18 @@ bool routes_render_status(int index, int64_t now, struct jbuf *b)
  * WAHA's health, the frontend's config, event streams.
  */
 
+/*
+ * May REQ's reader see WAHA's error text in the health object? The health
+ * is public; under auth.required that text (addresses, WAHA's own words)
+ * is for a reader with a client key only, as the status object is.
+ */
+static bool health_error_shown(const struct http_request_view *req)
+{
+    bool presented;
+
+    return !rt.cfg->auth.required || auth_key_of(req, &presented) != NULL;
+}
+
 enum route_result serve_health(const struct http_request_view *req,
                                struct http_response *resp)
 {
@@ -180,7 +198,8 @@ enum route_result serve_health(const struct http_request_view *req,
     struct local_entry *le = replica_entry(REGION_ENTRY_HEALTH);
     const struct entry_data *d;
     enum cache_verdict v;
-    bool stale, healthy;
+    bool stale, healthy, error_shown = health_error_shown(req);
+    const char *why;
     int64_t age;
     struct jbuf b;
 
@@ -189,6 +208,9 @@ enum route_result serve_health(const struct http_request_view *req,
         return ROUTE_DONE;
     }
     d = &le->d;
+    why = error_shown || d->last_error[0] == '\0' ? d->last_error : error_hidden;
+    if (rt.cfg->auth.required)
+        http_response_header(resp, "Vary", "Authorization, X-Api-Key");
     replica_mark_read(REGION_ENTRY_HEALTH, DEMAND_DATA, now);
     v = replica_judge(REGION_ENTRY_HEALTH, DEMAND_DATA, d->has_data, d->fetched_mono_ms,
                       max_age, rt.cfg->backend.stale_if_error, now, req->may_wait);
@@ -196,15 +218,16 @@ enum route_result serve_health(const struct http_request_view *req,
         return ROUTE_WAIT;
     route_count_verdict(v, req);
     if (v == CACHE_EMPTY || v == CACHE_TOO_OLD) {
-        route_unavailable(resp, v, d, "WAHA's health", now);
+        route_unavailable(resp, v, why, "WAHA's health", now);
         return ROUTE_DONE;
     }
     stale = v == CACHE_STALE;
     healthy = d->healthy && !stale && circuit == CIRCUIT_CLOSED &&
               (strcmp(d->status, "ok") == 0 || strcmp(d->status, "pong") == 0);
     age = cache_age_ms(d->fetched_mono_ms, now);
-    if (route_cache_headers(resp, REGION_ENTRY_HEALTH, le->generation, stale, max_age,
-                            age, req))
+    /* The two bodies, with and without the error text, have two validators. */
+    if (route_cache_headers(resp, REGION_ENTRY_HEALTH, le->generation * 2 + error_shown,
+                            stale, max_age, age, req))
         return ROUTE_DONE;
 
     jbuf_init(&b, rt.scratch, rt.scratch_size);
@@ -216,7 +239,7 @@ enum route_result serve_health(const struct http_request_view *req,
     jbuf_string(&b, d->status);
     jbuf_printf(&b, ",\"circuit\":\"%s\",\"events\":\"%s\",\"lastSuccessAt\":",
                 circuit_state_names[circuit], events_state_names[replica_events()]);
-    render_sources(&b, d);
+    render_sources(&b, d, why);
     jbuf_printf(&b, ",\"ageMs\":%lld,\"maxAgeMs\":%lld,\"stale\":%s}}", (long long)age,
                 (long long)max_age, stale ? "true" : "false");
     route_json(resp, b.data, b.len);
