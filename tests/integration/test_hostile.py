@@ -13,11 +13,20 @@ other clients, and the tricks of a request head.
   the Bearer scheme in any case, a chunk size over the body limit;
 - the access log: client keys redacted, no forged lines;
 - CORS with `*` and with listed origins, Vary: Origin; event ids scoped to
-  what a stream's key may see.
+  what a stream's key may see;
+- what open figures show under auth.required (no stats_token, no
+  admin_listen): a warning, no session a reader's key does not allow in
+  /metrics, none of WAHA's error text in /api/waha/health without a key;
+- a replayed webhook: a captured envelope sent again after more than the
+  remembered ids is older than what the cache holds and is not applied;
+  ids of any length and type are deduplicated.
 
 Raw sockets throughout: http.client would fix up what these tests send.
 """
 
+import hashlib
+import hmac
+import json
 import re
 import socket
 import sys
@@ -25,7 +34,7 @@ import time
 
 import pytest
 
-from conftest import REPO, SANITIZED, Stream, wait_until
+from conftest import REPO, SANITIZED, Stream, run_gateway_cli, wait_until
 
 sys.path.insert(0, str(REPO / "scripts" / "bench"))
 import flood  # noqa: E402  (scripts/bench/flood.py: the measuring harness)
@@ -503,3 +512,146 @@ def test_event_ids_move_when_sessions_go(simulator, gateway):
         assert int(table_now) > int(table_before), (last_id, got[0][0])
     finally:
         again.close()
+
+
+# --------------------------------------------------------------------------- open figures
+
+OPS, SHOP = "0ps-h0stile-k3y", "sh0p-h0stile-k3y"
+
+
+def test_open_figures_under_auth_are_warned_and_show_no_sessions(simulator, gateway):
+    """auth.required without stats_token or admin_listen: -t and the master
+    warn; /metrics is open, but a session's series only reach a reader whose
+    client key allows that session (admin.c)."""
+    sim = simulator("--sessions", "default:WORKING,shop:WORKING")
+    gw = gateway(sim, {"upstream": {"sessions": "default,shop"},
+                       "auth": {"required": True,
+                                "key": [f"ops : {OPS} : *", f"shop : {SHOP} : shop"]}})
+    code, out, err = run_gateway_cli(["-t", "-c", gw.ini_path])
+    assert code == 0 and "configuration OK" in out, (code, out, err)
+    assert "warning" in err and "server.stats_token" in err and "server.admin_listen" in err, err
+    assert wait_until(lambda: re.search(r"\[warn\] \d+ master: \[auth\] required is true, but "
+                                        r"neither server.stats_token", gw.log_text()), 10), \
+        gw.log_text()[-2000:]
+    for name in ("default", "shop"):
+        assert wait_until(lambda: gw.get(f"/api/waha/status?session={name}",
+                                         {"X-Api-Key": OPS})[0] == 200, 10)
+
+    def sessions_in_metrics(headers=None):
+        status, _, body = gw.get("/metrics", headers)
+        assert status == 200, body[:300]
+        text = body.decode()
+        assert "wahagate_requests_total" in text, text[:500]
+        return set(re.findall(r'session="([^"]*)"', text))
+
+    assert sessions_in_metrics() == set()
+    assert sessions_in_metrics({"Authorization": "Bearer not-a-key"}) == set()
+    assert sessions_in_metrics({"X-Api-Key": SHOP}) == {"shop"}
+    assert sessions_in_metrics({"Authorization": f"Bearer {OPS}"}) == {"default", "shop"}
+
+
+def test_a_closed_door_keeps_the_metrics_whole(simulator, gateway):
+    """With stats_token set the figures are not open: no warning, and the
+    token's holder sees every session's series."""
+    sim = simulator("--sessions", "default:WORKING,shop:WORKING")
+    gw = gateway(sim, {"upstream": {"sessions": "default,shop"},
+                       "auth": {"required": True, "key": f"ops : {OPS} : *"},
+                       "server": {"stats_token": STATS_TOKEN}})
+    code, out, err = run_gateway_cli(["-t", "-c", gw.ini_path])
+    assert code == 0 and "warning" not in err, (code, out, err)
+    for name in ("default", "shop"):
+        assert wait_until(lambda: gw.get(f"/api/waha/status?session={name}",
+                                         {"X-Api-Key": OPS})[0] == 200, 10)
+    assert wait_until(lambda: set(re.findall(
+        r'session="([^"]*)"',
+        gw.get("/metrics", {"Authorization": f"Bearer {STATS_TOKEN}"})[2].decode()))
+        == {"default", "shop"}, 10)
+    assert "required is true, but" not in gw.log_text()
+
+
+def test_health_keeps_wahas_error_for_key_holders(simulator, gateway):
+    """The health is public; under auth.required WAHA's error text (its
+    words, addresses) is for a reader with a client key, in the object and
+    in the 503 alike."""
+    sim = simulator()
+    sim.fault("error", status=500, paths="/health")
+    gw = gateway(sim, {"auth": {"required": True, "key": f"ops : {OPS} : *"},
+                       "server": {"stats_token": STATS_TOKEN},
+                       "limits": {"max_retries": 0}})
+    with_key = {"X-Api-Key": OPS}
+    status, _, body = gw.get("/api/waha/health", with_key)
+    assert wait_until(lambda: b"500" in gw.get("/api/waha/health", with_key)[2], 15), body
+    status, headers, body = gw.get("/api/waha/health")
+    assert b"500" not in body and b"a client key shows why" in body, (status, body)
+    assert "Authorization" in headers.get("Vary", ""), headers
+    sim.fault("none")
+    assert wait_until(lambda: gw.get("/api/waha/health", with_key)[0] == 200, 15)
+    sim.fault("error", status=500, paths="/health")
+    # The health entry keeps its data; its error comes with the next refresh.
+    assert wait_until(lambda: (json.loads(gw.get("/api/waha/health", with_key)[2])
+                               ["upstream"]["lastError"] or "").find("500") >= 0, 60)
+    open_doc = json.loads(gw.get("/api/waha/health")[2])
+    assert open_doc["upstream"]["lastError"] == "WAHA's last call failed; a client key shows why", \
+        open_doc
+
+
+# --------------------------------------------------------------------------- replayed webhooks
+
+HOOK_KEY = "h0stile-h00k-k3y"
+
+
+def signed_envelope(status, ts, event_id):
+    body = json.dumps({
+        "id": event_id, "timestamp": ts, "event": "session.status", "session": "default",
+        "me": None, "payload": {"name": "default", "status": status,
+                                "statuses": [{"status": status, "timestamp": ts}]},
+    }, separators=(",", ":")).encode()
+    return body, hmac.new(HOOK_KEY.encode(), body, hashlib.sha512).hexdigest()
+
+
+def deliver(gw, envelope):
+    body, signature = envelope
+    status, _, out = gw.request("POST", "/api/waha/webhook",
+                                {"Content-Type": "application/json", "X-Webhook-Hmac": signature},
+                                body)
+    assert 200 <= status < 300, (status, out)
+    return json.loads(out)["result"]
+
+
+def test_a_replayed_webhook_is_not_applied(simulator, gateway):
+    """Issue 15, point 5: a captured signed STOPPED envelope, replayed after
+    more envelopes than the gateway remembers ids of (1024, README), is
+    older than the status the cache holds: acknowledged, not applied, not
+    published. Ids of any length, and ids that are not strings, are
+    deduplicated."""
+    sim = simulator()
+    gw = gateway(sim, {"webhook": {"hmac_key": HOOK_KEY},
+                       "backend": {"status_cache_duration": 60000,
+                                   "session_cache_duration": 60000, "flap_hold": 0}})
+    assert gw.status()["status"] == "WORKING"
+    now = int(time.time() * 1000)
+    captured = signed_envelope("STOPPED", now, "evt_captured")
+    assert deliver(gw, captured) == "applied"
+    assert deliver(gw, signed_envelope("WORKING", now + 1, "evt_back")) == "applied"
+    for i in range(1100):
+        assert deliver(gw, signed_envelope("WORKING", now + 2 + i, f"evt_{i:05d}")) \
+            in ("applied", "duplicate"), i
+    s = Stream(gw.port)
+    try:
+        assert s.wait_for(lambda e: e[2]["status"] == "WORKING", 10), s.events()
+        seen = len(s.events())
+        assert deliver(gw, captured) == "outdated"
+        assert gw.status()["rawStatus"] == "WORKING"
+        # The next event on the stream is a real change, not the replay
+        # (WAHA says FAILED too when the gateway asks it for details).
+        sim.set_session("default", "FAILED")
+        assert deliver(gw, signed_envelope("FAILED", now + 5000, "evt_real")) == "applied"
+        assert s.wait_for(lambda e: e[2]["status"] == "FAILED", 10), s.events()
+        # (the details it asks WAHA for may publish FAILED once more, with "me")
+        assert set(e[2]["status"] for e in s.events()[seen:]) == {"FAILED"}, s.events()
+    finally:
+        s.close()
+    for n, event_id in enumerate(("evt_" + "x" * 300, 123456789)):
+        first = signed_envelope("WORKING", now + 6000 + n, event_id)
+        assert deliver(gw, first) == "applied", event_id
+        assert deliver(gw, first) == "duplicate", event_id
