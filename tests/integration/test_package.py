@@ -84,8 +84,14 @@ def account_exists():
         return False
 
 
+# The shm objects the package's gateways can make: the packaged waha.ini's
+# and check_run_as_wahagate()'s. Others named wahagate* may belong to what
+# else runs on the machine (make bench, another test).
+PACKAGE_SHM = ("wahagate", f"{SHM_PREFIX}pkg")
+
+
 def shm_wahagate():
-    return sorted(n for n in os.listdir("/dev/shm") if n.startswith("wahagate"))
+    return sorted(n for n in os.listdir("/dev/shm") if n in PACKAGE_SHM)
 
 
 def purge():
@@ -226,7 +232,7 @@ def check_run_as_wahagate(sim, workdir):
     """The installed binary, as wahagate, against the simulator: a status
     through it with a client key, then a graceful stop by PID."""
     port = free_port()
-    shm_name = f"/{SHM_PREFIX}pkg"
+    shm_name = "/" + PACKAGE_SHM[1]
     ini = write_ini(workdir / "waha.ini", {
         "server": {"listen": f"127.0.0.1:{port}", "shm_name": shm_name, "workers": 2},
         "upstream": {"url": sim.url, "api_key": API_KEY},
