@@ -622,6 +622,38 @@ static void test_view_of(void **state)
     }
 }
 
+/*
+ * Issue 14's regression: a parked request once lost Last-Event-ID (its copy
+ * kept fewer fields than the transport's), so a stream that had to wait
+ * for the fetcher could get an event it already had. A copy of a request
+ * shows every field of request_fields[] as the original did.
+ */
+static void test_a_parked_copy_keeps_every_field(void **state)
+{
+    static struct http_request copy;
+    struct http_request_view v;
+    char head[2048], want[32];
+    size_t len;
+
+    (void)state;
+    len = (size_t)snprintf(head, sizeof(head), "GET /api/waha/events HTTP/1.1\r\n");
+    for (int f = 0; f < HEADER_FIELD_COUNT; f++)
+        len += (size_t)snprintf(head + len, sizeof(head) - len, "%s: value-%d\r\n",
+                                request_fields[f].name, f);
+    snprintf(head + len, sizeof(head) - len, "\r\n");
+    expect_complete(head);
+    copy = req;
+    memset(&req, 0, sizeof(req));
+    http_request_view_of(&copy, &v);
+    for (int f = 0; f < HEADER_FIELD_COUNT; f++) {
+        snprintf(want, sizeof(want), "value-%d", f);
+        if (v.header[f] == NULL || strcmp(v.header[f], want) != 0)
+            fail_msg("%s: %s", request_fields[f].name, v.header[f] ? v.header[f] : "(none)");
+    }
+    snprintf(want, sizeof(want), "value-%d", HEADER_LAST_EVENT_ID);
+    assert_string_equal(v.header[HEADER_LAST_EVENT_ID], want);
+}
+
 /*========================================================================
  * RFC 9112's rules for a head (issue 15): smuggling, Host, target forms
  */
@@ -801,6 +833,7 @@ int main(void)
         cmocka_unit_test(test_path_nul_refused),
         cmocka_unit_test(test_query_kept_raw),
         cmocka_unit_test(test_view_of),
+        cmocka_unit_test(test_a_parked_copy_keeps_every_field),
         cmocka_unit_test(test_smuggling_heads_400),
         cmocka_unit_test(test_host_once_in_1_1),
         cmocka_unit_test(test_target_forms),
