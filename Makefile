@@ -239,8 +239,7 @@ FUZZ_CC      := clang-14
 FUZZ_DIR     := build/fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= request pipeline webhook waha config
-FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Wall -Wextra \
-                -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings \
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer $(WARNINGS) \
                 -fsanitize=address,undefined -fno-sanitize-recover=all -MMD -MP \
                 -DWAHAGATE_VERSION='"fuzz"' $(INCLUDES_tests) $(PKG_CFLAGS)
 FUZZ_COMMON  := $(COMMON_SRC:%.c=$(FUZZ_DIR)/obj/%.o)

@@ -504,7 +504,7 @@ bool store_remote(struct region *r, int index, const struct entry_data *remote,
 {
     struct region_entry *e = region_entry(r, index);
     struct entry_data *d = &e->d;
-    bool changed, newer;
+    bool changed, newer, first_list;
 
     if (region_lock(r) != 0)
         return false;
@@ -514,12 +514,16 @@ bool store_remote(struct region *r, int index, const struct entry_data *remote,
             (remote->fetched_real_ms == d->fetched_real_ms &&
              (d->healthy != remote->healthy ||
               strcmp(d->last_error, remote->last_error) != 0));
-    if (d->kind != remote->kind || !newer ||
+    /* The list entry is free until a list is stored (here or store_list()). */
+    first_list = index == REGION_ENTRY_LIST && d->kind == ENTRY_FREE &&
+                 remote->kind == ENTRY_SESSION_LIST;
+    if ((d->kind != remote->kind && !first_list) || !newer ||
         (d->kind == ENTRY_SESSION && strcmp(d->name, remote->name) != 0)) {
         region_unlock(r);
         return false;
     }
     region_entry_begin_write(r, e);
+    d->kind = remote->kind;
     changed = !d->has_data || d->healthy != remote->healthy ||
               d->exists != remote->exists || strcmp(d->status, remote->status) != 0 ||
               strcmp(d->me_json, remote->me_json) != 0 ||

@@ -1,6 +1,6 @@
 """WAHA's WebSocket (GET /ws) for the simulator (scripts/waha_sim.py).
 
-Behaves as WAHA 2026 does (shared/waha-api.md 6.4 and 9; WAHA's
+Behaves as WAHA 2026 does (docs/waha-api.md 6.4 and 9; WAHA's
 src/api/websocket.gateway.core.ts, src/core/auth/WebSocketAuth.ts and
 src/nestjs/ws/WebsocketHeartbeatJob.ts):
 - GET /ws with `Upgrade: websocket` is upgraded (RFC 6455: 101 and

@@ -15,7 +15,7 @@
  * DESIGN
  * What WAHA does (WAHA 2024.10.8 src/core/api/websocket.gateway.core.ts and
  * src/nestjs/ws/WebsocketHeartbeatJob.ts; 2026: src/api/websocket.gateway.core.ts
- * and src/core/auth/WebSocketAuth.ts; shared/waha-api.md 6.4 and 9): plain
+ * and src/core/auth/WebSocketAuth.ts; docs/waha-api.md 6.4 and 9): plain
  * RFC 6455 at /ws, filtered by ?session= and ?events=, the key in
  * ?x-api-key=; a bad key is upgraded and then closed with 1008
  * "Unauthorized"; every event is one text frame holding the webhook

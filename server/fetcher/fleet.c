@@ -396,7 +396,6 @@ static int take_list_names(struct json_object *record)
         return -1;
     region_set_sessions(fl.region, (const char(*)[REGION_NAME_MAX])fl.names, count, NULL,
                         fl.scratch);
-    region_entry(fl.region, REGION_ENTRY_LIST)->d.kind = ENTRY_SESSION_LIST;
     region_unlock(fl.region);
     return REGION_ENTRY_LIST;
 }

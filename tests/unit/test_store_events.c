@@ -454,6 +454,28 @@ static void test_store_remote(void **state)
     assert_string_equal(body_of(i)->engine_json, "{\"engine\":\"GOWS\"}");
 }
 
+/* The list entry is free until a list is stored: another gateway's list
+ * takes it (within the write protocol), anything else does not. */
+static void test_store_remote_first_list(void **state)
+{
+    struct region_entry *list;
+
+    (void)state;
+    store_region("remote-list", one_default, 1);
+    list = region_entry(&reg, REGION_ENTRY_LIST);
+    assert_int_equal(list->d.kind, ENTRY_FREE);
+    make_remote("WORKING", time_real_ms(), NULL);
+    remote.kind = ENTRY_HEALTH;
+    assert_false(store_remote(&reg, REGION_ENTRY_LIST, &remote, &remote_body));
+    assert_int_equal(list->d.kind, ENTRY_FREE);
+    remote.kind = ENTRY_SESSION_LIST;
+    snprintf(remote.status, sizeof(remote.status), "1");
+    assert_true(store_remote(&reg, REGION_ENTRY_LIST, &remote, &remote_body));
+    assert_int_equal(list->d.kind, ENTRY_SESSION_LIST);
+    assert_true(list->d.has_data);
+    assert_int_equal(list->seq % 2, 0); /* not left open for writing */
+}
+
 /* An event the other gateway applied: a retried delivery of it to this one
  * is a duplicate, and an older event is outdated. */
 static void test_store_remote_event(void **state)
@@ -519,6 +541,7 @@ int main(void)
         T(test_event_older_than_polled_data),
         T(test_event_duplicates_any_id),
         T(test_store_remote),
+        T(test_store_remote_first_list),
         T(test_store_remote_event),
         T(test_store_remote_qr),
 #undef T
