@@ -184,6 +184,28 @@ def test_handshake_and_one_frame_per_status_change(simulator, clients):
     assert stats["recent"][-1]["result"] == "accepted"
 
 
+def test_waha_s_own_routes_make_frames(simulator, clients):
+    """A status change made through WAHA's API (a client stopping and
+    starting a session), not only through /_sim, is a frame on /ws."""
+    sim = simulator("--sessions", "default:WORKING", "--start-delay-ms", "200")
+    ws = clients(sim.port).upgraded()
+    wait_until(lambda: ws_stats(sim)["connections"] == 1, 5)
+    conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=10)
+    try:
+        for action, first in (("stop", "STOPPED"), ("start", "STARTING")):
+            conn.request("POST", f"/api/sessions/default/{action}", body=b"",
+                         headers={"X-Api-Key": API_KEY})
+            answer = conn.getresponse()
+            answer.read()
+            assert answer.status in (200, 201), (action, answer.status)
+            frame = ws.recv_data()
+            assert (frame["session"], frame["payload"]["status"]) == ("default", first), frame
+    finally:
+        conn.close()
+    # and the start goes on by itself, a frame for each status it reaches
+    assert ws.recv_data()["payload"]["status"] in ("SCAN_QR_CODE", "WORKING")
+
+
 def test_session_and_events_filters(simulator, clients):
     sim = simulator("--sessions", "default:WORKING,shop:WORKING")
     every = clients(sim.port).upgraded()
