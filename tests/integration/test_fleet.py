@@ -13,6 +13,7 @@ back to fetching on its own, says so once, and rejoins when Redis is back.
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -317,6 +318,45 @@ def test_webhook_to_one_gateway_reaches_sse_clients_of_another(simulator, gatewa
     finally:
         for s in streams:
             s.close()
+
+
+def test_only_the_leader_holds_wahas_stream(simulator, gateway, redis):
+    """Issue 18: with upstream.events = auto, the leader alone keeps a
+    WebSocket to WAHA; what it brings reaches every gateway as shared
+    entries; when the leader dies, the new leader opens the one stream."""
+    r = redis()
+    sim = simulator("--sessions", "default:WORKING")
+    gws = fleet(gateway, sim, r.url, sessions="default",
+                extra={"upstream": {"events": "auto"},
+                       "backend": {"status_cache_duration": 30000,
+                                   "session_cache_duration": 30000},
+                       "webhook": {"safety_interval": 60000}})
+    leader = one_leader(gws)
+    ws = lambda: sim.control("GET", "/_sim/ws")  # noqa: E731
+    assert wait_until(lambda: ws()["connections"] == 1, 10 + SLACK, 0.05), ws()
+    assert wait_until(lambda: leader.json("/api/waha/monitoring/stats")["events"] == "connected",
+                      10 + SLACK, 0.05)
+    for g in gws:
+        assert settles(g, "WORKING"), g.status()
+    sim.set_session("default", "STOPPED")  # one frame, to the leader's stream
+    # (with 30 s periods and no webhook, only the frame brings it this soon)
+    for g in gws:
+        assert wait_until(lambda: g.status()["status"] == "STOPPED", 3 + SLACK, 0.05), g.status()
+        received = re.search(r"^wahagate_upstream_events_total (\d+)$",
+                             g.get("/metrics")[2].decode(), re.M)
+        assert received and int(received.group(1)) == (1 if g is leader else 0), received
+    stats = ws()
+    assert stats["connections"] == 1 and stats["connectsTotal"] == 1, stats
+
+    kill_gateway(leader)
+    rest = [g for g in gws if g is not leader]
+    assert wait_until(lambda: "leader" in roles(rest), LOCK_TTL / 1000 + 5 + SLACK, 0.02)
+    assert wait_until(lambda: ws()["connectsTotal"] == 2 and ws()["connections"] == 1,
+                      10 + SLACK, 0.05), ws()
+    sim.set_session("default", "WORKING")
+    for g in rest:
+        assert wait_until(lambda: g.status()["status"] == "WORKING", 3 + SLACK, 0.05), g.status()
+    assert ws()["connectsTotal"] == 2, ws()
 
 
 def test_a_new_gateway_loads_the_fleet_entries_first(simulator, gateway, redis, tmp_path):
