@@ -4,7 +4,8 @@ other clients, and the tricks of a request head.
 - a client that pipelines without reading: the worker's memory stays
   bounded, its other clients are answered at once, its timers (a 408, the
   stall cut) run on time, and the flood connection is cut
-  (scripts/bench/flood.py, for about 15 s here);
+  (scripts/bench/flood.py, for about 15 s here); a client that pipelines
+  and reads keeps its worker busy, and the master's load sample sees it;
 - a client that half-closes gets every answer to what it sent before its
   FIN, a parked one included;
 - request smuggling and protocol faults (RFC 9112): whitespace before a
@@ -28,8 +29,10 @@ import hashlib
 import hmac
 import json
 import re
+import select
 import socket
 import sys
+import threading
 import time
 
 import pytest
@@ -174,6 +177,51 @@ def test_a_flood_without_reading_is_bounded_and_cut(procs):
     assert fig["slowloris_408_s"] is not None, report
     assert CLIENT_TIMEOUT_S <= fig["slowloris_408_s"] <= \
         CLIENT_TIMEOUT_S + SWEEP_S + 1.0 * SLACK, report
+
+
+def test_the_master_sees_a_worker_busy_with_one_connection(procs):
+    """One client pipelines as fast as it can and reads every answer: its
+    worker is busy, and the master's once-a-second load sample (the CPU
+    time the worker publishes from its sweep) must see it. The issue's flood
+    kept the sweep from running: the master saw "0% busy" and scaled the
+    worker down. Two workers, one busy, one idle: the average stays above
+    the scale-down threshold (15 %), where two idle ones retire one within
+    about 10 s (SCALE_DOWN_SAMPLES)."""
+    sim = procs.simulator()
+    gw = procs.gateway(sim, {"server": {"workers": 2, "min_workers": 1, "max_workers": 2}})
+    assert len(gw.wait_children("worker", 2)) == 2
+    batch = b"GET /api/waha/config HTTP/1.1\r\nHost: x\r\n\r\n" * 4096
+    stop = time.monotonic() + 14.0
+    received = [0]
+
+    def reader(sock):
+        while time.monotonic() < stop + 1.0:
+            if not select.select([sock], [], [], 0.2)[0]:
+                continue
+            try:
+                chunk = sock.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                return
+            received[0] += len(chunk)
+
+    with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+        sock.setblocking(False)
+        t = threading.Thread(target=reader, args=(sock,), daemon=True)
+        t.start()
+        view, sent = memoryview(batch), 0  # whole requests, however the writes fall
+        while time.monotonic() < stop:
+            if not select.select([], [sock], [], 0.2)[1]:
+                continue
+            try:
+                sent += sock.send(view[sent:])
+            except BlockingIOError:
+                continue
+            sent %= len(batch)
+        t.join(5)
+    assert received[0] > 10 * 1024 * 1024, received  # the worker answered a lot
+    assert "scaling down" not in gw.log_text(), gw.log_text()[-2000:]
 
 
 def test_pipelined_answers_come_in_order(gw):
