@@ -648,7 +648,8 @@ static void test_a_parked_copy_keeps_every_field(void **state)
     for (int f = 0; f < HEADER_FIELD_COUNT; f++) {
         snprintf(want, sizeof(want), "value-%d", f);
         if (v.header[f] == NULL || strcmp(v.header[f], want) != 0)
-            fail_msg("%s: %s", request_fields[f].name, v.header[f] ? v.header[f] : "(none)");
+            fail_msg("%s: %s", request_fields[f].name,
+                     v.header[f] ? v.header[f] : "(none)");
     }
     snprintf(want, sizeof(want), "value-%d", HEADER_LAST_EVENT_ID);
     assert_string_equal(v.header[HEADER_LAST_EVENT_ID], want);
