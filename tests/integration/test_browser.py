@@ -67,6 +67,22 @@ def test_qr_code_appears_while_waiting_for_a_scan(simulator, gateway):
     assert sim.stats()["calls"].get("GET /api/{name}/auth/qr", 0) >= 1
 
 
+def test_qr_code_appears_after_a_failed_first_load(simulator, gateway):
+    """WAHA is slow to give the first QR code (8 s, longer than a reader of
+    a QR code waits): the page's first image load gets the gateway's 503,
+    and nothing in the status changes when the code arrives. The page tries
+    again until the code is there (under ASan on a busy machine, the
+    fetcher's first QR call was once slower than the wait, and the page
+    showed a broken image)."""
+    sim, gw = two_sessions(simulator, gateway)
+    sim.fault("slow", delayMs=8000, paths="/api/shop/auth/qr")
+    try:
+        run_scenario("qr", gw, sim)
+    finally:
+        sim.fault("none")
+    assert sim.stats()["calls"].get("GET /api/{name}/auth/qr", 0) >= 1
+
+
 def test_frontend_on_another_origin_follows_the_stream(simulator, gateway):
     origin_port = free_port()
     sim = simulator()
