@@ -43,22 +43,12 @@ import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+import conftest  # noqa: E402  (the harness: processes, /proc readers)
 
 FLOOD_REQUEST = b"GET /api/waha/config HTTP/1.1\r\nHost: x\r\n\r\n"
 FLOOD_WRITE = 1 << 20  # bytes per write (the issue's 1 MB)
 SLOW_HEAD = b"GET /api/waha/config HTTP/1.1\r\nHost: x\r\n"  # never ends
-
-
-def rss_kb(pid):
-    """VmRSS of PID in KiB, or None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def cpu_seconds(pid):
@@ -216,7 +206,7 @@ def slowloris_408(port, timeout):
 def run_flood(port, worker_pid, seconds, client_timeout_s, probers=4, reconnect=True):
     """The flood of the module's comment against PORT, whose one worker is
     WORKER_PID, for SECONDS: its figures as a dict."""
-    base_rss = rss_kb(worker_pid)
+    base_rss = conftest.proc_rss_kb(worker_pid)
     cpu_before = cpu_seconds(worker_pid)
     start = time.monotonic()
     deadline = start + seconds
@@ -231,8 +221,8 @@ def run_flood(port, worker_pid, seconds, client_timeout_s, probers=4, reconnect=
         t.start()
     samples = []
     while time.monotonic() < deadline:
-        rss = rss_kb(worker_pid)
-        if rss is not None:
+        rss = conftest.proc_rss_kb(worker_pid)  # 0 once it is gone
+        if rss:
             samples.append(rss)
         time.sleep(0.25)
     for t in [flooder, *others]:
@@ -247,7 +237,7 @@ def run_flood(port, worker_pid, seconds, client_timeout_s, probers=4, reconnect=
         "rss_before_kb": base_rss,
         "rss_max_kb": max(samples) if samples else None,
         "rss_growth_kb": (max(samples) - base_rss) if samples and base_rss else None,
-        "worker_alive": rss_kb(worker_pid) is not None,
+        "worker_alive": conftest.proc_exists(worker_pid),
         "worker_cpu_s": (round(cpu_seconds(worker_pid) - cpu_before, 2)
                          if cpu_before is not None and cpu_seconds(worker_pid) is not None
                          else None),
@@ -280,9 +270,6 @@ def report(fig):
 
 
 def main():
-    sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
-    import conftest  # noqa: E402  (the harness: Simulator, Gateway, ProcessStack)
-
     binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "build", "wahagate")
     seconds = float(os.environ.get("FLOOD_SECONDS", "60"))
     client_timeout = int(os.environ.get("FLOOD_CLIENT_TIMEOUT", "30000"))
